@@ -1,0 +1,177 @@
+/**
+ * @file plugin.h
+ * @brief coapd plugin ABI: what a plugin exports and what the host gives it.
+ *
+ * A plugin is a shared object that exports one const descriptor named
+ * @ref COAPD_PLUGIN_SYMBOL of type ::coapd_plugin. The host checks
+ * `abi_version` and `size` before it calls anything, and refuses a plugin
+ * whose ABI major version differs or whose descriptor is smaller than the
+ * host expects.
+ *
+ * The host passes ::coapd_host_api to init(). That struct is only ever
+ * appended to; it carries its own `size`, so a plugin built against a newer
+ * header must check `size` before it touches a member added later
+ * (use COAPD_HOST_HAS()).
+ *
+ * Threading: libcoap 4.3.1 is single-threaded. Every callback here runs on
+ * the host's I/O loop thread, and every coapd_host_api function must be
+ * called from that thread, except where a member says otherwise.
+ */
+#ifndef COAPD_PLUGIN_H
+#define COAPD_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <coap3/coap.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** ABI version: bump on any incompatible change to this header. */
+#define COAPD_PLUGIN_ABI_VERSION 1u
+
+/** Name of the descriptor symbol the host looks up with dlsym(). */
+#define COAPD_PLUGIN_SYMBOL "coapd_plugin_entry"
+
+/** Mark the descriptor visible in a plugin built with hidden visibility. */
+#define COAPD_PLUGIN_EXPORT __attribute__((visibility("default")))
+
+/** Log levels, most severe first (syslog order). */
+typedef enum coapd_log_level {
+  COAPD_LOG_ERR = 3,
+  COAPD_LOG_WARNING = 4,
+  COAPD_LOG_NOTICE = 5,
+  COAPD_LOG_INFO = 6,
+  COAPD_LOG_DEBUG = 7
+} coapd_log_level;
+
+/** Channel binding types a plugin may ask for (RFC 5929, RFC 9266). */
+typedef enum coapd_cb_type {
+  COAPD_CB_TLS_UNIQUE = 0,  /**< DTLS 1.2 first Finished (RFC 5929). */
+  COAPD_CB_TLS_EXPORTER = 1 /**< 32-byte "EXPORTER-Channel-Binding" (RFC 9266). */
+} coapd_cb_type;
+
+/** A borrowed byte string. */
+typedef struct coapd_blob {
+  const uint8_t *data;
+  size_t len;
+} coapd_blob;
+
+/** Opaque per-plugin host handle; pass it back to every host function. */
+typedef struct coapd_host coapd_host;
+
+/** Callback for a file descriptor watched by the host loop. */
+typedef void (*coapd_fd_cb)(void *arg);
+
+/**
+ * What the host gives a plugin. Borrowed: valid from init() until fini()
+ * returns. Append-only: new members go at the end, and `size` grows.
+ */
+typedef struct coapd_host_api {
+  /** sizeof(coapd_host_api) as the host was built. */
+  uint32_t size;
+  /** COAPD_PLUGIN_ABI_VERSION of the host. */
+  uint32_t abi_version;
+  /** The handle to pass back to every function below. */
+  coapd_host *host;
+  /**
+   * The host's libcoap context. The plugin may add resources to it. It must
+   * not replace the context-wide single-slot handlers (event, response,
+   * nack, ping) nor set session app data: those belong to the host.
+   */
+  coap_context_t *ctx;
+
+  /** Log one line (no trailing newline needed) through the host's logger. */
+  void (*log)(coapd_host *host, coapd_log_level level, const char *fmt, ...)
+      __attribute__((format(printf, 3, 4)));
+
+  /**
+   * The number of `plugin_opt_KEY VALUE` lines given for this plugin, and
+   * the i-th of them in file order. Keys come without the `plugin_opt_`
+   * prefix. Returns 0 and sets *key, *value (borrowed, valid until fini),
+   * or -1 if @p i is out of range. A plugin should refuse unknown keys.
+   */
+  size_t (*option_count)(coapd_host *host);
+  int (*option_at)(coapd_host *host, size_t i, const char **key,
+                   const char **value, unsigned *line);
+
+  /** The value of option @p key (last one wins), or NULL if unset. */
+  const char *(*option)(coapd_host *host, const char *key);
+
+  /** The host's config file path and this plugin's `plugin` line number. */
+  const char *config_path;
+  unsigned config_line;
+
+  /**
+   * The DER certificate chain the peer of @p session presented, leaf
+   * first. Sets *certs to a borrowed array of *count blobs, valid until the
+   * request handler returns. Returns 0, or -1 if the session has no
+   * authenticated certificate (then *count is 0).
+   */
+  int (*peer_chain)(coapd_host *host, coap_session_t *session,
+                    const coapd_blob **certs, size_t *count);
+
+  /**
+   * Copy the channel binding of @p session's DTLS connection into @p buf
+   * (capacity *len); on return *len is the length. Returns 0, or -1 if the
+   * session has no DTLS state, the type is unsupported or @p buf is small.
+   */
+  int (*channel_binding)(coapd_host *host, coap_session_t *session,
+                         coapd_cb_type type, uint8_t *buf, size_t *len);
+
+  /**
+   * This plugin's private data for @p session, or NULL. Each plugin has its
+   * own slot. session_data_set() replaces the slot (freeing any old value
+   * with its free_fn); the host calls @p free_fn when the session goes away
+   * or at shutdown. Returns 0, or -1 on allocation failure (then @p free_fn
+   * has been called on @p data, as the data is consumed either way).
+   */
+  void *(*session_data)(coapd_host *host, coap_session_t *session);
+  int (*session_data_set)(coapd_host *host, coap_session_t *session,
+                          void *data, void (*free_fn)(void *data));
+
+  /**
+   * Ask the loop to call @p cb(@p arg) when @p fd becomes readable, for
+   * example an eventfd a worker thread writes to. The plugin keeps the fd
+   * open until it calls unwatch_fd(). Returns 0 or -1.
+   */
+  int (*watch_fd)(coapd_host *host, int fd, coapd_fd_cb cb, void *arg);
+  int (*unwatch_fd)(coapd_host *host, int fd);
+} coapd_host_api;
+
+/** True if @p api was built with member @p member (append-only check). */
+#define COAPD_HOST_HAS(api, member)                                          \
+  ((api)->size >= offsetof(coapd_host_api, member) + sizeof((api)->member))
+
+/** The descriptor a plugin exports as COAPD_PLUGIN_SYMBOL. */
+typedef struct coapd_plugin {
+  /** COAPD_PLUGIN_ABI_VERSION the plugin was built with. */
+  uint32_t abi_version;
+  /** sizeof(coapd_plugin) as the plugin was built. */
+  uint32_t size;
+  /** Short unique name, e.g. "est-coaps". Two plugins may not share one. */
+  const char *name;
+  /** Plugin version string, e.g. "0.1.0". */
+  const char *version;
+  /**
+   * Set up: read options, add resources. On success return 0 and set
+   * *state (handed back to tick and fini). On failure log why through
+   * api->log and return non-zero; fini is then not called.
+   */
+  int (*init)(const coapd_host_api *api, void **state);
+  /** Tear down; called before the host frees the context. */
+  void (*fini)(void *state);
+  /**
+   * Optional periodic work on the loop thread (may be NULL). @p now_ms is
+   * CLOCK_MONOTONIC in milliseconds. Return the delay in ms until the
+   * plugin next wants a tick; the host may call it earlier.
+   */
+  uint32_t (*tick)(void *state, uint64_t now_ms);
+} coapd_plugin;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COAPD_PLUGIN_H */

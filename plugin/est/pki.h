@@ -1,0 +1,156 @@
+/**
+ * @file pki.h
+ * @brief The embedded CA on GnuTLS: CSR checks, issuance, PKCS#7/PKCS#8,
+ * server-side key generation and client classification.
+ *
+ * This is the only module that touches the CA private key. Every output
+ * buffer is malloc()ed and owned by the caller; buffers that hold private
+ * key material must be released with pki_secret_free(), which wipes them.
+ * Functions that can fail take an optional @p diag buffer that receives a
+ * one-line reason fit for a CoAP diagnostic payload or a log line.
+ */
+#ifndef EST_PKI_H
+#define EST_PKI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "est_err.h"
+
+/** Caps on inputs, so no parser sees an unbounded buffer. */
+#define PKI_CSR_MAX 16384u       /**< a DER CSR */
+#define PKI_PEM_FILE_MAX 1048576u /**< a PEM file (CA cert, key, bundle) */
+#define PKI_CHALLENGE_MAX 255u   /**< challengePassword (RFC 7030 §3.5) */
+
+typedef struct pki_ca pki_ca;
+typedef struct pki_trust pki_trust;
+typedef struct pki_csr pki_csr;
+
+/** Server-side key types (option keygen_type). */
+typedef enum pki_key_type {
+  PKI_KEY_EC_P256 = 0,
+  PKI_KEY_RSA_2048 = 1,
+  PKI_KEY_RSA_3072 = 2,
+  PKI_KEY__MAX
+} pki_key_type;
+
+/** Parse "ec-p256", "rsa-2048", "rsa-3072". */
+est_err pki_key_type_parse(const char *s, pki_key_type *out) EST_MUST_CHECK;
+
+/**
+ * Load the CA: @p cert_path is PEM, the issuing CA first, optionally
+ * followed by the rest of its chain (all of them are served by crts);
+ * @p key_path is the PEM private key (EC P-256/P-384 or RSA) of the first
+ * cert. Fails with EST_ERR_KEY_MISMATCH if the key is not the cert's,
+ * EST_ERR_CONFIG if the first cert is not a CA (basicConstraints CA:TRUE,
+ * keyCertSign) or has expired, EST_ERR_IO if a file is unreadable.
+ * @p cert_days (1..36500) is the validity of issued certificates; it is cut
+ * to the CA's own notAfter.
+ */
+est_err pki_ca_load(const char *cert_path, const char *key_path,
+                    unsigned cert_days, pki_ca **out, char *diag,
+                    size_t diag_len) EST_MUST_CHECK;
+void pki_ca_free(pki_ca *ca);
+
+/** Number of certificates in the CA bag (crts). */
+size_t pki_ca_cert_count(const pki_ca *ca);
+/** The CA bag as DER PKCS#7 certs-only (CF 281); borrowed, lives with ca. */
+void pki_ca_certs_p7(const pki_ca *ca, const uint8_t **der, size_t *len);
+/** The first (issuing) CA certificate as DER (CF 287); borrowed. */
+void pki_ca_cert_der(const pki_ca *ca, const uint8_t **der, size_t *len);
+
+/** Load a PEM bundle of trust anchors (e.g. idevid_trust). */
+est_err pki_trust_load(const char *path, pki_trust **out, char *diag,
+                       size_t diag_len) EST_MUST_CHECK;
+void pki_trust_free(pki_trust *trust);
+
+/** How a DTLS client authenticated (decisions.md §5). */
+typedef enum pki_client_class {
+  PKI_CLIENT_UNKNOWN = 0, /**< chains to neither our CA nor a mfr CA */
+  PKI_CLIENT_LDEVID = 1,  /**< issued by our CA */
+  PKI_CLIENT_IDEVID = 2   /**< chains to a manufacturer trust anchor */
+} pki_client_class;
+
+/**
+ * Classify a peer chain (DER, leaf first, as the DTLS stack gave it).
+ * LDEVID if it verifies against the CA bag, else IDEVID if it verifies
+ * against @p idevid (may be NULL), else UNKNOWN. Expiry is checked at
+ * @p now (seconds since the epoch). Returns EST_OK with *out set, or
+ * EST_ERR_MALFORMED if a certificate does not parse.
+ */
+est_err pki_client_classify(const pki_ca *ca, const pki_trust *idevid,
+                            const uint8_t *const *der, const size_t *len,
+                            size_t count, long long now,
+                            pki_client_class *out) EST_MUST_CHECK;
+
+/**
+ * Parse a DER PKCS#10 CSR (at most PKI_CSR_MAX bytes): EST_ERR_TOO_LARGE,
+ * EST_ERR_BAD_CSR (not DER PKCS#10, trailing bytes, unsupported key).
+ */
+est_err pki_csr_parse(const uint8_t *der, size_t len, pki_csr **out,
+                      char *diag, size_t diag_len) EST_MUST_CHECK;
+void pki_csr_free(pki_csr *csr);
+
+/** Check the CSR self-signature: EST_OK or EST_ERR_CSR_SIGNATURE. */
+est_err pki_csr_verify(const pki_csr *csr) EST_MUST_CHECK;
+
+/**
+ * The challengePassword attribute. EST_OK and a NUL-terminated copy in
+ * @p buf; EST_ERR_NOT_FOUND if absent; EST_ERR_TOO_LARGE if it does not fit
+ * (buffer of PKI_CHALLENGE_MAX + 1 always fits a valid one).
+ */
+est_err pki_csr_challenge(const pki_csr *csr, char *buf, size_t buf_len);
+
+/**
+ * Refuse CSRs that ask for a CA certificate: extensionRequest with
+ * basicConstraints CA:TRUE, or keyUsage keyCertSign/cRLSign.
+ * EST_OK or EST_ERR_CA_REQUEST.
+ */
+est_err pki_csr_check_profile(const pki_csr *csr, char *diag,
+                              size_t diag_len) EST_MUST_CHECK;
+
+/**
+ * AUTH-7 / decisions.md §6: the CSR subject and subjectAltName set must
+ * equal those of @p cert_der (the authenticating certificate).
+ * EST_OK, EST_ERR_SUBJECT_MISMATCH (diag says which), EST_ERR_MALFORMED.
+ */
+est_err pki_csr_match_cert(const pki_csr *csr, const uint8_t *cert_der,
+                           size_t cert_len, char *diag,
+                           size_t diag_len) EST_MUST_CHECK;
+
+/** SHA-256 of the CSR's DER SubjectPublicKeyInfo (retry matching). */
+est_err pki_csr_spki_sha256(const pki_csr *csr, uint8_t out[32]);
+
+/** The CSR subject as an RFC 4514 string, for logs (malloc, may be NULL). */
+char *pki_csr_subject(const pki_csr *csr);
+
+/**
+ * Issue an end-entity certificate for @p csr (signature already verified
+ * by the caller): subject from the CSR, SANs copied from its
+ * extensionRequest, random positive 16-byte serial, basicConstraints
+ * CA:FALSE, keyUsage, EKU clientAuth, SKI/AKI, validity now..now+cert_days.
+ * *cert is DER (malloc). @p serial (may be NULL) receives the serial's 16
+ * bytes.
+ */
+est_err pki_issue(pki_ca *ca, const pki_csr *csr, uint8_t **cert,
+                  size_t *cert_len, uint8_t serial[16]) EST_MUST_CHECK;
+
+/**
+ * Server-side keygen (RFC 9148 §4.8): generate a key of @p type, ignore the
+ * CSR's public key and signature (SKG-2), issue a certificate for the new
+ * key with the CSR's subject and SANs. *pkcs8 is the unencrypted DER
+ * PKCS#8 PrivateKeyInfo (release with pki_secret_free), *cert DER.
+ */
+est_err pki_keygen_issue(pki_ca *ca, const pki_csr *csr, pki_key_type type,
+                         uint8_t **pkcs8, size_t *pkcs8_len, uint8_t **cert,
+                         size_t *cert_len, uint8_t serial[16]) EST_MUST_CHECK;
+
+/** Wrap one DER certificate as DER PKCS#7 certs-only (CF 281). */
+est_err pki_p7_certs_only(const uint8_t *cert, size_t cert_len, uint8_t **p7,
+                          size_t *p7_len) EST_MUST_CHECK;
+
+/** Wipe and free a buffer that held secret material. NULL is a no-op. */
+void pki_secret_free(uint8_t *buf, size_t len);
+
+#endif /* EST_PKI_H */
