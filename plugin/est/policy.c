@@ -1,1 +1,37 @@
-/* placeholder: being written */
+/* Authorisation rules (decisions.md §5-§6, RFC 9148 §3). */
+#include "policy.h"
+
+#include <stdio.h>
+
+static est_err deny(char *diag, size_t diag_len, const char *why) {
+  if (diag && diag_len)
+    snprintf(diag, diag_len, "%s", why);
+  return EST_ERR_FORBIDDEN;
+}
+
+est_err policy_decide(const policy_input *in, char *diag, size_t diag_len) {
+  /* AUTH-3: every function needs an authenticated client; one that chains
+   * to neither our CA nor a manufacturer anchor gets nothing. */
+  if (in->cls == PKI_CLIENT_UNKNOWN)
+    return deny(diag, diag_len,
+                "client certificate is not from this CA or a trusted "
+                "manufacturer");
+  switch (in->fn) {
+  case EST_FN_CRTS:
+  case EST_FN_ATT:
+  case EST_FN_SEN:
+  case EST_FN_SKG:
+  case EST_FN_SKC:
+    return EST_OK;
+  case EST_FN_SREN:
+    /* AUTH-7: re-enrollment renews a certificate this CA issued; a device
+     * holding only its IDevID enrolls with sen. */
+    if (in->cls != PKI_CLIENT_LDEVID)
+      return deny(diag, diag_len,
+                  "re-enrollment needs a certificate issued by this CA");
+    return EST_OK;
+  case EST_FN__MAX:
+    break;
+  }
+  return deny(diag, diag_len, "unknown function");
+}

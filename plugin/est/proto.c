@@ -1,1 +1,133 @@
-/* placeholder: being written */
+/* EST-coaps protocol mapping (RFC 9148 §4.1-§4.5, decisions.md §2-§4). */
+#include "proto.h"
+
+/* RFC 9148 §4.1 and §8.2: rt values and the ct values a client may ask
+ * for; multi-valued ct is a quoted space-separated list (RFC 6690). */
+static const est_fn_info fn_table[EST_FN__MAX] = {
+  [EST_FN_CRTS] = {"crts", "\"ace.est.crts\"", "\"281 287\"", false},
+  [EST_FN_SEN] = {"sen", "\"ace.est.sen\"", "\"281 287\"", true},
+  [EST_FN_SREN] = {"sren", "\"ace.est.sren\"", "\"281 287\"", true},
+  [EST_FN_ATT] = {"att", "\"ace.est.att\"", "285", false},
+  [EST_FN_SKG] = {"skg", "\"ace.est.skg\"", "62", true},
+  [EST_FN_SKC] = {"skc", "\"ace.est.skc\"", "62", true},
+};
+
+const est_fn_info *proto_fn_info(est_fn fn) {
+  if ((int)fn < 0 || fn >= EST_FN__MAX)
+    return NULL;
+  return &fn_table[fn];
+}
+
+est_err proto_check_cf(est_fn fn, int cf) {
+  const est_fn_info *info = proto_fn_info(fn);
+  if (!info)
+    return EST_ERR_INVALID;
+  /* RES-4: the (path, Content-Format) pair must be one EST allows; the
+   * POST functions all carry a PKCS#10 CSR (RES-5). */
+  if (info->post)
+    return cf == CF_PKCS10 ? EST_OK : EST_ERR_CONTENT_FORMAT;
+  return cf < 0 ? EST_OK : EST_ERR_CONTENT_FORMAT;
+}
+
+est_err proto_negotiate(est_fn fn, int accept, size_t ca_count,
+                        unsigned *out) {
+  est_err rc = EST_ERR_NOT_ACCEPTABLE;
+  switch (fn) {
+  case EST_FN_CRTS:
+    /* ACC-6 / decisions.md §3: 287 carries one certificate, so only a
+     * single-certificate CA bag can be sent that way. */
+    if (accept < 0 || accept == CF_PKCS7_CERTS_ONLY) {
+      *out = CF_PKCS7_CERTS_ONLY;
+      rc = EST_OK;
+    } else if (accept == CF_PKIX_CERT && ca_count == 1) {
+      *out = CF_PKIX_CERT;
+      rc = EST_OK;
+    }
+    break;
+  case EST_FN_SEN:
+  case EST_FN_SREN:
+    /* ACC-2: no Accept means 281; RES-6: 287 is optional and we do it. */
+    if (accept < 0 || accept == CF_PKCS7_CERTS_ONLY) {
+      *out = CF_PKCS7_CERTS_ONLY;
+      rc = EST_OK;
+    } else if (accept == CF_PKIX_CERT) {
+      *out = CF_PKIX_CERT;
+      rc = EST_OK;
+    }
+    break;
+  case EST_FN_ATT:
+    if (accept < 0 || accept == CF_CSRATTRS) {
+      *out = CF_CSRATTRS;
+      rc = EST_OK;
+    }
+    break;
+  case EST_FN_SKG:
+  case EST_FN_SKC:
+    /* ACC-5: keygen answers are always multipart-core. */
+    if (accept < 0 || accept == CF_MULTIPART_CORE) {
+      *out = CF_MULTIPART_CORE;
+      rc = EST_OK;
+    }
+    break;
+  case EST_FN__MAX:
+    rc = EST_ERR_INVALID;
+    break;
+  }
+  return rc;
+}
+
+unsigned proto_err_code(est_err err) {
+  /* decisions.md §4 and RFC 9148 §4.5 (RC-3, RC-5). No default: -Wswitch
+   * flags a new error code that has not been mapped. */
+  switch (err) {
+  case EST_OK:
+    return 0;
+  case EST_ERR_BAD_CSR:
+  case EST_ERR_CSR_SIGNATURE:
+  case EST_ERR_BAD_REQUEST:
+  case EST_ERR_MALFORMED:
+  case EST_ERR_INVALID:
+    return 400;
+  case EST_ERR_UNAUTHENTICATED:
+    return 401;
+  case EST_ERR_FORBIDDEN:
+  case EST_ERR_POP_LINKING:
+  case EST_ERR_SUBJECT_MISMATCH:
+  case EST_ERR_CA_REQUEST:
+  case EST_ERR_REJECTED:
+    return 403;
+  case EST_ERR_NOT_FOUND:
+    return 404;
+  case EST_ERR_METHOD:
+    return 405;
+  case EST_ERR_NOT_ACCEPTABLE:
+    return 406;
+  case EST_ERR_INCOMPLETE:
+    return 408;
+  case EST_ERR_TOO_LARGE:
+    return 413;
+  case EST_ERR_CONTENT_FORMAT:
+    return 415;
+  /* RFC 9148 §4.7: a transient condition is "try again later". */
+  case EST_ERR_PENDING:
+  case EST_ERR_UNAVAILABLE:
+  case EST_ERR_BUSY:
+    return 503;
+  case EST_ERR_NOMEM:
+  case EST_ERR_IO:
+  case EST_ERR_CONFIG:
+  case EST_ERR_PKI:
+  case EST_ERR_INTERNAL:
+  case EST_ERR_TLS:
+  case EST_ERR_ABI:
+  case EST_ERR_KEY_MISMATCH:
+  case EST_ERR_ADDR_IN_USE:
+  case EST_ERR_EXISTS:
+  case EST_ERR_STATE:
+  case EST_ERR_STORE:
+  case EST_ERR_SCHEMA:
+  case EST_ERR__LAST:
+    break;
+  }
+  return 500;
+}

@@ -63,8 +63,9 @@ est_err proto_negotiate(est_fn fn, int accept, size_t ca_count,
 
 /**
  * The CoAP response code for an error, as the class*100+detail number
- * (e.g. 403 for 4.03); 500 for anything unexpected. The only mapping of
- * internal errors to CoAP codes (decisions.md §4).
+ * (e.g. 403 for 4.03); 500 for anything unexpected, 0 for EST_OK (success
+ * codes depend on the method). The only mapping of internal errors to CoAP
+ * codes (decisions.md §4).
  */
 unsigned proto_err_code(est_err err);
 

@@ -1,0 +1,28 @@
+/**
+ * @file policy.h
+ * @brief Who may do what (decisions.md §5-§6): the single decision point
+ * between "the request is well-formed" and "issue a certificate".
+ */
+#ifndef EST_POLICY_H
+#define EST_POLICY_H
+
+#include <stddef.h>
+
+#include "est_err.h"
+#include "pki.h"
+#include "proto.h"
+
+/** What the decision is based on. */
+typedef struct policy_input {
+  est_fn fn;                /**< the EST function asked for */
+  pki_client_class cls;     /**< how the DTLS client authenticated */
+} policy_input;
+
+/**
+ * Decide. EST_OK: serve now (issue at once for the enrollment functions).
+ * EST_ERR_FORBIDDEN: refused; @p diag says why, fit for a CoAP diagnostic.
+ */
+est_err policy_decide(const policy_input *in, char *diag,
+                      size_t diag_len) EST_MUST_CHECK;
+
+#endif /* EST_POLICY_H */
