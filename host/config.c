@@ -1,1 +1,574 @@
-/* placeholder: being written */
+/* coapd config parser: mosquitto.conf-style `key value` lines. No libcoap
+ * here, so the unit tests and the fuzzer can use it without a network. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* How much of an offending value an error message echoes. */
+#define ECHO_MAX 80
+
+#define OPT_PREFIX "plugin_opt_"
+
+typedef enum key_kind {
+  KIND_LISTEN,
+  KIND_FILE,
+  KIND_PLUGIN,
+  KIND_LOG_LEVEL,
+  KIND_NUMBER
+} key_kind;
+
+typedef struct key_def {
+  const char *name;
+  key_kind kind;
+  size_t off; /* offset of the coapd_file_key / coapd_num_key in the config */
+  unsigned min, max;
+} key_def;
+
+static const key_def keys[] = {
+    {"listen", KIND_LISTEN, 0, 0, 0},
+    {"dtls_cert", KIND_FILE, offsetof(coapd_config, dtls_cert), 0, 0},
+    {"dtls_key", KIND_FILE, offsetof(coapd_config, dtls_key), 0, 0},
+    {"dtls_ca", KIND_FILE, offsetof(coapd_config, dtls_ca), 0, 0},
+    {"plugin", KIND_PLUGIN, 0, 0, 0},
+    {"log_level", KIND_LOG_LEVEL, 0, 0, 0},
+    {"session_timeout", KIND_NUMBER, offsetof(coapd_config, session_timeout), 1,
+     86400},
+    {"max_idle_sessions", KIND_NUMBER,
+     offsetof(coapd_config, max_idle_sessions), 1, 1000000},
+    {"max_handshake_sessions", KIND_NUMBER,
+     offsetof(coapd_config, max_handshake_sessions), 1, 100000},
+    {"dtls_verify_depth", KIND_NUMBER,
+     offsetof(coapd_config, dtls_verify_depth), 1, 16},
+};
+
+static const char *const level_names[] = {"error", "warning", "notice", "info",
+                                          "debug"};
+
+typedef struct parser {
+  coapd_config *cfg;
+  const char *path;
+  unsigned line;
+  char *err;
+  size_t errlen;
+} parser;
+
+const char *coapd_log_level_name(int level) {
+  if (level < 3 || level > 7)
+    return "?";
+  return level_names[level - 3];
+}
+
+__attribute__((format(printf, 3, 4))) static void
+set_err(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || errlen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* Write "PATH:LINE: message" and return EST_ERR_CONFIG. */
+__attribute__((format(printf, 2, 3))) static est_err
+fail(parser *p, const char *fmt, ...) {
+  if (p->err && p->errlen) {
+    int n = snprintf(p->err, p->errlen, "%s:%u: ", p->path, p->line);
+    if (n >= 0 && (size_t)n < p->errlen) {
+      va_list ap;
+      va_start(ap, fmt);
+      vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+      va_end(ap);
+    }
+  }
+  return EST_ERR_CONFIG;
+}
+
+static int is_blank(char c) { return c == ' ' || c == '\t'; }
+
+static char *dup_n(const char *s, size_t n) {
+  char *d = malloc(n + 1);
+  if (d) {
+    memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+/* Decimal digits only: no sign, no spaces, no hex; overflow-checked. */
+static int parse_uint(const char *s, size_t n, unsigned min, unsigned max,
+                      unsigned *out) {
+  unsigned long v = 0;
+  if (n == 0 || n > 10)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return -1;
+    v = v * 10 + (unsigned long)(s[i] - '0');
+  }
+  if (v < min || v > max)
+    return -1;
+  *out = (unsigned)v;
+  return 0;
+}
+
+/* Join a relative path to the config file's directory, so a config works
+ * the same whatever the daemon's working directory is. */
+static est_err resolve_path(parser *p, const char *name, const char *val,
+                            size_t n, char **out) {
+  const char *slash = strrchr(p->path, '/');
+  size_t dirlen = 0;
+  if (val[0] != '/' && slash)
+    dirlen = (size_t)(slash - p->path) + 1; /* keep the '/' */
+  if (dirlen + n + 1 > COAPD_CONFIG_MAX_PATH)
+    return fail(p, "%s path longer than %u bytes", name,
+                COAPD_CONFIG_MAX_PATH - 1);
+  char *s = malloc(dirlen + n + 1);
+  if (!s)
+    return EST_ERR_NOMEM;
+  memcpy(s, p->path, dirlen);
+  memcpy(s + dirlen, val, n);
+  s[dirlen + n] = '\0';
+  *out = s;
+  return EST_OK;
+}
+
+static est_err key_listen(parser *p, const char *val, size_t n) {
+  coapd_config *cfg = p->cfg;
+  size_t alen = 0;
+  while (alen < n && !is_blank(val[alen]))
+    alen++;
+  size_t ps = alen;
+  while (ps < n && is_blank(val[ps]))
+    ps++;
+  size_t plen = 0;
+  while (ps + plen < n && !is_blank(val[ps + plen]))
+    plen++;
+  if (ps + plen != n || plen == 0)
+    return fail(p, "listen needs ADDR PORT, got '%.*s'",
+                (int)(n < ECHO_MAX ? n : ECHO_MAX), val);
+  if (cfg->nlisten >= COAPD_CONFIG_MAX_LISTEN)
+    return fail(p, "more than %u listen lines", COAPD_CONFIG_MAX_LISTEN);
+
+  coapd_listen *l = &cfg->listen[cfg->nlisten];
+  unsigned char bin[16];
+  if (alen >= sizeof l->addr)
+    return fail(p, "bad address '%.*s' (IPv4 or IPv6 literal)",
+                (int)(alen < ECHO_MAX ? alen : ECHO_MAX), val);
+  memcpy(l->addr, val, alen);
+  l->addr[alen] = '\0';
+  if (inet_pton(AF_INET, l->addr, bin) == 1)
+    l->family = AF_INET;
+  else if (inet_pton(AF_INET6, l->addr, bin) == 1)
+    l->family = AF_INET6;
+  else
+    return fail(p, "bad address '%s' (IPv4 or IPv6 literal)", l->addr);
+
+  unsigned port;
+  if (parse_uint(val + ps, plen, 1, 65535, &port) != 0)
+    return fail(p, "bad port '%.*s' (1-65535)",
+                (int)(plen < ECHO_MAX ? plen : ECHO_MAX), val + ps);
+  l->port = (uint16_t)port;
+  l->line = p->line;
+
+  for (size_t i = 0; i < cfg->nlisten; i++) {
+    const coapd_listen *o = &cfg->listen[i];
+    unsigned char obin[16];
+    if (o->family != l->family || o->port != l->port ||
+        inet_pton(o->family, o->addr, obin) != 1)
+      continue;
+    if (memcmp(obin, bin, l->family == AF_INET ? 4 : 16) == 0)
+      return fail(p, "duplicate listen %s %u (first on line %u)", l->addr, port,
+                  o->line);
+  }
+  cfg->nlisten++;
+  return EST_OK;
+}
+
+static est_err key_file(parser *p, const key_def *k, const char *val,
+                        size_t n) {
+  coapd_file_key *f = (coapd_file_key *)((char *)p->cfg + k->off);
+  if (f->line)
+    return fail(p, "duplicate '%s' (first set on line %u)", k->name, f->line);
+  est_err rc = resolve_path(p, k->name, val, n, &f->path);
+  if (rc == EST_OK)
+    f->line = p->line;
+  return rc;
+}
+
+static est_err key_plugin(parser *p, const char *val, size_t n) {
+  coapd_config *cfg = p->cfg;
+  if (cfg->nplugins >= COAPD_CONFIG_MAX_PLUGINS)
+    return fail(p, "more than %u plugin lines", COAPD_CONFIG_MAX_PLUGINS);
+  if (!cfg->plugins) {
+    cfg->plugins = calloc(COAPD_CONFIG_MAX_PLUGINS, sizeof *cfg->plugins);
+    if (!cfg->plugins)
+      return EST_ERR_NOMEM;
+  }
+  coapd_plugin_conf *pc = &cfg->plugins[cfg->nplugins];
+  est_err rc;
+  if (memchr(val, '/', n)) {
+    rc = resolve_path(p, "plugin", val, n, &pc->path);
+  } else {
+    /* A bare name is looked up in the plugin directory later. */
+    if (n + 1 > COAPD_CONFIG_MAX_PATH)
+      return fail(p, "plugin path longer than %u bytes",
+                  COAPD_CONFIG_MAX_PATH - 1);
+    pc->path = dup_n(val, n);
+    pc->bare = 1;
+    rc = pc->path ? EST_OK : EST_ERR_NOMEM;
+  }
+  if (rc != EST_OK)
+    return rc;
+  pc->line = p->line;
+  cfg->nplugins++;
+  return EST_OK;
+}
+
+static est_err key_plugin_opt(parser *p, const char *key, size_t klen,
+                              const char *val, size_t n) {
+  coapd_config *cfg = p->cfg;
+  const char *ok = key + strlen(OPT_PREFIX);
+  size_t oklen = klen - strlen(OPT_PREFIX);
+  if (oklen == 0)
+    return fail(p, "'" OPT_PREFIX "' needs a KEY (" OPT_PREFIX "KEY VALUE)");
+  if (oklen > COAPD_CONFIG_MAX_OPT_KEY)
+    return fail(p, "option key longer than %u bytes", COAPD_CONFIG_MAX_OPT_KEY);
+  for (size_t i = 0; i < oklen; i++) {
+    char c = ok[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+      return fail(p, "bad option key '%.*s' (letters, digits, '_-.')",
+                  (int)oklen, ok);
+  }
+  if (cfg->nplugins == 0)
+    return fail(p, "'%.*s' without a preceding 'plugin' line", (int)klen, key);
+  coapd_plugin_conf *pc = &cfg->plugins[cfg->nplugins - 1];
+  if (pc->nopts >= COAPD_CONFIG_MAX_OPTIONS)
+    return fail(p, "more than %u options for the plugin on line %u",
+                COAPD_CONFIG_MAX_OPTIONS, pc->line);
+  if (!pc->opts) {
+    pc->opts = calloc(COAPD_CONFIG_MAX_OPTIONS, sizeof *pc->opts);
+    if (!pc->opts)
+      return EST_ERR_NOMEM;
+  }
+  coapd_option *o = &pc->opts[pc->nopts];
+  o->key = dup_n(ok, oklen);
+  o->value = dup_n(val, n);
+  if (!o->key || !o->value) {
+    free(o->key);
+    free(o->value);
+    o->key = o->value = NULL;
+    return EST_ERR_NOMEM;
+  }
+  o->line = p->line;
+  pc->nopts++;
+  return EST_OK;
+}
+
+static est_err key_log_level(parser *p, const char *val, size_t n) {
+  coapd_config *cfg = p->cfg;
+  if (cfg->log_level_line)
+    return fail(p, "duplicate 'log_level' (first set on line %u)",
+                cfg->log_level_line);
+  for (int i = 0; i < 5; i++) {
+    if (strlen(level_names[i]) == n && memcmp(level_names[i], val, n) == 0) {
+      cfg->log_level = i + 3;
+      cfg->log_level_line = p->line;
+      return EST_OK;
+    }
+  }
+  return fail(p, "bad log_level '%.*s' (error|warning|notice|info|debug)",
+              (int)(n < ECHO_MAX ? n : ECHO_MAX), val);
+}
+
+static est_err key_number(parser *p, const key_def *k, const char *val,
+                          size_t n) {
+  coapd_num_key *num = (coapd_num_key *)((char *)p->cfg + k->off);
+  if (num->line)
+    return fail(p, "duplicate '%s' (first set on line %u)", k->name, num->line);
+  if (parse_uint(val, n, k->min, k->max, &num->value) != 0)
+    return fail(p, "bad number '%.*s' for %s (%u-%u)",
+                (int)(n < ECHO_MAX ? n : ECHO_MAX), val, k->name, k->min,
+                k->max);
+  num->line = p->line;
+  return EST_OK;
+}
+
+/* One non-comment line: split KEY and VALUE, dispatch. */
+static est_err parse_line(parser *p, const char *s, size_t n) {
+  size_t klen = 0;
+  while (klen < n && !is_blank(s[klen]))
+    klen++;
+  const char *val = s + klen;
+  size_t vlen = n - klen;
+  while (vlen && is_blank(*val)) {
+    val++;
+    vlen--;
+  }
+  while (vlen && is_blank(val[vlen - 1]))
+    vlen--;
+  int ek = (int)(klen < ECHO_MAX ? klen : ECHO_MAX);
+
+  const key_def *k = NULL;
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    if (strlen(keys[i].name) == klen && memcmp(keys[i].name, s, klen) == 0) {
+      k = &keys[i];
+      break;
+    }
+  }
+  int is_opt = !k && klen >= strlen(OPT_PREFIX) &&
+               memcmp(s, OPT_PREFIX, strlen(OPT_PREFIX)) == 0;
+  if (!k && !is_opt)
+    return fail(p, "unknown key '%.*s'", ek, s);
+  if (vlen == 0)
+    return fail(p, "missing value for '%.*s'", ek, s);
+  if (is_opt)
+    return key_plugin_opt(p, s, klen, val, vlen);
+  switch (k->kind) {
+  case KIND_LISTEN:
+    return key_listen(p, val, vlen);
+  case KIND_FILE:
+    return key_file(p, k, val, vlen);
+  case KIND_PLUGIN:
+    return key_plugin(p, val, vlen);
+  case KIND_LOG_LEVEL:
+    return key_log_level(p, val, vlen);
+  case KIND_NUMBER:
+    return key_number(p, k, val, vlen);
+  }
+  return EST_ERR_INTERNAL;
+}
+
+static void set_defaults(coapd_config *cfg) {
+  cfg->log_level = COAPD_DEFAULT_LOG_LEVEL;
+  cfg->session_timeout.value = COAPD_DEFAULT_SESSION_TIMEOUT;
+  cfg->max_idle_sessions.value = COAPD_DEFAULT_MAX_IDLE_SESSIONS;
+  cfg->max_handshake_sessions.value = COAPD_DEFAULT_MAX_HANDSHAKE_SESSIONS;
+  cfg->dtls_verify_depth.value = COAPD_DEFAULT_DTLS_VERIFY_DEPTH;
+}
+
+static est_err check_required(parser *p) {
+  const coapd_config *cfg = p->cfg;
+  const char *missing = NULL;
+  if (cfg->nlisten == 0)
+    missing = "listen";
+  else if (!cfg->dtls_cert.line)
+    missing = "dtls_cert";
+  else if (!cfg->dtls_key.line)
+    missing = "dtls_key";
+  else if (!cfg->dtls_ca.line)
+    missing = "dtls_ca";
+  if (!missing)
+    return EST_OK;
+  set_err(p->err, p->errlen, "%s: missing required key '%s'", p->path, missing);
+  return EST_ERR_CONFIG;
+}
+
+est_err coapd_config_parse_buf(const char *text, size_t len, const char *path,
+                               coapd_config **out, char *err, size_t errlen) {
+  est_err rc = EST_OK;
+  parser p = {.path = path ? path : "(config)", .err = err, .errlen = errlen};
+  if (err && errlen)
+    err[0] = '\0';
+  if (out)
+    *out = NULL;
+  if (!out || (!text && len))
+    return EST_ERR_INVALID;
+  if (len > COAPD_CONFIG_MAX_BYTES) {
+    set_err(err, errlen, "%s: larger than %u bytes", p.path,
+            COAPD_CONFIG_MAX_BYTES);
+    return EST_ERR_TOO_LARGE;
+  }
+  p.cfg = calloc(1, sizeof *p.cfg);
+  if (!p.cfg || !(p.cfg->path = dup_n(p.path, strlen(p.path)))) {
+    rc = EST_ERR_NOMEM;
+    goto out;
+  }
+  set_defaults(p.cfg);
+
+  size_t pos = 0;
+  while (pos < len) {
+    p.line++;
+    const char *s = text + pos;
+    const char *nl = memchr(s, '\n', len - pos);
+    size_t n = nl ? (size_t)(nl - s) : len - pos;
+    pos += n + (nl ? 1 : 0);
+    if (n && s[n - 1] == '\r') /* CRLF files */
+      n--;
+    if (n > COAPD_CONFIG_MAX_LINE) {
+      rc = fail(&p, "line longer than %u bytes", COAPD_CONFIG_MAX_LINE);
+      goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+      unsigned char c = (unsigned char)s[i];
+      if ((c < 0x20 && c != '\t') || c == 0x7f) {
+        rc = fail(&p, "control character 0x%02x in line", c);
+        goto out;
+      }
+    }
+    while (n && is_blank(*s)) {
+      s++;
+      n--;
+    }
+    if (n == 0 || s[0] == '#')
+      continue;
+    if ((rc = parse_line(&p, s, n)) != EST_OK)
+      goto out;
+  }
+  rc = check_required(&p);
+
+out:
+  if (rc == EST_ERR_NOMEM)
+    set_err(err, errlen, "%s: out of memory", p.path);
+  if (rc != EST_OK) {
+    coapd_config_free(p.cfg);
+    return rc;
+  }
+  *out = p.cfg;
+  return EST_OK;
+}
+
+est_err coapd_config_parse_file(const char *path, coapd_config **out, char *err,
+                                size_t errlen) {
+  est_err rc = EST_ERR_IO;
+  char *buf = NULL;
+  size_t len = 0;
+  if (out)
+    *out = NULL;
+  if (!path || !out)
+    return EST_ERR_INVALID;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    set_err(err, errlen, "%s: %s", path, strerror(errno));
+    goto out;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    set_err(err, errlen, "%s: not a regular file", path);
+    goto out;
+  }
+  /* Read at most one byte past the cap, whatever st_size says. */
+  buf = malloc(COAPD_CONFIG_MAX_BYTES + 1);
+  if (!buf) {
+    rc = EST_ERR_NOMEM;
+    set_err(err, errlen, "%s: out of memory", path);
+    goto out;
+  }
+  while (len <= COAPD_CONFIG_MAX_BYTES) {
+    ssize_t r = read(fd, buf + len, COAPD_CONFIG_MAX_BYTES + 1 - len);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      set_err(err, errlen, "%s: %s", path, strerror(errno));
+      goto out;
+    }
+    if (r == 0)
+      break;
+    len += (size_t)r;
+  }
+  rc = coapd_config_parse_buf(buf, len, path, out, err, errlen);
+out:
+  if (fd >= 0)
+    close(fd);
+  free(buf);
+  return rc;
+}
+
+void coapd_config_free(coapd_config *cfg) {
+  if (!cfg)
+    return;
+  for (size_t i = 0; i < cfg->nplugins; i++) {
+    coapd_plugin_conf *pc = &cfg->plugins[i];
+    for (size_t j = 0; j < pc->nopts; j++) {
+      free(pc->opts[j].key);
+      free(pc->opts[j].value);
+    }
+    free(pc->opts);
+    free(pc->path);
+  }
+  free(cfg->plugins);
+  free(cfg->dtls_cert.path);
+  free(cfg->dtls_key.path);
+  free(cfg->dtls_ca.path);
+  free(cfg->path);
+  free(cfg);
+}
+
+est_err coapd_config_plugin_file(const coapd_plugin_conf *pc,
+                                 const char *plugin_dir, char *buf,
+                                 size_t buflen) {
+  int n;
+  if (!pc || !buf || buflen == 0)
+    return EST_ERR_INVALID;
+  if (pc->bare)
+    n = snprintf(buf, buflen, "%s/%s", plugin_dir ? plugin_dir : ".", pc->path);
+  else
+    n = snprintf(buf, buflen, "%s", pc->path);
+  return (n < 0 || (size_t)n >= buflen) ? EST_ERR_TOO_LARGE : EST_OK;
+}
+
+/* Open for reading and require a regular file: as root, access(R_OK) says
+ * yes to everything, so only an actual open() tells the truth. */
+static est_err check_file(const coapd_config *cfg, const char *key,
+                          const char *path, unsigned line, char *err,
+                          size_t errlen) {
+  est_err rc = EST_OK;
+  struct stat st;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    set_err(err, errlen, "%s:%u: %s '%s': %s", cfg->path, line, key, path,
+            strerror(errno));
+    rc = EST_ERR_CONFIG;
+  } else if (!S_ISREG(st.st_mode)) {
+    set_err(err, errlen, "%s:%u: %s '%s': %s", cfg->path, line, key, path,
+            S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
+    rc = EST_ERR_CONFIG;
+  }
+  if (fd >= 0)
+    close(fd);
+  return rc;
+}
+
+est_err coapd_config_check_files(const coapd_config *cfg,
+                                 const char *plugin_dir, char *err,
+                                 size_t errlen) {
+  est_err rc;
+  if (!cfg)
+    return EST_ERR_INVALID;
+  const struct {
+    const char *key;
+    const coapd_file_key *f;
+  } files[] = {{"dtls_cert", &cfg->dtls_cert},
+               {"dtls_key", &cfg->dtls_key},
+               {"dtls_ca", &cfg->dtls_ca}};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    if (!files[i].f->path)
+      continue;
+    rc = check_file(cfg, files[i].key, files[i].f->path, files[i].f->line, err,
+                    errlen);
+    if (rc != EST_OK)
+      return rc;
+  }
+  for (size_t i = 0; i < cfg->nplugins; i++) {
+    char file[COAPD_CONFIG_MAX_PATH + 256];
+    const coapd_plugin_conf *pc = &cfg->plugins[i];
+    if (coapd_config_plugin_file(pc, plugin_dir, file, sizeof file) != EST_OK) {
+      set_err(err, errlen, "%s:%u: plugin '%s': path too long", cfg->path,
+              pc->line, pc->path);
+      return EST_ERR_CONFIG;
+    }
+    rc = check_file(cfg, "plugin", file, pc->line, err, errlen);
+    if (rc != EST_OK)
+      return rc;
+  }
+  return EST_OK;
+}

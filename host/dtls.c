@@ -1,1 +1,278 @@
-/* placeholder: being written */
+/* DTLS setup: key/cert checks with GnuTLS, the libcoap context with PKI
+ * (libcoap-4.3.1.md §2 order), and the coaps endpoints. */
+#include "coapd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#define KEYID_MAX 64
+
+__attribute__((format(printf, 3, 4))) static void
+set_err(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* Import every PEM certificate of @p f; the caller frees the list. */
+static est_err load_certs(const coapd_config *cfg, const char *key,
+                          const coapd_file_key *f, gnutls_x509_crt_t **crts,
+                          unsigned *n, char *err, size_t errlen) {
+  gnutls_datum_t d = {NULL, 0};
+  int r = gnutls_load_file(f->path, &d);
+  if (r < 0) {
+    set_err(err, errlen, "%s:%u: %s '%s': %s", cfg->path, f->line, key, f->path,
+            gnutls_strerror(r));
+    return EST_ERR_CONFIG;
+  }
+  r = gnutls_x509_crt_list_import2(crts, n, &d, GNUTLS_X509_FMT_PEM, 0);
+  gnutls_free(d.data);
+  if (r < 0 || *n == 0) {
+    set_err(err, errlen, "%s:%u: %s '%s': no PEM certificate (%s)", cfg->path,
+            f->line, key, f->path, r < 0 ? gnutls_strerror(r) : "empty file");
+    if (r >= 0)
+      gnutls_free(*crts);
+    *crts = NULL;
+    *n = 0;
+    return EST_ERR_CONFIG;
+  }
+  return EST_OK;
+}
+
+static void free_certs(gnutls_x509_crt_t *crts, unsigned n) {
+  for (unsigned i = 0; i < n; i++)
+    gnutls_x509_crt_deinit(crts[i]);
+  gnutls_free(crts);
+}
+
+est_err coapd_dtls_check(const coapd_config *cfg, char *err, size_t errlen) {
+  est_err rc = EST_ERR_CONFIG;
+  gnutls_x509_crt_t *crts = NULL, *cas = NULL;
+  unsigned ncrts = 0, ncas = 0;
+  gnutls_x509_privkey_t key = NULL;
+  gnutls_datum_t kd = {NULL, 0};
+  unsigned char id_crt[KEYID_MAX], id_key[KEYID_MAX];
+  size_t lc = sizeof id_crt, lk = sizeof id_key;
+  int r;
+
+  if (load_certs(cfg, "dtls_cert", &cfg->dtls_cert, &crts, &ncrts, err,
+                 errlen) != EST_OK ||
+      load_certs(cfg, "dtls_ca", &cfg->dtls_ca, &cas, &ncas, err, errlen) !=
+          EST_OK)
+    goto out;
+
+  r = gnutls_load_file(cfg->dtls_key.path, &kd);
+  if (r >= 0)
+    r = gnutls_x509_privkey_init(&key);
+  if (r >= 0)
+    r = gnutls_x509_privkey_import2(key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
+  if (r < 0) {
+    set_err(err, errlen,
+            "%s:%u: dtls_key '%s': not an unencrypted PEM private key (%s)",
+            cfg->path, cfg->dtls_key.line, cfg->dtls_key.path,
+            gnutls_strerror(r));
+    goto out;
+  }
+  /* Same SPKI hash = same public key: a mismatch would otherwise show up
+   * only as failing handshakes. */
+  if (gnutls_x509_crt_get_key_id(crts[0], GNUTLS_KEYID_USE_SHA256, id_crt,
+                                 &lc) < 0 ||
+      gnutls_x509_privkey_get_key_id(key, GNUTLS_KEYID_USE_SHA256, id_key,
+                                     &lk) < 0 ||
+      lc != lk || memcmp(id_crt, id_key, lc) != 0) {
+    set_err(err, errlen, "%s:%u: dtls_key does not match dtls_cert (line %u)",
+            cfg->path, cfg->dtls_key.line, cfg->dtls_cert.line);
+    rc = EST_ERR_KEY_MISMATCH;
+    goto out;
+  }
+  rc = EST_OK;
+out:
+  if (kd.data) {
+    gnutls_memset(kd.data, 0, kd.size);
+    gnutls_free(kd.data);
+  }
+  if (key)
+    gnutls_x509_privkey_deinit(key);
+  free_certs(crts, ncrts);
+  free_certs(cas, ncas);
+  return rc;
+}
+
+static const char *event_name(coap_event_t ev) {
+  switch (ev) {
+  case COAP_EVENT_SERVER_SESSION_NEW:
+    return "session new";
+  case COAP_EVENT_SERVER_SESSION_DEL:
+    return "session closed";
+  case COAP_EVENT_DTLS_CLOSED:
+    return "dtls closed";
+  case COAP_EVENT_DTLS_CONNECTED:
+    return "dtls connected";
+  case COAP_EVENT_DTLS_ERROR:
+    return "dtls error";
+  default:
+    return NULL;
+  }
+}
+
+/* The host owns the context's single event-handler slot (plugin.h). */
+static int on_event(coap_session_t *session, const coap_event_t event) {
+  coap_context_t *ctx = coap_session_get_context(session);
+  coapd_app *app = ctx ? coap_get_app_data(ctx) : NULL;
+  const char *name = event_name(event);
+  if (name && coap_get_log_level() >= COAPD_LOG_INFO) {
+    char addr[INET6_ADDRSTRLEN + 16];
+    memset(addr, 0, sizeof addr);
+    coap_print_addr(coap_session_get_addr_remote(session),
+                    (unsigned char *)addr, sizeof addr - 1);
+    coapd_log(COAPD_LOG_INFO, "%s, peer %s", name, addr);
+  }
+  if (event == COAP_EVENT_SERVER_SESSION_DEL && app)
+    coapd_session_release(app, session);
+  return 0;
+}
+
+/* Any path no plugin serves: 4.04 as libcoap would answer, plus the short
+ * diagnostic payload a client can show (RFC 7252 §5.5.2). */
+static void hnd_unknown(coap_resource_t *resource, coap_session_t *session,
+                        const coap_pdu_t *request, const coap_string_t *query,
+                        coap_pdu_t *response) {
+  static const char msg[] = "no such resource";
+  (void)resource;
+  (void)session;
+  (void)request;
+  (void)query;
+  coap_pdu_set_code(response, COAP_RESPONSE_CODE_NOT_FOUND);
+  coap_add_data(response, sizeof msg - 1, (const uint8_t *)msg);
+}
+
+static est_err add_unknown_resource(coap_context_t *ctx) {
+  static const coap_request_t methods[] = {
+    COAP_REQUEST_GET,   COAP_REQUEST_POST,  COAP_REQUEST_DELETE,
+    COAP_REQUEST_FETCH, COAP_REQUEST_PATCH, COAP_REQUEST_IPATCH};
+  coap_resource_t *r = coap_resource_unknown_init2(hnd_unknown, 0);
+  if (!r)
+    return EST_ERR_NOMEM;
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    coap_register_request_handler(r, methods[i], hnd_unknown);
+  coap_add_resource(ctx, r);
+  return EST_OK;
+}
+
+est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
+  const coapd_config *cfg = app->cfg;
+  if (!coap_dtls_is_supported()) {
+    set_err(err, errlen, "libcoap was built without DTLS support");
+    return EST_ERR_TLS;
+  }
+  app->ctx = coap_new_context(NULL);
+  if (!app->ctx) {
+    set_err(err, errlen, "coap_new_context failed");
+    return EST_ERR_NOMEM;
+  }
+  coap_set_app_data(app->ctx, app);
+  /* Without COAP_BLOCK_SINGLE_BODY: plugins reassemble Block1 themselves
+   * (decisions.md #11, libcoap-4.3.1.md §7 #1/#2). */
+  coap_context_set_block_mode(app->ctx, COAP_BLOCK_USE_LIBCOAP);
+
+  coap_dtls_pki_t pki;
+  memset(&pki, 0, sizeof pki);
+  pki.version = COAP_DTLS_PKI_SETUP_VERSION;
+  /* RFC 9148 §3: every client authenticates with a certificate. */
+  pki.verify_peer_cert = 1;
+  pki.check_common_ca = 1; /* GnuTLS: only sends the CA names */
+  pki.cert_chain_validation = 1;
+  pki.cert_chain_verify_depth = (uint8_t)cfg->dtls_verify_depth.value;
+  pki.allow_no_crl = 1;
+  pki.allow_expired_crl = 1;
+  /* No validate_cn_call_back: in 4.3.1 it breaks handshakes with client
+   * certs over 2048 B DER; plugins read the chain with peer_chain(). */
+  pki.pki_key.key_type = COAP_PKI_KEY_PEM;
+  pki.pki_key.key.pem.public_cert = cfg->dtls_cert.path;
+  pki.pki_key.key.pem.private_key = cfg->dtls_key.path;
+  pki.pki_key.key.pem.ca_file = cfg->dtls_ca.path;
+  if (coap_context_set_pki(app->ctx, &pki) != 1) {
+    set_err(err, errlen,
+            "%s:%u: dtls_cert/dtls_key/dtls_ca rejected by libcoap", cfg->path,
+            cfg->dtls_cert.line);
+    return EST_ERR_TLS;
+  }
+  coap_context_set_session_timeout(app->ctx, cfg->session_timeout.value);
+  coap_context_set_max_idle_sessions(app->ctx, cfg->max_idle_sessions.value);
+  coap_context_set_max_handshake_sessions(app->ctx,
+                                          cfg->max_handshake_sessions.value);
+  coap_register_event_handler(app->ctx, on_event);
+  if (add_unknown_resource(app->ctx) != EST_OK) {
+    set_err(err, errlen, "out of memory");
+    return EST_ERR_NOMEM;
+  }
+  return EST_OK;
+}
+
+static void fill_addr(const coapd_listen *l, coap_address_t *a) {
+  coap_address_init(a);
+  if (l->family == AF_INET) {
+    a->size = sizeof a->addr.sin;
+    a->addr.sin.sin_family = AF_INET;
+    a->addr.sin.sin_port = htons(l->port);
+    inet_pton(AF_INET, l->addr, &a->addr.sin.sin_addr);
+  } else {
+    a->size = sizeof a->addr.sin6;
+    a->addr.sin6.sin6_family = AF_INET6;
+    a->addr.sin6.sin6_port = htons(l->port);
+    inet_pton(AF_INET6, l->addr, &a->addr.sin6.sin6_addr);
+  }
+}
+
+/* libcoap sets SO_REUSEADDR on its UDP sockets, so a second server would
+ * silently share the port (libcoap-4.3.1.md §7 #8). A plain bind without
+ * it fails with EADDRINUSE while anyone holds the port. */
+static int probe(const coap_address_t *a) {
+  int fd = socket(a->addr.sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return errno;
+  int off = 0, e = 0;
+  /* libcoap binds IPv6 dual-stack; probe the same way. */
+  if (a->addr.sa.sa_family == AF_INET6)
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  if (bind(fd, &a->addr.sa, a->size) != 0)
+    e = errno;
+  close(fd);
+  return e;
+}
+
+est_err coapd_dtls_endpoints(coapd_app *app, char *err, size_t errlen) {
+  const coapd_config *cfg = app->cfg;
+  for (size_t i = 0; i < cfg->nlisten; i++) {
+    const coapd_listen *l = &cfg->listen[i];
+    coap_address_t a;
+    fill_addr(l, &a);
+    /* Probe right before each endpoint, so two listen lines that overlap
+     * (0.0.0.0 and 127.0.0.1, same port) are caught too. */
+    int e = probe(&a);
+    if (e) {
+      set_err(err, errlen, "%s:%u: listen %s %u: %s", cfg->path, l->line,
+              l->addr, l->port,
+              e == EADDRINUSE ? "address already in use" : strerror(e));
+      return e == EADDRINUSE ? EST_ERR_ADDR_IN_USE : EST_ERR_IO;
+    }
+    if (!coap_new_endpoint(app->ctx, &a, COAP_PROTO_DTLS)) {
+      set_err(err, errlen, "%s:%u: listen %s %u: cannot open DTLS endpoint",
+              cfg->path, l->line, l->addr, l->port);
+      return EST_ERR_IO;
+    }
+    coapd_log(COAPD_LOG_INFO, "listening on coaps://%s%s%s:%u",
+              l->family == AF_INET6 ? "[" : "", l->addr,
+              l->family == AF_INET6 ? "]" : "", l->port);
+  }
+  return EST_OK;
+}

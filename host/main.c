@@ -1,1 +1,143 @@
-/* placeholder: being written */
+/* coapd: a small CoAP-over-DTLS server that loads plugins.
+ *
+ * Exit status: 0 clean stop (SIGTERM/SIGINT) or config OK with -t;
+ * 1 configuration or startup error; 2 usage error; 3 runtime failure. */
+#include "coapd.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+
+#ifndef COAPD_PLUGIN_DIR
+#define COAPD_PLUGIN_DIR "/usr/local/lib/est-coaps"
+#endif
+#ifndef EST_VERSION
+#define EST_VERSION "0"
+#endif
+
+#define ERR_MAX 1536
+
+enum { EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: coapd -c FILE [-t]\n"
+          "       coapd -h | -V\n"
+          "  -c FILE  configuration file (mosquitto.conf style)\n"
+          "  -t       check the configuration (load plugins, run their init)"
+          " and exit\n"
+          "  -h       this help\n"
+          "  -V       print the version\n"
+          "Plugins named without a '/' are looked up in %s\n"
+          "(override with the environment variable COAPD_PLUGIN_PATH).\n",
+          COAPD_PLUGIN_DIR);
+}
+
+static void version(void) {
+  coap_tls_version_t *tv = coap_get_tls_library_version();
+  printf("coapd %s (%s, GnuTLS %s%s)\n", EST_VERSION, coap_package_version(),
+         gnutls_check_version(NULL),
+         tv && tv->type == COAP_TLS_LIBRARY_GNUTLS ? ""
+                                                   : ", libcoap not on GnuTLS");
+}
+
+int main(int argc, char **argv) {
+  const char *conf = NULL;
+  int check_only = 0, opt, status = EXIT_CONFIG;
+  char err[ERR_MAX] = "";
+  coapd_app app;
+  memset(&app, 0, sizeof app);
+
+  while ((opt = getopt(argc, argv, "c:thV")) != -1) {
+    switch (opt) {
+    case 'c':
+      conf = optarg;
+      break;
+    case 't':
+      check_only = 1;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'V':
+      version();
+      return 0;
+    default:
+      usage(stderr);
+      return EXIT_USAGE;
+    }
+  }
+  if (!conf || optind != argc) {
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+
+  /* Block the stop signals before anything else: the loop reads them from
+   * a signalfd, so one that comes during startup waits for the loop. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  coap_startup();
+  coapd_log_setup(COAPD_DEFAULT_LOG_LEVEL);
+
+  app.plugin_dir = getenv("COAPD_PLUGIN_PATH");
+  if (!app.plugin_dir || !*app.plugin_dir)
+    app.plugin_dir = COAPD_PLUGIN_DIR;
+
+  if (coapd_config_parse_file(conf, &app.cfg, err, sizeof err) != EST_OK)
+    goto out;
+  coapd_log_setup(app.cfg->log_level);
+  if (coapd_config_check_files(app.cfg, app.plugin_dir, err, sizeof err) !=
+          EST_OK ||
+      coapd_dtls_check(app.cfg, err, sizeof err) != EST_OK ||
+      coapd_dtls_context(&app, err, sizeof err) != EST_OK)
+    goto out;
+  /* -t checks everything but binds nothing, so it also works next to a
+   * running coapd with the same config. */
+  if (!check_only && coapd_dtls_endpoints(&app, err, sizeof err) != EST_OK)
+    goto out;
+  if (coapd_loop_new(&app, &app.loop) != EST_OK) {
+    snprintf(err, sizeof err, "cannot set up the I/O loop");
+    goto out;
+  }
+  if (coapd_plugins_load(&app, err, sizeof err) != EST_OK)
+    goto out;
+
+  if (check_only) {
+    coapd_log_always(COAPD_LOG_NOTICE, "coapd: %s: configuration OK", conf);
+    status = 0;
+    goto out;
+  }
+  coapd_log_always(COAPD_LOG_NOTICE,
+                   COAPD_READY_TEXT " (%zu endpoint%s, %zu plugin%s)",
+                   app.cfg->nlisten, app.cfg->nlisten == 1 ? "" : "s",
+                   app.nplugins, app.nplugins == 1 ? "" : "s");
+  status = coapd_loop_run(app.loop) == EST_OK ? 0 : EXIT_RUNTIME;
+
+out:
+  if (err[0])
+    coapd_log_always(COAPD_LOG_ERR, "%s", err);
+  /* Teardown order (libcoap-4.3.1.md §5): session data and plugin fini,
+   * coap_free_context, dlclose, coap_cleanup. */
+  coapd_plugins_fini(&app);
+  coapd_loop_free(app.loop);
+  app.loop = NULL;
+  if (app.ctx) {
+    coapd_sessions_release_all(&app);
+    coap_free_context(app.ctx);
+  }
+  coapd_plugins_unload(&app);
+  coapd_config_free(app.cfg);
+  if (status == 0 && !check_only)
+    coapd_log(COAPD_LOG_NOTICE, "coapd: stopped");
+  coap_cleanup();
+  return status;
+}

@@ -1,1 +1,410 @@
-/* placeholder: being written */
+/* Plugin loading (dlopen + descriptor checks), the coapd_host_api functions
+ * and per-session plugin data. */
+#include "coapd.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/gnutls.h>
+
+#define PLUGIN_NAME_MAX 64
+
+/* Host data attached to a session with coap_session_set_app_data: one
+ * slot per plugin. Also kept in a list, because coap_free_context() frees
+ * sessions without a SERVER_SESSION_DEL event (libcoap-4.3.1.md §5). */
+typedef struct sess_slot {
+  void *data;
+  void (*free_fn)(void *data);
+} sess_slot;
+
+struct coapd_sess {
+  coapd_sess *prev, *next;
+  coap_session_t *session;
+  size_t nslots;
+  sess_slot slot[];
+};
+
+__attribute__((format(printf, 3, 4))) static void
+set_err(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* ---- session data ---------------------------------------------------- */
+
+static void sess_free(coapd_app *app, coapd_sess *s) {
+  /* Unlink first: a free_fn must not find a half-freed entry. */
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    app->sessions = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  coap_session_set_app_data(s->session, NULL);
+  for (size_t i = 0; i < s->nslots; i++) {
+    if (s->slot[i].free_fn && s->slot[i].data)
+      s->slot[i].free_fn(s->slot[i].data);
+  }
+  free(s);
+}
+
+void coapd_session_release(coapd_app *app, coap_session_t *session) {
+  coapd_sess *s = coap_session_get_app_data(session);
+  if (s)
+    sess_free(app, s);
+}
+
+void coapd_sessions_release_all(coapd_app *app) {
+  while (app->sessions)
+    sess_free(app, app->sessions);
+}
+
+static void *api_session_data(coapd_host *host, coap_session_t *session) {
+  if (!host || !session)
+    return NULL;
+  coapd_sess *s = coap_session_get_app_data(session);
+  return s && host->index < s->nslots ? s->slot[host->index].data : NULL;
+}
+
+static int api_session_data_set(coapd_host *host, coap_session_t *session,
+                                void *data, void (*free_fn)(void *data)) {
+  if (!host || !session) {
+    if (free_fn && data)
+      free_fn(data);
+    return -1;
+  }
+  coapd_app *app = host->app;
+  coapd_sess *s = coap_session_get_app_data(session);
+  if (!s) {
+    size_t n = app->cfg->nplugins;
+    s = calloc(1, sizeof *s + n * sizeof s->slot[0]);
+    if (!s) {
+      /* The data is consumed either way (plugin.h). */
+      if (free_fn && data)
+        free_fn(data);
+      return -1;
+    }
+    s->session = session;
+    s->nslots = n;
+    s->next = app->sessions;
+    if (s->next)
+      s->next->prev = s;
+    app->sessions = s;
+    coap_session_set_app_data(session, s);
+  }
+  sess_slot old = s->slot[host->index];
+  s->slot[host->index].data = data;
+  s->slot[host->index].free_fn = free_fn;
+  if (old.free_fn && old.data && old.data != data)
+    old.free_fn(old.data);
+  return 0;
+}
+
+/* ---- identity -------------------------------------------------------- */
+
+static gnutls_session_t tls_of(coap_session_t *session) {
+  coap_tls_library_t lib = COAP_TLS_LIBRARY_NOTLS;
+  void *tls = session ? coap_session_get_tls(session, &lib) : NULL;
+  /* The pointer is backend-specific (libcoap-4.3.1.md §5). */
+  return tls && lib == COAP_TLS_LIBRARY_GNUTLS ? (gnutls_session_t)tls : NULL;
+}
+
+static int api_peer_chain(coapd_host *host, coap_session_t *session,
+                          const coapd_blob **certs, size_t *count) {
+  if (count)
+    *count = 0;
+  if (certs)
+    *certs = NULL;
+  gnutls_session_t gs = tls_of(session);
+  if (!host || !certs || !count || !gs)
+    return -1;
+  unsigned n = 0;
+  const gnutls_datum_t *peers = gnutls_certificate_get_peers(gs, &n);
+  if (!peers || n == 0)
+    return -1;
+  if (n > COAPD_CHAIN_MAX)
+    n = COAPD_CHAIN_MAX;
+  for (unsigned i = 0; i < n; i++) {
+    host->chain[i].data = peers[i].data;
+    host->chain[i].len = peers[i].size;
+  }
+  *certs = host->chain;
+  *count = n;
+  return 0;
+}
+
+static int api_channel_binding(coapd_host *host, coap_session_t *session,
+                               coapd_cb_type type, uint8_t *buf, size_t *len) {
+  gnutls_session_t gs = tls_of(session);
+  gnutls_channel_binding_t t;
+  if (!host || !gs || !buf || !len)
+    return -1;
+  switch (type) {
+  case COAPD_CB_TLS_UNIQUE:
+    t = GNUTLS_CB_TLS_UNIQUE;
+    break;
+  case COAPD_CB_TLS_EXPORTER:
+    t = GNUTLS_CB_TLS_EXPORTER;
+    break;
+  default:
+    return -1;
+  }
+  gnutls_datum_t cb = {NULL, 0};
+  if (gnutls_session_channel_binding(gs, t, &cb) < 0)
+    return -1;
+  int rc = -1;
+  if (cb.size <= *len) {
+    memcpy(buf, cb.data, cb.size);
+    *len = cb.size;
+    rc = 0;
+  }
+  gnutls_free(cb.data);
+  return rc;
+}
+
+/* ---- options, logging, fds ------------------------------------------- */
+
+__attribute__((format(printf, 3, 4))) static void
+api_log(coapd_host *host, coapd_log_level level, const char *fmt, ...) {
+  char prefix[PLUGIN_NAME_MAX + 3];
+  const char *name =
+      host && host->desc && host->desc->name ? host->desc->name : "plugin";
+  snprintf(prefix, sizeof prefix, "[%s]", name);
+  va_list ap;
+  va_start(ap, fmt);
+  coapd_vlog((int)level, prefix, fmt, ap);
+  va_end(ap);
+}
+
+static size_t api_option_count(coapd_host *host) {
+  return host ? host->conf->nopts : 0;
+}
+
+static int api_option_at(coapd_host *host, size_t i, const char **key,
+                         const char **value, unsigned *line) {
+  if (!host || i >= host->conf->nopts)
+    return -1;
+  const coapd_option *o = &host->conf->opts[i];
+  if (key)
+    *key = o->key;
+  if (value)
+    *value = o->value;
+  if (line)
+    *line = o->line;
+  return 0;
+}
+
+static const char *api_option(coapd_host *host, const char *key) {
+  const char *v = NULL;
+  if (!host || !key)
+    return NULL;
+  for (size_t i = 0; i < host->conf->nopts; i++) /* last one wins */
+    if (strcmp(host->conf->opts[i].key, key) == 0)
+      v = host->conf->opts[i].value;
+  return v;
+}
+
+static int api_watch_fd(coapd_host *host, int fd, coapd_fd_cb cb, void *arg) {
+  if (!host || !host->app->loop)
+    return -1;
+  return coapd_loop_watch(host->app->loop, host, fd, cb, arg);
+}
+
+static int api_unwatch_fd(coapd_host *host, int fd) {
+  if (!host || !host->app->loop)
+    return -1;
+  return coapd_loop_unwatch(host->app->loop, host, fd);
+}
+
+static void build_api(coapd_host *h) {
+  coapd_host_api *a = &h->api;
+  memset(a, 0, sizeof *a);
+  a->size = sizeof *a;
+  a->abi_version = COAPD_PLUGIN_ABI_VERSION;
+  a->host = h;
+  a->ctx = h->app->ctx;
+  a->log = api_log;
+  a->option_count = api_option_count;
+  a->option_at = api_option_at;
+  a->option = api_option;
+  a->config_path = h->app->cfg->path;
+  a->config_line = h->conf->line;
+  a->peer_chain = api_peer_chain;
+  a->channel_binding = api_channel_binding;
+  a->session_data = api_session_data;
+  a->session_data_set = api_session_data_set;
+  a->watch_fd = api_watch_fd;
+  a->unwatch_fd = api_unwatch_fd;
+}
+
+/* ---- load / unload --------------------------------------------------- */
+
+static int name_ok(const char *name) {
+  size_t n = name ? strnlen(name, PLUGIN_NAME_MAX + 1) : 0;
+  if (n == 0 || n > PLUGIN_NAME_MAX)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)name[i] <= 0x20 || (unsigned char)name[i] >= 0x7f)
+      return 0;
+  return 1;
+}
+
+/* Check the descriptor before calling anything in it (plugin.h). */
+static est_err check_desc(coapd_app *app, coapd_host *h, char *err,
+                          size_t errlen) {
+  const coapd_config *cfg = app->cfg;
+  const coapd_plugin *d = h->desc;
+  const char *where = cfg->path;
+  unsigned line = h->conf->line;
+  if (d->abi_version != COAPD_PLUGIN_ABI_VERSION) {
+    set_err(err, errlen, "%s:%u: plugin '%s': ABI version %u, coapd needs %u",
+            where, line, h->file, (unsigned)d->abi_version,
+            COAPD_PLUGIN_ABI_VERSION);
+    return EST_ERR_ABI;
+  }
+  if (d->size < sizeof(coapd_plugin)) {
+    set_err(err, errlen,
+            "%s:%u: plugin '%s': descriptor size %u, coapd needs at least %zu",
+            where, line, h->file, (unsigned)d->size, sizeof(coapd_plugin));
+    return EST_ERR_ABI;
+  }
+  if (!name_ok(d->name)) {
+    set_err(err, errlen,
+            "%s:%u: plugin '%s': missing or bad name (1-%d printable bytes)",
+            where, line, h->file, PLUGIN_NAME_MAX);
+    return EST_ERR_ABI;
+  }
+  if (!d->init || !d->fini) {
+    set_err(err, errlen, "%s:%u: plugin '%s': descriptor lacks init or fini",
+            where, line, h->file);
+    return EST_ERR_ABI;
+  }
+  for (size_t i = 0; i < app->nplugins; i++) {
+    if (app->plugins[i].initialised &&
+        strcmp(app->plugins[i].desc->name, d->name) == 0) {
+      set_err(err, errlen,
+              "%s:%u: plugin '%s': name '%s' already used by the plugin on "
+              "line %u",
+              where, line, h->file, d->name, app->plugins[i].conf->line);
+      return EST_ERR_EXISTS;
+    }
+  }
+  return EST_OK;
+}
+
+static est_err load_one(coapd_app *app, coapd_host *h, char *err,
+                        size_t errlen) {
+  const coapd_config *cfg = app->cfg;
+  est_err rc;
+  if (coapd_config_plugin_file(h->conf, app->plugin_dir, h->file,
+                               sizeof h->file) != EST_OK) {
+    set_err(err, errlen, "%s:%u: plugin '%s': path too long", cfg->path,
+            h->conf->line, h->conf->path);
+    return EST_ERR_CONFIG;
+  }
+  /* RTLD_LOCAL keeps plugins apart; never RTLD_DEEPBIND, which would give
+   * the plugin its own libcoap instance (libcoap-4.3.1.md §5). */
+  h->dl = dlopen(h->file, RTLD_NOW | RTLD_LOCAL);
+  if (!h->dl) {
+    const char *e = dlerror();
+    set_err(err, errlen, "%s:%u: plugin '%s': %s", cfg->path, h->conf->line,
+            h->file, e ? e : "dlopen failed");
+    return EST_ERR_CONFIG;
+  }
+  dlerror();
+  h->desc = dlsym(h->dl, COAPD_PLUGIN_SYMBOL);
+  if (!h->desc) {
+    set_err(err, errlen, "%s:%u: plugin '%s': no symbol '%s'", cfg->path,
+            h->conf->line, h->file, COAPD_PLUGIN_SYMBOL);
+    rc = EST_ERR_ABI;
+    goto fail;
+  }
+  if ((rc = check_desc(app, h, err, errlen)) != EST_OK)
+    goto fail;
+  build_api(h);
+  if (h->desc->init(&h->api, &h->state) != 0) {
+    set_err(err, errlen, "%s:%u: plugin '%s' (%s): init failed", cfg->path,
+            h->conf->line, h->desc->name, h->file);
+    rc = EST_ERR_CONFIG;
+    goto fail;
+  }
+  h->initialised = 1;
+  coapd_log(COAPD_LOG_INFO, "plugin '%s' %s loaded from %s", h->desc->name,
+            h->desc->version ? h->desc->version : "?", h->file);
+  return EST_OK;
+fail:
+  /* The failed plugin may have registered fds or resources before failing;
+   * drop the fds now and keep the .so mapped until after
+   * coap_free_context() (coapd_plugins_unload), since the context may
+   * still point at its handlers. */
+  if (app->loop)
+    coapd_loop_unwatch_all(app->loop, h);
+  return rc;
+}
+
+est_err coapd_plugins_load(coapd_app *app, char *err, size_t errlen) {
+  size_t n = app->cfg->nplugins;
+  if (n == 0)
+    return EST_OK;
+  app->plugins = calloc(n, sizeof *app->plugins);
+  if (!app->plugins) {
+    set_err(err, errlen, "out of memory");
+    return EST_ERR_NOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    coapd_host *h = &app->plugins[i];
+    h->app = app;
+    h->conf = &app->cfg->plugins[i];
+    h->index = i;
+    est_err rc = load_one(app, h, err, errlen);
+    if (h->dl)
+      app->nplugins++; /* unload dlcloses it, loaded or not */
+    if (rc != EST_OK)
+      return rc;
+  }
+  return EST_OK;
+}
+
+uint32_t coapd_plugins_tick(coapd_app *app, uint64_t now_ms) {
+  uint32_t next = COAPD_TICK_MAX_MS;
+  for (size_t i = 0; i < app->nplugins; i++) {
+    coapd_host *h = &app->plugins[i];
+    if (!h->initialised || !h->desc->tick)
+      continue;
+    uint32_t d = h->desc->tick(h->state, now_ms);
+    if (d < next)
+      next = d;
+  }
+  return next < COAPD_TICK_MIN_MS ? COAPD_TICK_MIN_MS : next;
+}
+
+void coapd_plugins_fini(coapd_app *app) {
+  /* Session data first: its free_fns may use plugin state. */
+  coapd_sessions_release_all(app);
+  for (size_t i = app->nplugins; i-- > 0;) {
+    coapd_host *h = &app->plugins[i];
+    if (!h->initialised)
+      continue;
+    h->desc->fini(h->state);
+    h->initialised = 0;
+    h->state = NULL;
+    if (app->loop)
+      coapd_loop_unwatch_all(app->loop, h);
+  }
+}
+
+void coapd_plugins_unload(coapd_app *app) {
+  for (size_t i = app->nplugins; i-- > 0;) {
+    coapd_host *h = &app->plugins[i];
+    if (h->dl)
+      dlclose(h->dl);
+    h->dl = NULL;
+  }
+  free(app->plugins);
+  app->plugins = NULL;
+  app->nplugins = 0;
+}

@@ -3,7 +3,7 @@
 #   ca.crt/key          the EST CA (issues LDevIDs)            "CN=est-coaps Test CA"
 #   server.crt/key      the coapd DTLS server cert (localhost, 127.0.0.1, ::1)
 #   mfr-ca.crt/key      a manufacturer CA (issues IDevIDs)
-#   idevid.crt/key      a device's manufacturer certificate   "CN=idevid-0001"
+#   idevid.crt/key      a device's manufacturer certificate   "CN=idevid-0001,serialNumber=0001"
 #   client.crt/key      an LDevID issued by the EST CA        "CN=ldevid-0001"
 #   rogue-ca.crt/key, rogue.crt/key   a CA and client nobody trusts
 #   trust.pem           ca.crt + mfr-ca.crt: what coapd's dtls_ca accepts
@@ -43,7 +43,7 @@ ca ca "$ca_name"
 ca mfr-ca "Test Manufacturer CA"
 ca rogue-ca "Rogue CA"
 leaf server ca localhost 'dns_name = "localhost"\nip_address = "127.0.0.1"\nip_address = "::1"\ntls_www_server\n'
-leaf idevid mfr-ca idevid-0001 'serial = 1001\ntls_www_client\n'
+leaf idevid mfr-ca idevid-0001 'dn_oid = "2.5.4.5 0001"\ntls_www_client\n'
 leaf client ca ldevid-0001 'tls_www_client\n'
 leaf rogue rogue-ca rogue-0001 'tls_www_client\n'
 cat ca.crt mfr-ca.crt >trust.pem

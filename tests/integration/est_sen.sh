@@ -82,6 +82,14 @@ grep -q "4.00 CSR signature" "$IT_STDERR" || it_fail "bad signature diag: $(cat 
 est_csr "$T/ca-req.key" "$T/ca-req.csr" sneaky-ca ca cert_signing_key
 est_req gnutls idevid post /est/sen -t 286 -f "$T/ca-req.csr"
 it_expect_code 4.03; it_expect_diag
+# A Block1 sequence that does not start at 0 is 4.08; SZX 7 (BERT) over
+# UDP is 4.00 (RFC 7959 §2.2, §2.9.2).
+head -c 16 /dev/urandom >"$T/b16"
+est_req gnutls idevid post /est/sen -t 286 -O 27,0x18 -f "$T/b16"
+it_expect_code 4.08; it_expect_diag
+head -c 32 /dev/urandom >"$T/b32"
+est_req openssl idevid post /est/sen -t 286 -O 27,0x17 -f "$T/b32"
+it_expect_code 4.00; it_expect_diag
 # Over max_body: 4.13 with Size1, at block 0 whether or not Block1 is used.
 head -c 6000 /dev/urandom >"$T/huge"
 est_req gnutls idevid post /est/sen -t 286 -b 64 -f "$T/huge"

@@ -1,0 +1,115 @@
+/**
+ * @file coapd.h
+ * @brief coapd host internals shared by main.c, log.c, dtls.c, loop.c and
+ * plugins.c. Not installed; plugins see only include/coapd/plugin.h.
+ */
+#ifndef COAPD_HOST_COAPD_H
+#define COAPD_HOST_COAPD_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <coap3/coap.h>
+
+#include "coapd/plugin.h"
+#include "config.h"
+#include "est_err.h"
+
+/** The fixed log line tests wait for: all endpoints open, plugins ready. */
+#define COAPD_READY_TEXT "coapd: ready"
+
+/** Most certificates peer_chain() reports (longer chains are cut). */
+#define COAPD_CHAIN_MAX 10u
+/** Most fds all plugins together may watch. */
+#define COAPD_WATCH_MAX 64u
+/** tick() delays are clamped to this range (ms). */
+#define COAPD_TICK_MIN_MS 1u
+#define COAPD_TICK_MAX_MS 1000u
+
+typedef struct coapd_app coapd_app;
+typedef struct coapd_loop coapd_loop;
+typedef struct coapd_sess coapd_sess;
+
+/** One loaded plugin; its address is the coapd_host handle plugins get. */
+struct coapd_host {
+  coapd_app *app;
+  const coapd_plugin_conf *conf;
+  const coapd_plugin *desc;
+  void *dl;
+  void *state;
+  int initialised;
+  size_t index; /**< slot in every session's data array */
+  char file[COAPD_CONFIG_MAX_PATH + 256];
+  coapd_host_api api;
+  coapd_blob chain[COAPD_CHAIN_MAX]; /**< peer_chain() result, per call */
+};
+
+/** Process state; one per coapd run, owned by main(). */
+struct coapd_app {
+  coapd_config *cfg;
+  const char *plugin_dir;
+  coap_context_t *ctx;
+  coapd_loop *loop;
+  coapd_host *plugins;  /**< cfg->nplugins entries */
+  size_t nplugins;      /**< how many were loaded (<= cfg->nplugins) */
+  coapd_sess *sessions; /**< every session with host data attached */
+};
+
+/* log.c */
+/** Log one line to stderr: `TIMESTAMP LEVEL [PREFIX] message`. Filtered
+ * against libcoap's log level, the single process-wide level. */
+void coapd_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void coapd_vlog(int level, const char *prefix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+/** Log even if the level is filtered (the ready line). */
+void coapd_log_always(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/** Route libcoap's own log lines through coapd_log and set the level. */
+void coapd_log_setup(int level);
+
+/* dtls.c */
+/** Load dtls_cert/dtls_key/dtls_ca with GnuTLS and check that the key
+ * matches the certificate. Writes `PATH:LINE: problem` into @p err. */
+est_err coapd_dtls_check(const coapd_config *cfg, char *err,
+                         size_t errlen) EST_MUST_CHECK;
+/** coap_new_context, block mode, PKI, housekeeping limits, event handler. */
+est_err coapd_dtls_context(coapd_app *app, char *err,
+                           size_t errlen) EST_MUST_CHECK;
+/** Probe-bind and open every `listen` endpoint. */
+est_err coapd_dtls_endpoints(coapd_app *app, char *err,
+                             size_t errlen) EST_MUST_CHECK;
+
+/* loop.c */
+est_err coapd_loop_new(coapd_app *app, coapd_loop **out) EST_MUST_CHECK;
+/** Run until SIGTERM/SIGINT. Returns EST_OK on a clean stop. */
+est_err coapd_loop_run(coapd_loop *loop) EST_MUST_CHECK;
+void coapd_loop_free(coapd_loop *loop);
+int coapd_loop_watch(coapd_loop *loop, coapd_host *owner, int fd,
+                     coapd_fd_cb cb, void *arg);
+int coapd_loop_unwatch(coapd_loop *loop, coapd_host *owner, int fd);
+/** Drop every watch @p owner still holds (after its fini). */
+void coapd_loop_unwatch_all(coapd_loop *loop, coapd_host *owner);
+
+/* plugins.c */
+/** Load and init every configured plugin, in file order. On failure the
+ * ones already loaded (and the one that failed, if dlopen worked) stay in
+ * app->plugins for coapd_plugins_fini()/coapd_plugins_unload(). */
+est_err coapd_plugins_load(coapd_app *app, char *err,
+                           size_t errlen) EST_MUST_CHECK;
+/** Call each plugin's tick; return the smallest delay asked for (ms). */
+uint32_t coapd_plugins_tick(coapd_app *app, uint64_t now_ms);
+/** Free all session data, then fini in reverse order. No dlclose. */
+void coapd_plugins_fini(coapd_app *app);
+/** dlclose every plugin; after coap_free_context(). */
+void coapd_plugins_unload(coapd_app *app);
+/** SERVER_SESSION_DEL: free the host data attached to @p session. */
+void coapd_session_release(coapd_app *app, coap_session_t *session);
+/** Free host data of every session still alive (shutdown). */
+void coapd_sessions_release_all(coapd_app *app);
+
+/** CLOCK_MONOTONIC in milliseconds. */
+uint64_t coapd_now_ms(void);
+
+#endif /* COAPD_HOST_COAPD_H */
