@@ -1,0 +1,1994 @@
+/* The est-coaps store: SQLite persistence of requests, certificates,
+ * pre-authorisations and the audit trail (decisions.md §7). See store.h. */
+#define _POSIX_C_SOURCE 200809L
+
+#include "store.h"
+#include "store_schema.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* PRAGMA application_id: "ESTC". Marks the file as ours so that a wrong
+ * path to some other SQLite database is refused instead of extended. */
+#define STORE_APPLICATION_ID 0x45535443
+/* Blocking at open is harmless (nothing is served yet): wait this long for
+ * another process's lock while switching to WAL and migrating. */
+#define STORE_OPEN_BUSY_MS 5000
+#define STORE_ERRMSG_LEN 512
+
+/* Column lists shared by the statements that read whole rows; the read_*
+ * functions below depend on this order. */
+#define REQ_COLS                                                               \
+  "r.id, r.state, r.function, r.spki_sha256, r.client_fp, r.client, "        \
+  "r.client_class, r.subject, r.csr, r.reason, r.created, r.updated, "        \
+  "r.expires, r.cert_id"
+enum { RC_ID, RC_STATE, RC_FUNCTION, RC_SPKI, RC_FP, RC_CLIENT, RC_CLASS,
+       RC_SUBJECT, RC_CSR, RC_REASON, RC_CREATED, RC_UPDATED, RC_EXPIRES,
+       RC_CERT_ID, RC__N };
+/* The lookup adds the issued certificate's revocation and end of validity. */
+enum { RC_REVOKED_AT = RC__N, RC_NOT_AFTER };
+
+#define CERT_COLS                                                              \
+  "id, serial, request_id, subject, client, not_before, not_after, der, "     \
+  "revoked_at, revoke_reason, created"
+#define PREAUTH_COLS "id, kind, value, note, created, actor"
+#define AUDIT_COLS                                                             \
+  "a.id, a.time, a.actor, a.action, a.request_id, a.cert_serial, a.detail, "  \
+  "r.function, r.subject, r.client"
+
+/* Every statement, prepared once at open (SQLITE_PREPARE_PERSISTENT). */
+enum stmt_id {
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_ROLLBACK,
+  ST_AUDIT_INSERT,
+  ST_REQ_LOOKUP,
+  ST_REQ_GET,
+  ST_REQ_STATE,
+  ST_REQ_INSERT,
+  ST_REQ_DECIDE,
+  ST_REQ_EXPIRE_ONE,
+  ST_REQ_SET_ISSUED,
+  ST_REQ_LIST_ALL,
+  ST_REQ_LIST_STATE,
+  ST_EXPIRE_AUDIT,
+  ST_EXPIRE_UPDATE,
+  ST_CERT_INSERT,
+  ST_CERT_GET_ID,
+  ST_CERT_GET_SERIAL,
+  ST_CERT_LIST,
+  ST_CERT_REVOKE,
+  ST_PREAUTH_INSERT,
+  ST_PREAUTH_DELETE,
+  ST_PREAUTH_LIST,
+  ST_PREAUTH_MATCH,
+  ST_AUDIT_SINCE,
+  ST_AUDIT_LIST_ALL,
+  ST_AUDIT_LIST_REQ,
+  ST_AUDIT_MAX,
+  ST_REQ_COUNT_LIVE,
+  ST_META_GET,
+  ST_META_SET,
+  ST_DATA_VERSION,
+  ST__MAX
+};
+
+static const char *const stmt_sql[ST__MAX] = {
+  [ST_BEGIN] = "BEGIN IMMEDIATE",
+  [ST_COMMIT] = "COMMIT",
+  [ST_ROLLBACK] = "ROLLBACK",
+  [ST_AUDIT_INSERT] =
+    "INSERT INTO audit (time, actor, action, request_id, cert_serial, detail)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+  /* The newest row for the retry key (decisions.md §7). */
+  [ST_REQ_LOOKUP] =
+    "SELECT " REQ_COLS ", c.revoked_at, c.not_after FROM requests r"
+    " LEFT JOIN certificates c ON c.id = r.cert_id"
+    " WHERE r.spki_sha256 = ?1 AND r.client_fp = ?2 AND r.function = ?3"
+    " ORDER BY r.id DESC LIMIT 1",
+  [ST_REQ_GET] = "SELECT " REQ_COLS " FROM requests r WHERE r.id = ?1",
+  [ST_REQ_STATE] =
+    "SELECT r.state, r.created, r.expires, c.serial FROM requests r"
+    " LEFT JOIN certificates c ON c.id = r.cert_id WHERE r.id = ?1",
+  [ST_REQ_INSERT] =
+    "INSERT INTO requests (state, function, spki_sha256, client_fp, client,"
+    " client_class, subject, csr, created, updated, expires)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
+  [ST_REQ_DECIDE] =
+    "UPDATE requests SET state = ?2, reason = ?3, updated = ?4, expires = ?5"
+    " WHERE id = ?1 AND state = 'pending'",
+  [ST_REQ_EXPIRE_ONE] =
+    "UPDATE requests SET state = 'expired', updated = ?2"
+    " WHERE id = ?1 AND state IN ('pending', 'approved')"
+    " AND expires IS NOT NULL AND expires <= ?2",
+  [ST_REQ_SET_ISSUED] =
+    "UPDATE requests SET state = 'issued', cert_id = ?2, updated = ?3"
+    " WHERE id = ?1 AND state = 'approved'",
+  [ST_REQ_LIST_ALL] = "SELECT " REQ_COLS " FROM requests r ORDER BY r.id",
+  [ST_REQ_LIST_STATE] =
+    "SELECT " REQ_COLS " FROM requests r WHERE r.state = ?1 ORDER BY r.id",
+  [ST_EXPIRE_AUDIT] =
+    "INSERT INTO audit (time, actor, action, request_id, detail)"
+    " SELECT ?1, '" STORE_ACTOR_SYSTEM "', 'expired', id, 'ttl' FROM requests"
+    " WHERE state IN ('pending', 'approved') AND expires IS NOT NULL"
+    " AND expires <= ?1 ORDER BY id",
+  [ST_EXPIRE_UPDATE] =
+    "UPDATE requests SET state = 'expired', updated = ?1"
+    " WHERE state IN ('pending', 'approved') AND expires IS NOT NULL"
+    " AND expires <= ?1",
+  [ST_CERT_INSERT] =
+    "INSERT INTO certificates (serial, request_id, subject, client,"
+    " not_before, not_after, der, created)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+  [ST_CERT_GET_ID] = "SELECT " CERT_COLS " FROM certificates WHERE id = ?1",
+  [ST_CERT_GET_SERIAL] =
+    "SELECT " CERT_COLS " FROM certificates WHERE serial = ?1",
+  [ST_CERT_LIST] = "SELECT " CERT_COLS " FROM certificates ORDER BY id",
+  [ST_CERT_REVOKE] =
+    "UPDATE certificates SET revoked_at = ?2, revoke_reason = ?3"
+    " WHERE serial = ?1 AND revoked_at IS NULL"
+    " RETURNING request_id",
+  [ST_PREAUTH_INSERT] =
+    "INSERT INTO preauth (kind, value, note, created, actor)"
+    " VALUES (?1, ?2, ?3, ?4, ?5)",
+  [ST_PREAUTH_DELETE] = "DELETE FROM preauth WHERE kind = ?1 AND value = ?2",
+  [ST_PREAUTH_LIST] = "SELECT " PREAUTH_COLS " FROM preauth ORDER BY id",
+  [ST_PREAUTH_MATCH] =
+    "SELECT 1 FROM preauth WHERE (kind = 'subject' AND value = ?1)"
+    " OR (kind = 'idevid' AND value = ?2) LIMIT 1",
+  [ST_AUDIT_SINCE] =
+    "SELECT " AUDIT_COLS " FROM audit a"
+    " LEFT JOIN requests r ON r.id = a.request_id"
+    " WHERE a.id > ?1 ORDER BY a.id LIMIT ?2",
+  [ST_AUDIT_LIST_ALL] =
+    "SELECT " AUDIT_COLS " FROM audit a"
+    " LEFT JOIN requests r ON r.id = a.request_id"
+    " ORDER BY a.id DESC LIMIT ?1",
+  [ST_AUDIT_LIST_REQ] =
+    "SELECT " AUDIT_COLS " FROM audit a"
+    " LEFT JOIN requests r ON r.id = a.request_id"
+    " WHERE a.request_id = ?1 ORDER BY a.id DESC LIMIT ?2",
+  [ST_AUDIT_MAX] = "SELECT coalesce(max(id), 0) FROM audit",
+  [ST_REQ_COUNT_LIVE] =
+      "SELECT count(*) FROM requests WHERE client_fp = ?1 AND state IN "
+      "('pending', 'approved') AND (expires IS NULL OR expires > ?2)",
+  [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+  [ST_META_SET] =
+    "INSERT INTO meta (key, value) VALUES (?1, ?2)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+  [ST_DATA_VERSION] = "PRAGMA data_version",
+};
+
+struct store {
+  sqlite3 *db;
+  sqlite3_stmt *st[ST__MAX];
+  bool read_only;
+  bool in_callback;
+  int64_t (*clock)(void *);
+  void *clock_ctx;
+  char err[STORE_ERRMSG_LEN];
+};
+
+/* ------------------------------------------------------------ names */
+
+static const char *const state_names[STORE_REQ__MAX] = {
+  [STORE_REQ_PENDING] = "pending",   [STORE_REQ_APPROVED] = "approved",
+  [STORE_REQ_REJECTED] = "rejected", [STORE_REQ_ISSUED] = "issued",
+  [STORE_REQ_EXPIRED] = "expired",
+};
+static const char *const fn_names[STORE_FN__MAX] = {
+  [STORE_FN_SEN] = "sen", [STORE_FN_SREN] = "sren",
+  [STORE_FN_SKG] = "skg", [STORE_FN_SKC] = "skc",
+};
+static const char *const class_names[STORE_CLIENT__MAX] = {
+  [STORE_CLIENT_UNKNOWN] = NULL, [STORE_CLIENT_IDEVID] = "idevid",
+  [STORE_CLIENT_LDEVID] = "ldevid",
+};
+static const char *const kind_names[STORE_PREAUTH__MAX] = {
+  [STORE_PREAUTH_SUBJECT] = "subject", [STORE_PREAUTH_IDEVID] = "idevid",
+};
+static const char *const action_names[STORE_AUDIT__MAX] = {
+  [STORE_AUDIT_PENDING] = "pending",
+  [STORE_AUDIT_APPROVED] = "approved",
+  [STORE_AUDIT_REJECTED] = "rejected",
+  [STORE_AUDIT_ISSUED] = "issued",
+  [STORE_AUDIT_EXPIRED] = "expired",
+  [STORE_AUDIT_REVOKED] = "revoked",
+  [STORE_AUDIT_PREAUTH_ADD] = "preauth_add",
+  [STORE_AUDIT_PREAUTH_REMOVE] = "preauth_remove",
+  [STORE_AUDIT_REISSUED] = "reissued",
+};
+
+/* Index of @p name in @p names, or -1. */
+static int name_index(const char *const *names, int n, const char *name) {
+  if (name == NULL)
+    return -1;
+  for (int i = 0; i < n; i++)
+    if (names[i] != NULL && strcmp(names[i], name) == 0)
+      return i;
+  return -1;
+}
+
+const char *store_state_name(store_req_state st) {
+  if (st < 0 || st >= STORE_REQ__MAX)
+    return "?";
+  return state_names[st];
+}
+
+est_err store_state_parse(const char *name, store_req_state *out) {
+  int i = name_index(state_names, STORE_REQ__MAX, name);
+  if (i < 0 || out == NULL)
+    return EST_ERR_INVALID;
+  *out = (store_req_state)i;
+  return EST_OK;
+}
+
+const char *store_fn_name(store_fn fn) {
+  if (fn < 0 || fn >= STORE_FN__MAX)
+    return "?";
+  return fn_names[fn];
+}
+
+est_err store_fn_parse(const char *name, store_fn *out) {
+  int i = name_index(fn_names, STORE_FN__MAX, name);
+  if (i < 0 || out == NULL)
+    return EST_ERR_INVALID;
+  *out = (store_fn)i;
+  return EST_OK;
+}
+
+const char *store_client_class_name(store_client_class c) {
+  if (c < 0 || c >= STORE_CLIENT__MAX)
+    return NULL;
+  return class_names[c];
+}
+
+const char *store_preauth_kind_name(store_preauth_kind k) {
+  if (k < 0 || k >= STORE_PREAUTH__MAX)
+    return "?";
+  return kind_names[k];
+}
+
+est_err store_preauth_kind_parse(const char *name, store_preauth_kind *out) {
+  int i = name_index(kind_names, STORE_PREAUTH__MAX, name);
+  if (i < 0 || out == NULL)
+    return EST_ERR_INVALID;
+  *out = (store_preauth_kind)i;
+  return EST_OK;
+}
+
+const char *store_audit_action_name(store_audit_action a) {
+  if (a < 0 || a >= STORE_AUDIT__MAX)
+    return "?";
+  return action_names[a];
+}
+
+int store_schema_version(void) { return store_migrations_count; }
+
+/* ------------------------------------------------------------ errors */
+
+static est_err fail(store *s, est_err rc, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+
+static est_err fail(store *s, est_err rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s->err, sizeof s->err, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+static est_err map_sqlite(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_OK:
+  case SQLITE_ROW:
+  case SQLITE_DONE:
+    return EST_OK;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return EST_ERR_BUSY;
+  case SQLITE_NOMEM:
+    return EST_ERR_NOMEM;
+  case SQLITE_FULL:
+  case SQLITE_IOERR:
+  case SQLITE_CANTOPEN:
+    return EST_ERR_IO;
+  case SQLITE_TOOBIG:
+    return EST_ERR_TOO_LARGE;
+  default:
+    return EST_ERR_STORE;
+  }
+}
+
+/* Record a SQLite failure @p rc during @p what. Prefer the connection's own
+ * message; fall back to the generic text if the connection holds another
+ * code (an injected fault, or an error from a reset statement). */
+static est_err db_fail(store *s, int rc, const char *what) {
+  const char *msg = sqlite3_errcode(s->db) == rc ? sqlite3_errmsg(s->db)
+                                                 : sqlite3_errstr(rc);
+  est_err e = map_sqlite(rc);
+  if (e == EST_OK)
+    e = EST_ERR_STORE; /* an unexpected ROW/DONE */
+  return fail(s, e, "%s: %s", what, msg);
+}
+
+const char *store_errmsg(const store *s) {
+  return s == NULL ? "no store" : s->err;
+}
+
+/* Checks at the top of every entry point. */
+static est_err enter(store *s) {
+  if (s == NULL)
+    return EST_ERR_INVALID;
+  if (s->in_callback)
+    return fail(s, EST_ERR_STATE, "store called from its own list callback");
+  s->err[0] = '\0';
+  return EST_OK;
+}
+
+static est_err enter_write(store *s) {
+  est_err rc = enter(s);
+  if (rc != EST_OK)
+    return rc;
+  if (s->read_only)
+    return fail(s, EST_ERR_INVALID, "store is open read-only");
+  return EST_OK;
+}
+
+static int64_t clock_now(const store *s) {
+  return s->clock != NULL ? s->clock(s->clock_ctx) : (int64_t)time(NULL);
+}
+
+/* ------------------------------------------------------------ input checks */
+
+static est_err check_text(store *s, const char *v, bool required,
+                          const char *what) {
+  if (v == NULL || v[0] == '\0') {
+    if (required)
+      return fail(s, EST_ERR_INVALID, "%s is required", what);
+    return EST_OK;
+  }
+  if (strnlen(v, STORE_MAX_TEXT + 1) > STORE_MAX_TEXT)
+    return fail(s, EST_ERR_TOO_LARGE, "%s is longer than %u bytes", what,
+                STORE_MAX_TEXT);
+  return EST_OK;
+}
+
+static est_err check_blob(store *s, const uint8_t *p, size_t len, size_t cap,
+                          const char *what) {
+  if (p == NULL || len == 0)
+    return fail(s, EST_ERR_INVALID, "%s is required", what);
+  if (len > cap)
+    return fail(s, EST_ERR_TOO_LARGE, "%s is %zu bytes, over the %zu cap", what,
+                len, cap);
+  return EST_OK;
+}
+
+/* Copy hex @p in to @p out in lowercase; 1..@p max digits. */
+static bool hex_lower(const char *in, char *out, size_t max, size_t exact) {
+  size_t n = 0;
+  if (in == NULL)
+    return false;
+  for (; in[n] != '\0'; n++) {
+    char c = in[n];
+    if (n >= max)
+      return false;
+    if (c >= 'A' && c <= 'F')
+      c = (char)(c - 'A' + 'a');
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+      return false;
+    out[n] = c;
+  }
+  out[n] = '\0';
+  return n > 0 && (exact == 0 || n == exact);
+}
+
+static est_err check_request_new(store *s, const store_request_new *in) {
+  est_err rc;
+  if (in == NULL)
+    return fail(s, EST_ERR_INVALID, "no request");
+  if (in->function < 0 || in->function >= STORE_FN__MAX)
+    return fail(s, EST_ERR_INVALID, "bad EST function %d", (int)in->function);
+  if (in->client_class < 0 || in->client_class >= STORE_CLIENT__MAX)
+    return fail(s, EST_ERR_INVALID, "bad client class %d",
+                (int)in->client_class);
+  if ((rc = check_text(s, in->client, true, "client")) != EST_OK ||
+      (rc = check_text(s, in->subject, true, "subject")) != EST_OK ||
+      (rc = check_blob(s, in->csr, in->csr_len, STORE_MAX_CSR, "CSR")) != EST_OK)
+    return rc;
+  return EST_OK;
+}
+
+/* Validates @p in and writes its normalised serial to @p serial. */
+static est_err check_cert_new(store *s, const store_cert_new *in,
+                              char serial[STORE_MAX_SERIAL + 1]) {
+  est_err rc;
+  if (in == NULL)
+    return fail(s, EST_ERR_INVALID, "no certificate");
+  if (in->serial != NULL &&
+      strnlen(in->serial, STORE_MAX_SERIAL + 1) > STORE_MAX_SERIAL)
+    return fail(s, EST_ERR_TOO_LARGE, "serial is longer than %u hex digits",
+                STORE_MAX_SERIAL);
+  if (!hex_lower(in->serial, serial, STORE_MAX_SERIAL, 0))
+    return fail(s, EST_ERR_INVALID, "serial must be 1-%u hex digits",
+                STORE_MAX_SERIAL);
+  if ((rc = check_text(s, in->subject, true, "certificate subject")) != EST_OK ||
+      (rc = check_text(s, in->client, false, "certificate client")) != EST_OK ||
+      (rc = check_blob(s, in->der, in->der_len, STORE_MAX_DER,
+                       "certificate")) != EST_OK)
+    return rc;
+  return EST_OK;
+}
+
+/* ------------------------------------------------------------ statements */
+
+/* A statement ready for binding: reset and unbound. */
+static sqlite3_stmt *stmt(store *s, enum stmt_id id) {
+  sqlite3_stmt *st = s->st[id];
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return st;
+}
+
+/* Binding: remember the first failure so a run of binds is checked once. */
+#define BIND(brc, call)                                                        \
+  do {                                                                         \
+    if ((brc) == SQLITE_OK)                                                    \
+      (brc) = (call);                                                          \
+  } while (0)
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v) {
+  return v != NULL ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC)
+                   : sqlite3_bind_null(st, i);
+}
+
+static int bind_opt_int(sqlite3_stmt *st, int i, int64_t v) {
+  return v != 0 ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+}
+
+/* Step a statement that returns no rows; reset it. *raw gets SQLite's code. */
+static est_err exec_done(store *s, sqlite3_stmt *st, const char *what,
+                         int *raw) {
+  int rc = sqlite3_step(st);
+  est_err e = EST_OK;
+  if (raw != NULL)
+    *raw = rc;
+  if (rc != SQLITE_DONE)
+    e = db_fail(s, rc, what);
+  sqlite3_reset(st);
+  return e;
+}
+
+static est_err tx_begin(store *s) {
+  return exec_done(s, s->st[ST_BEGIN], "begin", NULL);
+}
+
+/* Roll back whatever is open. SQLite may already have rolled back (after
+ * SQLITE_FULL, for instance); then there is nothing to do. */
+static void tx_rollback(store *s) {
+  if (!sqlite3_get_autocommit(s->db)) {
+    sqlite3_stmt *st = s->st[ST_ROLLBACK];
+    (void)sqlite3_step(st);
+    sqlite3_reset(st);
+  }
+}
+
+static est_err tx_commit(store *s) {
+  est_err rc = exec_done(s, s->st[ST_COMMIT], "commit", NULL);
+  if (rc != EST_OK)
+    tx_rollback(s);
+  return rc;
+}
+
+/* Finish a write transaction: commit on success, else roll back. */
+static est_err tx_end(store *s, est_err rc) {
+  if (rc == EST_OK)
+    return tx_commit(s);
+  tx_rollback(s);
+  return rc;
+}
+
+static est_err audit_insert(store *s, int64_t time_, const char *actor,
+                            store_audit_action action, int64_t request_id,
+                            const char *serial, const char *detail) {
+  sqlite3_stmt *st = stmt(s, ST_AUDIT_INSERT);
+  int brc = SQLITE_OK;
+  BIND(brc, sqlite3_bind_int64(st, 1, time_));
+  BIND(brc, sqlite3_bind_text(st, 2, actor, -1, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_text(st, 3, action_names[action], -1, SQLITE_STATIC));
+  BIND(brc, bind_opt_int(st, 4, request_id));
+  BIND(brc, bind_text(st, 5, serial));
+  BIND(brc, bind_text(st, 6, detail));
+  if (brc != SQLITE_OK)
+    return db_fail(s, brc, "audit bind");
+  return exec_done(s, st, "audit insert", NULL);
+}
+
+/* ------------------------------------------------------------ row reading */
+
+static int64_t col_opt_int(sqlite3_stmt *st, int i) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL ? 0
+                                                    : sqlite3_column_int64(st, i);
+}
+
+/* A malloc'd copy of a TEXT column, NULL for SQL NULL. *oom on failure. */
+static char *col_strdup(sqlite3_stmt *st, int i, bool *oom) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  if (t == NULL)
+    return NULL;
+  size_t n = (size_t)sqlite3_column_bytes(st, i);
+  char *p = malloc(n + 1);
+  if (p == NULL) {
+    *oom = true;
+    return NULL;
+  }
+  memcpy(p, t, n);
+  p[n] = '\0';
+  return p;
+}
+
+static uint8_t *col_blobdup(sqlite3_stmt *st, int i, size_t *len, bool *oom) {
+  const void *b = sqlite3_column_blob(st, i);
+  size_t n = (size_t)sqlite3_column_bytes(st, i);
+  *len = 0;
+  if (b == NULL || n == 0)
+    return NULL;
+  uint8_t *p = malloc(n);
+  if (p == NULL) {
+    *oom = true;
+    return NULL;
+  }
+  memcpy(p, b, n);
+  *len = n;
+  return p;
+}
+
+static bool col_hash(sqlite3_stmt *st, int i, uint8_t out[STORE_SHA256_LEN]) {
+  const void *b = sqlite3_column_blob(st, i);
+  if (b == NULL || sqlite3_column_bytes(st, i) != (int)STORE_SHA256_LEN)
+    return false;
+  memcpy(out, b, STORE_SHA256_LEN);
+  return true;
+}
+
+static int col_name(sqlite3_stmt *st, int i, const char *const *names, int n) {
+  return name_index(names, n, (const char *)sqlite3_column_text(st, i));
+}
+
+void store_request_clear(store_request *r) {
+  if (r == NULL)
+    return;
+  free(r->client);
+  free(r->subject);
+  free(r->csr);
+  free(r->reason);
+  memset(r, 0, sizeof *r);
+}
+
+void store_cert_clear(store_cert *c) {
+  if (c == NULL)
+    return;
+  free(c->serial);
+  free(c->subject);
+  free(c->client);
+  free(c->der);
+  free(c->revoke_reason);
+  memset(c, 0, sizeof *c);
+}
+
+void store_preauth_clear(store_preauth *p) {
+  if (p == NULL)
+    return;
+  free(p->value);
+  free(p->note);
+  free(p->actor);
+  memset(p, 0, sizeof *p);
+}
+
+void store_audit_row_clear(store_audit_row *a) {
+  if (a == NULL)
+    return;
+  free(a->actor);
+  free(a->action_name);
+  free(a->cert_serial);
+  free(a->detail);
+  free(a->subject);
+  free(a->client);
+  memset(a, 0, sizeof *a);
+}
+
+/* Read a row of REQ_COLS into @p r (cleared on failure). */
+static est_err read_request(store *s, sqlite3_stmt *st, store_request *r) {
+  bool oom = false;
+  int state = col_name(st, RC_STATE, state_names, STORE_REQ__MAX);
+  int fn = col_name(st, RC_FUNCTION, fn_names, STORE_FN__MAX);
+  int cls = sqlite3_column_type(st, RC_CLASS) == SQLITE_NULL
+              ? STORE_CLIENT_UNKNOWN
+              : col_name(st, RC_CLASS, class_names, STORE_CLIENT__MAX);
+
+  memset(r, 0, sizeof *r);
+  r->id = sqlite3_column_int64(st, RC_ID);
+  if (state < 0 || fn < 0 || cls < 0 || !col_hash(st, RC_SPKI, r->spki_sha256) ||
+      !col_hash(st, RC_FP, r->client_fp))
+    return fail(s, EST_ERR_STORE, "request %" PRId64 " holds invalid values",
+                r->id);
+  r->state = (store_req_state)state;
+  r->function = (store_fn)fn;
+  r->client_class = (store_client_class)cls;
+  r->client = col_strdup(st, RC_CLIENT, &oom);
+  r->subject = col_strdup(st, RC_SUBJECT, &oom);
+  r->csr = col_blobdup(st, RC_CSR, &r->csr_len, &oom);
+  r->reason = col_strdup(st, RC_REASON, &oom);
+  r->created = sqlite3_column_int64(st, RC_CREATED);
+  r->updated = sqlite3_column_int64(st, RC_UPDATED);
+  r->expires = col_opt_int(st, RC_EXPIRES);
+  r->cert_id = col_opt_int(st, RC_CERT_ID);
+  if (oom) {
+    store_request_clear(r);
+    return fail(s, EST_ERR_NOMEM, "out of memory reading a request");
+  }
+  return EST_OK;
+}
+
+static est_err read_cert(store *s, sqlite3_stmt *st, store_cert *c) {
+  bool oom = false;
+  memset(c, 0, sizeof *c);
+  c->id = sqlite3_column_int64(st, 0);
+  c->serial = col_strdup(st, 1, &oom);
+  c->request_id = col_opt_int(st, 2);
+  c->subject = col_strdup(st, 3, &oom);
+  c->client = col_strdup(st, 4, &oom);
+  c->not_before = col_opt_int(st, 5);
+  c->not_after = col_opt_int(st, 6);
+  c->der = col_blobdup(st, 7, &c->der_len, &oom);
+  c->revoked_at = col_opt_int(st, 8);
+  c->revoke_reason = col_strdup(st, 9, &oom);
+  c->created = sqlite3_column_int64(st, 10);
+  if (oom) {
+    store_cert_clear(c);
+    return fail(s, EST_ERR_NOMEM, "out of memory reading a certificate");
+  }
+  return EST_OK;
+}
+
+static est_err read_preauth(store *s, sqlite3_stmt *st, store_preauth *p) {
+  bool oom = false;
+  int kind = col_name(st, 1, kind_names, STORE_PREAUTH__MAX);
+  memset(p, 0, sizeof *p);
+  p->id = sqlite3_column_int64(st, 0);
+  if (kind < 0)
+    return fail(s, EST_ERR_STORE, "preauth %" PRId64 " has an unknown kind",
+                p->id);
+  p->kind = (store_preauth_kind)kind;
+  p->value = col_strdup(st, 2, &oom);
+  p->note = col_strdup(st, 3, &oom);
+  p->created = sqlite3_column_int64(st, 4);
+  p->actor = col_strdup(st, 5, &oom);
+  if (oom) {
+    store_preauth_clear(p);
+    return fail(s, EST_ERR_NOMEM, "out of memory reading a preauth");
+  }
+  return EST_OK;
+}
+
+static est_err read_audit(store *s, sqlite3_stmt *st, store_audit_row *a) {
+  bool oom = false;
+  int action = col_name(st, 3, action_names, STORE_AUDIT__MAX);
+  int fn = col_name(st, 7, fn_names, STORE_FN__MAX);
+  memset(a, 0, sizeof *a);
+  a->id = sqlite3_column_int64(st, 0);
+  a->time = sqlite3_column_int64(st, 1);
+  a->actor = col_strdup(st, 2, &oom);
+  a->action = action < 0 ? STORE_AUDIT__MAX : (store_audit_action)action;
+  a->action_name = col_strdup(st, 3, &oom);
+  a->request_id = col_opt_int(st, 4);
+  a->cert_serial = col_strdup(st, 5, &oom);
+  a->detail = col_strdup(st, 6, &oom);
+  a->function = fn < 0 ? STORE_FN__MAX : (store_fn)fn;
+  a->subject = col_strdup(st, 8, &oom);
+  a->client = col_strdup(st, 9, &oom);
+  if (oom) {
+    store_audit_row_clear(a);
+    return fail(s, EST_ERR_NOMEM, "out of memory reading an audit row");
+  }
+  return EST_OK;
+}
+
+/* ------------------------------------------------------------ open/close */
+
+static void set_diag(char *diag, size_t diag_len, const char *msg) {
+  if (diag != NULL && diag_len > 0)
+    snprintf(diag, diag_len, "%s", msg);
+}
+
+void store_options_init(store_options *opt) {
+  if (opt == NULL)
+    return;
+  memset(opt, 0, sizeof *opt);
+  opt->version = STORE_OPTIONS_VERSION;
+  opt->busy_timeout_ms = 5000;
+}
+
+/* Run a one-value query (a PRAGMA) and return its integer. */
+static est_err query_int(store *s, const char *sql, int64_t *v) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      *v = sqlite3_column_int64(st, 0);
+      rc = SQLITE_OK;
+    }
+  }
+  est_err e = rc == SQLITE_OK ? EST_OK : db_fail(s, rc, sql);
+  sqlite3_finalize(st);
+  return e;
+}
+
+static est_err exec_sql(store *s, const char *sql, const char *what) {
+  char *msg = NULL;
+  int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+  est_err e = EST_OK;
+  if (rc != SQLITE_OK) {
+    e = map_sqlite(rc);
+    fail(s, e == EST_OK ? EST_ERR_STORE : e, "%s: %s", what,
+         msg != NULL ? msg : sqlite3_errstr(rc));
+  }
+  sqlite3_free(msg);
+  return e;
+}
+
+/* Bring the schema up to store_migrations_count, in one
+ * transaction. Another process may have migrated since store_open() read
+ * user_version: read it again under the write lock. */
+static est_err migrate(store *s) {
+  int64_t uv = 0;
+  est_err rc = tx_begin(s);
+  if (rc != EST_OK)
+    return rc;
+  if ((rc = query_int(s, "PRAGMA user_version", &uv)) != EST_OK)
+    goto out;
+  if (uv > store_migrations_count) {
+    rc = fail(s, EST_ERR_SCHEMA,
+              "database schema version %" PRId64
+              " is newer than this program (%d)",
+              uv, store_migrations_count);
+    goto out;
+  }
+  for (int i = (int)uv; i < store_migrations_count; i++) {
+    char what[128];
+    snprintf(what, sizeof what, "schema %s", store_migrations[i].name);
+    if ((rc = exec_sql(s, store_migrations[i].sql, what)) != EST_OK)
+      goto out;
+  }
+  if (uv < store_migrations_count) {
+    char sql[96];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d; PRAGMA application_id = %d",
+             store_migrations_count, STORE_APPLICATION_ID);
+    if ((rc = exec_sql(s, sql, "set schema version")) != EST_OK)
+      goto out;
+  }
+out:
+  return tx_end(s, rc);
+}
+
+/* Refuse files that are not ours, newer than us, or (without create) never
+ * initialised. *uv gets the schema version. */
+static est_err check_header(store *s, const char *path, bool create,
+                            bool read_only, int64_t *uv) {
+  int64_t aid = 0, tables = 0;
+  est_err rc;
+  if ((rc = query_int(s, "PRAGMA user_version", uv)) != EST_OK ||
+      (rc = query_int(s, "PRAGMA application_id", &aid)) != EST_OK ||
+      (rc = query_int(s, "SELECT count(*) FROM sqlite_schema", &tables)) !=
+        EST_OK)
+    return rc;
+  if (aid != 0 && aid != STORE_APPLICATION_ID)
+    return fail(s, EST_ERR_SCHEMA,
+                "%s is not an est-coaps database (application_id 0x%08" PRIx64
+                ")",
+                path, (uint64_t)aid);
+  if (*uv == 0 && tables > 0)
+    return fail(s, EST_ERR_SCHEMA,
+                "%s holds tables but no est-coaps schema", path);
+  if (*uv == 0 && (!create || read_only))
+    return fail(s, EST_ERR_NOT_FOUND,
+                "no database at %s (the file exists but is not initialised)",
+                path);
+  if (*uv > store_migrations_count)
+    return fail(s, EST_ERR_SCHEMA,
+                "database schema version %" PRId64
+                " is newer than this program (%d)",
+                *uv, store_migrations_count);
+  if (read_only && *uv < store_migrations_count)
+    return fail(s, EST_ERR_SCHEMA,
+                "database schema version %" PRId64
+                " is older than this program (%d); open it read-write once "
+                "to upgrade",
+                *uv, store_migrations_count);
+  return EST_OK;
+}
+
+static est_err open_db(store *s, const char *path, const store_options *o) {
+  int flags = SQLITE_OPEN_NOMUTEX;
+  int64_t uv = 0;
+  est_err rc;
+  int src;
+
+  if (!o->create || o->read_only) {
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+      return errno == ENOENT
+               ? fail(s, EST_ERR_NOT_FOUND, "no database at %s", path)
+               : fail(s, EST_ERR_IO, "cannot access %s: %s", path,
+                      strerror(errno));
+  }
+  if (o->read_only)
+    flags |= SQLITE_OPEN_READONLY;
+  else
+    flags |= SQLITE_OPEN_READWRITE | (o->create ? SQLITE_OPEN_CREATE : 0);
+
+  src = sqlite3_open_v2(path, &s->db, flags, NULL);
+  if (src != SQLITE_OK) {
+    est_err e = map_sqlite(src);
+    return fail(s, e == EST_OK ? EST_ERR_STORE : e, "cannot open %s: %s", path,
+                s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(src));
+  }
+  sqlite3_extended_result_codes(s->db, 1);
+  /* SQLite silently opens a file it may not write read-only; a writer that
+   * only finds out at its first write would fail much later. */
+  if (!o->read_only && sqlite3_db_readonly(s->db, "main") == 1)
+    return fail(s, EST_ERR_IO,
+                "database %s is not writable by this process (check owner and "
+                "mode of the file and its directory)",
+                path);
+  sqlite3_busy_timeout(s->db, o->busy_timeout_ms > STORE_OPEN_BUSY_MS
+                                ? o->busy_timeout_ms
+                                : STORE_OPEN_BUSY_MS);
+  sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+  sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+
+  if ((rc = check_header(s, path, o->create, o->read_only, &uv)) != EST_OK)
+    return rc;
+  if ((rc = exec_sql(s, "PRAGMA foreign_keys = ON", "foreign keys")) != EST_OK)
+    return rc;
+  if (o->read_only) {
+    if ((rc = exec_sql(s, "PRAGMA query_only = ON", "query_only")) != EST_OK)
+      return rc;
+  } else {
+    /* WAL: readers (estctl, the broker) never block the writer, and a commit
+     * appends to one file. It is a property of the file, set once. */
+    sqlite3_stmt *st = NULL;
+    src = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+    if (src == SQLITE_OK)
+      src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+      const char *mode = (const char *)sqlite3_column_text(st, 0);
+      if (mode == NULL || strcmp(mode, "wal") != 0) {
+        sqlite3_finalize(st);
+        return fail(s, EST_ERR_STORE, "%s: cannot switch to WAL (mode %s)",
+                    path, mode != NULL ? mode : "?");
+      }
+      src = SQLITE_OK;
+    }
+    rc = src == SQLITE_OK ? EST_OK : db_fail(s, src, "journal_mode WAL");
+    sqlite3_finalize(st);
+    if (rc != EST_OK)
+      return rc;
+    /* FULL: the WAL is fsync'd at every commit, so a pending request, a
+     * decision or an issued certificate survives power loss, not just a
+     * crash. NORMAL is an option (store/README.md has the cost). */
+    if ((rc = exec_sql(s,
+                       o->synchronous_normal ? "PRAGMA synchronous = NORMAL"
+                                             : "PRAGMA synchronous = FULL",
+                       "synchronous")) != EST_OK)
+      return rc;
+  }
+
+  /* BEGIN/COMMIT/ROLLBACK first: migrate() needs them, and the others can
+   * only be prepared once the tables exist. */
+  for (int i = 0; i < ST__MAX; i++) {
+    if (i == ST_ROLLBACK + 1 && !o->read_only && uv < store_migrations_count &&
+        (rc = migrate(s)) != EST_OK)
+      return rc;
+    src = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                             &s->st[i], NULL);
+    if (src != SQLITE_OK)
+      return db_fail(s, src, "prepare");
+  }
+  sqlite3_busy_timeout(s->db, o->busy_timeout_ms);
+  return EST_OK;
+}
+
+est_err store_open(const char *path, const store_options *opt, store **out,
+                   char *diag, size_t diag_len) {
+  store_options o;
+  store *s;
+  est_err rc;
+
+  set_diag(diag, diag_len, "");
+  if (out != NULL)
+    *out = NULL;
+  if (path == NULL || path[0] == '\0' || out == NULL) {
+    set_diag(diag, diag_len, "store_open: no path or no out pointer");
+    return EST_ERR_INVALID;
+  }
+  if (opt != NULL) {
+    if (opt->version != STORE_OPTIONS_VERSION) {
+      set_diag(diag, diag_len, "store_open: unknown options version "
+                               "(call store_options_init())");
+      return EST_ERR_INVALID;
+    }
+    o = *opt;
+  } else {
+    store_options_init(&o);
+  }
+  if (o.busy_timeout_ms < 0) {
+    set_diag(diag, diag_len, "store_open: negative busy timeout");
+    return EST_ERR_INVALID;
+  }
+  s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    set_diag(diag, diag_len, "store_open: out of memory");
+    return EST_ERR_NOMEM;
+  }
+  s->read_only = o.read_only;
+  s->clock = o.clock;
+  s->clock_ctx = o.clock_ctx;
+  rc = open_db(s, path, &o);
+  if (rc != EST_OK) {
+    set_diag(diag, diag_len, s->err);
+    store_close(s);
+    return rc;
+  }
+  *out = s;
+  return EST_OK;
+}
+
+void store_close(store *s) {
+  if (s == NULL)
+    return;
+  for (int i = 0; i < ST__MAX; i++)
+    sqlite3_finalize(s->st[i]);
+  sqlite3_close_v2(s->db);
+  free(s);
+}
+
+est_err store_data_version(store *s, uint64_t *v) {
+  est_err rc = enter(s);
+  if (rc != EST_OK)
+    return rc;
+  if (v == NULL)
+    return fail(s, EST_ERR_INVALID, "no output");
+  sqlite3_stmt *st = stmt(s, ST_DATA_VERSION);
+  int src = sqlite3_step(st);
+  if (src == SQLITE_ROW)
+    *v = (uint64_t)sqlite3_column_int64(st, 0);
+  else
+    rc = db_fail(s, src, "data_version");
+  sqlite3_reset(st);
+  return rc;
+}
+
+/* ------------------------------------------------------------ requests */
+
+/* What a request row found by its retry key means now. */
+typedef enum liveness {
+  LIVE,    /* act on it: pending, approved, rejected (held), issued (valid) */
+  OVERDUE, /* pending/approved past expires: to be marked expired */
+  STALE,   /* expired, rejection lapsed, or certificate revoked/expired */
+} liveness;
+
+/* Classify the current row of ST_REQ_LOOKUP at @p now. A row is live while
+ * now < expires; at expires it is over. */
+static liveness classify(sqlite3_stmt *st, int64_t now) {
+  const char *state = (const char *)sqlite3_column_text(st, RC_STATE);
+  int64_t expires = col_opt_int(st, RC_EXPIRES);
+  bool past = expires != 0 && expires <= now;
+
+  if (state == NULL)
+    return STALE;
+  if (strcmp(state, "pending") == 0 || strcmp(state, "approved") == 0)
+    return past ? OVERDUE : LIVE;
+  if (strcmp(state, "rejected") == 0)
+    return past ? STALE : LIVE;
+  if (strcmp(state, "issued") == 0) {
+    int64_t not_after = col_opt_int(st, RC_NOT_AFTER);
+    if (sqlite3_column_type(st, RC_REVOKED_AT) != SQLITE_NULL ||
+        (not_after != 0 && not_after <= now))
+      return STALE;
+    return LIVE;
+  }
+  return STALE;
+}
+
+static int lookup_bind(sqlite3_stmt *st, const uint8_t *spki,
+                       const uint8_t *fp, store_fn function) {
+  int brc = SQLITE_OK;
+  BIND(brc, sqlite3_bind_blob(st, 1, spki, STORE_SHA256_LEN, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_blob(st, 2, fp, STORE_SHA256_LEN, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_text(st, 3, fn_names[function], -1, SQLITE_STATIC));
+  return brc;
+}
+
+/* Inside a write transaction: mark request @p id expired if it still is
+ * pending/approved and overdue at @p now, with its audit row. */
+static est_err expire_locked(store *s, int64_t id, int64_t now, bool *changed) {
+  sqlite3_stmt *st = stmt(s, ST_REQ_EXPIRE_ONE);
+  int brc = SQLITE_OK;
+  est_err rc;
+  *changed = false;
+  BIND(brc, sqlite3_bind_int64(st, 1, id));
+  BIND(brc, sqlite3_bind_int64(st, 2, now));
+  if (brc != SQLITE_OK)
+    return db_fail(s, brc, "expire bind");
+  if ((rc = exec_done(s, st, "expire request", NULL)) != EST_OK)
+    return rc;
+  if (sqlite3_changes(s->db) == 0)
+    return EST_OK;
+  *changed = true;
+  return audit_insert(s, now, STORE_ACTOR_SYSTEM, STORE_AUDIT_EXPIRED, id, NULL,
+                      "ttl");
+}
+
+est_err store_request_lookup(store *s, const uint8_t spki_sha256[32],
+                             const uint8_t client_fp[32], store_fn function,
+                             int64_t now, store_request *out) {
+  est_err rc = enter(s);
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (rc != EST_OK)
+    return rc;
+  if (spki_sha256 == NULL || client_fp == NULL || out == NULL)
+    return fail(s, EST_ERR_INVALID, "lookup: missing argument");
+  if (function < 0 || function >= STORE_FN__MAX)
+    return fail(s, EST_ERR_INVALID, "bad EST function %d", (int)function);
+
+  /* Twice at most: if another process decided on the row between our read
+   * and our expiry write, read it again. */
+  for (int attempt = 0; attempt < 2; attempt++) {
+    sqlite3_stmt *st = stmt(s, ST_REQ_LOOKUP);
+    int src = lookup_bind(st, spki_sha256, client_fp, function);
+    if (src != SQLITE_OK)
+      return db_fail(s, src, "lookup bind");
+    src = sqlite3_step(st);
+    if (src == SQLITE_DONE) {
+      sqlite3_reset(st);
+      return fail(s, EST_ERR_NOT_FOUND, "no request for this key");
+    }
+    if (src != SQLITE_ROW) {
+      rc = db_fail(s, src, "lookup");
+      sqlite3_reset(st);
+      return rc;
+    }
+    liveness lv = classify(st, now);
+    rc = read_request(s, st, out);
+    /* Reset now: a stepped statement keeps a read snapshot open. */
+    sqlite3_reset(st);
+    if (rc != EST_OK)
+      return rc;
+    if (lv == LIVE)
+      return EST_OK;
+    if (lv == STALE)
+      return fail(s, EST_ERR_NOT_FOUND, "request %" PRId64 " is %s%s", out->id,
+                  store_state_name(out->state),
+                  out->state == STORE_REQ_EXPIRED ? "" : " and no longer holds");
+
+    /* Overdue: expire it, durably and with its audit row. */
+    if (s->read_only) {
+      out->state = STORE_REQ_EXPIRED;
+      return fail(s, EST_ERR_NOT_FOUND, "request %" PRId64 " has expired",
+                  out->id);
+    }
+    bool changed = false;
+    if ((rc = tx_begin(s)) != EST_OK)
+      return rc;
+    rc = expire_locked(s, out->id, now, &changed);
+    if ((rc = tx_end(s, rc)) != EST_OK)
+      return rc;
+    if (changed) {
+      out->state = STORE_REQ_EXPIRED;
+      out->updated = now;
+      return fail(s, EST_ERR_NOT_FOUND, "request %" PRId64 " has expired",
+                  out->id);
+    }
+    store_request_clear(out);
+  }
+  return fail(s, EST_ERR_BUSY, "request changed concurrently; retry");
+}
+
+/* Inside a write transaction: insert a request row; *id gets its id. */
+static est_err insert_request(store *s, const store_request_new *in,
+                              const char *state, int64_t now, int64_t expires,
+                              int64_t *id) {
+  sqlite3_stmt *st = stmt(s, ST_REQ_INSERT);
+  int brc = SQLITE_OK;
+  est_err rc;
+  BIND(brc, sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_text(st, 2, fn_names[in->function], -1, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_blob(st, 3, in->spki_sha256, STORE_SHA256_LEN,
+                              SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_blob(st, 4, in->client_fp, STORE_SHA256_LEN,
+                              SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_text(st, 5, in->client, -1, SQLITE_STATIC));
+  BIND(brc, bind_text(st, 6, class_names[in->client_class]));
+  BIND(brc, sqlite3_bind_text(st, 7, in->subject, -1, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_blob(st, 8, in->csr, (int)in->csr_len, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_int64(st, 9, now));
+  BIND(brc, bind_opt_int(st, 10, expires));
+  if (brc != SQLITE_OK)
+    return db_fail(s, brc, "request bind");
+  if ((rc = exec_done(s, st, "insert request", NULL)) != EST_OK)
+    return rc;
+  *id = sqlite3_last_insert_rowid(s->db);
+  return EST_OK;
+}
+
+est_err store_request_create(store *s, const store_request_new *in,
+                             const char *actor, int64_t *id) {
+  est_err rc = enter_write(s);
+  int64_t now, new_id = 0;
+  if (rc != EST_OK)
+    return rc;
+  if ((rc = check_request_new(s, in)) != EST_OK ||
+      (rc = check_text(s, actor, true, "actor")) != EST_OK)
+    return rc;
+  if (in->initial_state != STORE_REQ_PENDING &&
+      in->initial_state != STORE_REQ_APPROVED)
+    return fail(s, EST_ERR_INVALID, "a new request is pending or approved");
+  if (in->ttl < 0)
+    return fail(s, EST_ERR_INVALID, "negative TTL");
+  now = clock_now(s);
+
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  /* Under the write lock: is there already a live request for this key? */
+  sqlite3_stmt *st = stmt(s, ST_REQ_LOOKUP);
+  int src = lookup_bind(st, in->spki_sha256, in->client_fp, in->function);
+  if (src == SQLITE_OK)
+    src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    liveness lv = classify(st, now);
+    int64_t old = sqlite3_column_int64(st, RC_ID);
+    sqlite3_reset(st);
+    if (lv == LIVE) {
+      if (id != NULL)
+        *id = old;
+      rc = fail(s, EST_ERR_EXISTS,
+                "request %" PRId64 " for this key is still live", old);
+      goto out;
+    }
+    if (lv == OVERDUE) {
+      bool changed;
+      if ((rc = expire_locked(s, old, now, &changed)) != EST_OK)
+        goto out;
+    }
+  } else if (src != SQLITE_DONE) {
+    rc = db_fail(s, src, "lookup");
+    sqlite3_reset(st);
+    goto out;
+  }
+  sqlite3_reset(st);
+
+  if ((rc = insert_request(s, in, state_names[in->initial_state], now,
+                           in->ttl > 0 ? now + in->ttl : 0, &new_id)) != EST_OK)
+    goto out;
+  rc = audit_insert(s, now, actor,
+                    in->initial_state == STORE_REQ_PENDING ? STORE_AUDIT_PENDING
+                                                           : STORE_AUDIT_APPROVED,
+                    new_id, NULL, NULL);
+out:
+  rc = tx_end(s, rc);
+  if (rc == EST_OK && id != NULL)
+    *id = new_id;
+  return rc;
+}
+
+/* Inside a write transaction: state, created, expires (and serial) of @p id. */
+static est_err request_state(store *s, int64_t id, store_req_state *state,
+                             int64_t *created, int64_t *expires, char *serial,
+                             size_t serial_len) {
+  sqlite3_stmt *st = stmt(s, ST_REQ_STATE);
+  int src = sqlite3_bind_int64(st, 1, id);
+  est_err rc = EST_OK;
+  if (src == SQLITE_OK)
+    src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    int i = col_name(st, 0, state_names, STORE_REQ__MAX);
+    if (i < 0)
+      rc = fail(s, EST_ERR_STORE, "request %" PRId64 " has an unknown state",
+                id);
+    *state = (store_req_state)(i < 0 ? 0 : i);
+    *created = sqlite3_column_int64(st, 1);
+    *expires = col_opt_int(st, 2);
+    if (serial != NULL) {
+      const char *t = (const char *)sqlite3_column_text(st, 3);
+      snprintf(serial, serial_len, "%s", t != NULL ? t : "");
+    }
+  } else if (src == SQLITE_DONE) {
+    rc = fail(s, EST_ERR_NOT_FOUND, "request %" PRId64 " not found", id);
+  } else {
+    rc = db_fail(s, src, "request state");
+  }
+  sqlite3_reset(st);
+  return rc;
+}
+
+est_err store_request_decide(store *s, int64_t id, bool approve,
+                             const char *reason, const char *actor) {
+  est_err rc = enter_write(s);
+  store_req_state state = STORE_REQ_PENDING;
+  int64_t created = 0, expires = 0, now;
+  if (rc != EST_OK)
+    return rc;
+  if ((rc = check_text(s, reason, false, "reason")) != EST_OK ||
+      (rc = check_text(s, actor, true, "actor")) != EST_OK)
+    return rc;
+  now = clock_now(s);
+
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  if ((rc = request_state(s, id, &state, &created, &expires, NULL, 0)) != EST_OK)
+    goto out;
+  if (state != STORE_REQ_PENDING) {
+    rc = fail(s, EST_ERR_STATE, "request %" PRId64 " is %s, not pending", id,
+              store_state_name(state));
+    goto out;
+  }
+  if (expires != 0 && expires <= now) {
+    /* Too late: record the expiry (a real change, so commit it) and refuse
+     * the decision. */
+    bool changed;
+    if ((rc = expire_locked(s, id, now, &changed)) != EST_OK)
+      goto out;
+    if ((rc = tx_commit(s)) != EST_OK)
+      return rc;
+    return fail(s, EST_ERR_STATE, "request %" PRId64 " has expired", id);
+  }
+  /* The decision restarts the TTL (store.h). */
+  int64_t new_expires = expires != 0 ? now + (expires - created) : 0;
+  sqlite3_stmt *st = stmt(s, ST_REQ_DECIDE);
+  int brc = SQLITE_OK;
+  BIND(brc, sqlite3_bind_int64(st, 1, id));
+  BIND(brc, sqlite3_bind_text(st, 2, approve ? "approved" : "rejected", -1,
+                              SQLITE_STATIC));
+  BIND(brc, bind_text(st, 3, reason != NULL && reason[0] ? reason : NULL));
+  BIND(brc, sqlite3_bind_int64(st, 4, now));
+  BIND(brc, bind_opt_int(st, 5, new_expires));
+  if (brc != SQLITE_OK) {
+    rc = db_fail(s, brc, "decide bind");
+    goto out;
+  }
+  if ((rc = exec_done(s, st, "decide", NULL)) != EST_OK)
+    goto out;
+  rc = audit_insert(s, now, actor,
+                    approve ? STORE_AUDIT_APPROVED : STORE_AUDIT_REJECTED, id,
+                    NULL, reason != NULL && reason[0] ? reason : NULL);
+out:
+  return tx_end(s, rc);
+}
+
+/* Inside a write transaction: insert the certificate for @p request_id. */
+static est_err insert_cert(store *s, const store_cert_new *c,
+                           const char *serial, int64_t request_id, int64_t now,
+                           int64_t *cert_id) {
+  sqlite3_stmt *st = stmt(s, ST_CERT_INSERT);
+  int brc = SQLITE_OK, raw = SQLITE_OK;
+  est_err rc;
+  BIND(brc, sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC));
+  BIND(brc, bind_opt_int(st, 2, request_id));
+  BIND(brc, sqlite3_bind_text(st, 3, c->subject, -1, SQLITE_STATIC));
+  BIND(brc, bind_text(st, 4, c->client != NULL && c->client[0] ? c->client
+                                                               : NULL));
+  BIND(brc, bind_opt_int(st, 5, c->not_before));
+  BIND(brc, bind_opt_int(st, 6, c->not_after));
+  BIND(brc, sqlite3_bind_blob(st, 7, c->der, (int)c->der_len, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_int64(st, 8, now));
+  if (brc != SQLITE_OK)
+    return db_fail(s, brc, "certificate bind");
+  rc = exec_done(s, st, "insert certificate", &raw);
+  if (raw == SQLITE_CONSTRAINT_UNIQUE)
+    return fail(s, EST_ERR_EXISTS, "certificate serial %s already recorded",
+                serial);
+  if (rc != EST_OK)
+    return rc;
+  *cert_id = sqlite3_last_insert_rowid(s->db);
+  return EST_OK;
+}
+
+static est_err set_issued(store *s, int64_t request_id, int64_t cert_id,
+                          int64_t now) {
+  sqlite3_stmt *st = stmt(s, ST_REQ_SET_ISSUED);
+  int brc = SQLITE_OK;
+  est_err rc;
+  BIND(brc, sqlite3_bind_int64(st, 1, request_id));
+  BIND(brc, sqlite3_bind_int64(st, 2, cert_id));
+  BIND(brc, sqlite3_bind_int64(st, 3, now));
+  if (brc != SQLITE_OK)
+    return db_fail(s, brc, "issued bind");
+  if ((rc = exec_done(s, st, "mark issued", NULL)) != EST_OK)
+    return rc;
+  if (sqlite3_changes(s->db) != 1)
+    return fail(s, EST_ERR_STATE, "request %" PRId64 " is not approved",
+                request_id);
+  return EST_OK;
+}
+
+est_err store_request_issue(store *s, int64_t request_id,
+                            const store_cert_new *cert, const char *actor,
+                            int64_t *cert_id) {
+  char serial[STORE_MAX_SERIAL + 1];
+  store_req_state state = STORE_REQ_PENDING;
+  int64_t created = 0, expires = 0, cid = 0, now;
+  est_err rc = enter_write(s);
+  if (rc != EST_OK)
+    return rc;
+  if ((rc = check_cert_new(s, cert, serial)) != EST_OK ||
+      (rc = check_text(s, actor, true, "actor")) != EST_OK)
+    return rc;
+  now = clock_now(s);
+
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  if ((rc = request_state(s, request_id, &state, &created, &expires, NULL,
+                          0)) != EST_OK)
+    goto out;
+  if (state != STORE_REQ_APPROVED) {
+    rc = fail(s, EST_ERR_STATE, "request %" PRId64 " is %s, not approved",
+              request_id, store_state_name(state));
+    goto out;
+  }
+  if ((rc = insert_cert(s, cert, serial, request_id, now, &cid)) != EST_OK ||
+      (rc = set_issued(s, request_id, cid, now)) != EST_OK)
+    goto out;
+  rc = audit_insert(s, now, actor, STORE_AUDIT_ISSUED, request_id, serial, NULL);
+out:
+  rc = tx_end(s, rc);
+  if (rc == EST_OK && cert_id != NULL)
+    *cert_id = cid;
+  return rc;
+}
+
+est_err store_issue_direct(store *s, const store_request_new *req,
+                           const store_cert_new *cert, const char *actor,
+                           int64_t *request_id, int64_t *cert_id) {
+  char serial[STORE_MAX_SERIAL + 1];
+  int64_t rid = 0, cid = 0, now;
+  est_err rc = enter_write(s);
+  if (rc != EST_OK)
+    return rc;
+  if ((rc = check_request_new(s, req)) != EST_OK ||
+      (rc = check_cert_new(s, cert, serial)) != EST_OK ||
+      (rc = check_text(s, actor, true, "actor")) != EST_OK)
+    return rc;
+  now = clock_now(s);
+
+  /* The request row goes in approved and is then marked issued, so the
+   * path is the same as a manual approval, minus the wait. */
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  if ((rc = insert_request(s, req, "approved", now, 0, &rid)) != EST_OK ||
+      (rc = insert_cert(s, cert, serial, rid, now, &cid)) != EST_OK ||
+      (rc = set_issued(s, rid, cid, now)) != EST_OK)
+    goto out;
+  rc = audit_insert(s, now, actor, STORE_AUDIT_ISSUED, rid, serial, "direct");
+out:
+  rc = tx_end(s, rc);
+  if (rc == EST_OK) {
+    if (request_id != NULL)
+      *request_id = rid;
+    if (cert_id != NULL)
+      *cert_id = cid;
+  }
+  return rc;
+}
+
+est_err store_request_resent(store *s, int64_t request_id, const char *actor) {
+  char serial[STORE_MAX_SERIAL + 1];
+  store_req_state state = STORE_REQ_PENDING;
+  int64_t created = 0, expires = 0;
+  est_err rc = enter_write(s);
+  if (rc != EST_OK)
+    return rc;
+  if ((rc = check_text(s, actor, true, "actor")) != EST_OK)
+    return rc;
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  if ((rc = request_state(s, request_id, &state, &created, &expires, serial,
+                          sizeof serial)) != EST_OK)
+    goto out;
+  if (state != STORE_REQ_ISSUED) {
+    rc = fail(s, EST_ERR_STATE, "request %" PRId64 " is %s, not issued",
+              request_id, store_state_name(state));
+    goto out;
+  }
+  rc = audit_insert(s, clock_now(s), actor, STORE_AUDIT_REISSUED, request_id,
+                    serial, NULL);
+out:
+  return tx_end(s, rc);
+}
+
+est_err store_request_get(store *s, int64_t id, store_request *out) {
+  est_err rc = enter(s);
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (rc != EST_OK)
+    return rc;
+  if (out == NULL)
+    return fail(s, EST_ERR_INVALID, "no output");
+  sqlite3_stmt *st = stmt(s, ST_REQ_GET);
+  int src = sqlite3_bind_int64(st, 1, id);
+  if (src == SQLITE_OK)
+    src = sqlite3_step(st);
+  if (src == SQLITE_ROW)
+    rc = read_request(s, st, out);
+  else if (src == SQLITE_DONE)
+    rc = fail(s, EST_ERR_NOT_FOUND, "request %" PRId64 " not found", id);
+  else
+    rc = db_fail(s, src, "get request");
+  sqlite3_reset(st);
+  return rc;
+}
+
+/* Hand each row to the callback; the row is freed after the call. */
+static est_err cb_result(store *s, int r, bool *stop) {
+  *stop = r != 0;
+  if (r < 0)
+    return fail(s, (est_err)r, "stopped by the callback");
+  return EST_OK;
+}
+
+est_err store_request_list(store *s, store_req_state state, store_request_cb cb,
+                           void *ctx) {
+  est_err rc = enter(s);
+  if (rc != EST_OK)
+    return rc;
+  if (cb == NULL || state < STORE_REQ_ANY || state >= STORE_REQ__MAX)
+    return fail(s, EST_ERR_INVALID, "list: bad state filter or no callback");
+  sqlite3_stmt *st =
+    stmt(s, state == STORE_REQ_ANY ? ST_REQ_LIST_ALL : ST_REQ_LIST_STATE);
+  int src = SQLITE_OK;
+  if (state != STORE_REQ_ANY)
+    src = sqlite3_bind_text(st, 1, state_names[state], -1, SQLITE_STATIC);
+  while (rc == EST_OK && src == SQLITE_OK) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE)
+      break;
+    if (step != SQLITE_ROW) {
+      src = step;
+      break;
+    }
+    store_request row;
+    bool stop;
+    if ((rc = read_request(s, st, &row)) != EST_OK)
+      break;
+    s->in_callback = true;
+    int r = cb(ctx, &row);
+    s->in_callback = false;
+    store_request_clear(&row);
+    rc = cb_result(s, r, &stop);
+    if (stop)
+      break;
+  }
+  if (rc == EST_OK && src != SQLITE_OK)
+    rc = db_fail(s, src, "list requests");
+  sqlite3_reset(st);
+  return rc;
+}
+
+est_err store_expire(store *s, int64_t now, size_t *count) {
+  est_err rc = enter_write(s);
+  int brc = SQLITE_OK;
+  int n = 0;
+  if (count != NULL)
+    *count = 0;
+  if (rc != EST_OK)
+    return rc;
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  /* Audit rows first: they select the very rows the update then changes. */
+  sqlite3_stmt *st = stmt(s, ST_EXPIRE_AUDIT);
+  BIND(brc, sqlite3_bind_int64(st, 1, now));
+  if (brc != SQLITE_OK) {
+    rc = db_fail(s, brc, "expire bind");
+    goto out;
+  }
+  if ((rc = exec_done(s, st, "expire audit", NULL)) != EST_OK)
+    goto out;
+  st = stmt(s, ST_EXPIRE_UPDATE);
+  BIND(brc, sqlite3_bind_int64(st, 1, now));
+  if (brc != SQLITE_OK) {
+    rc = db_fail(s, brc, "expire bind");
+    goto out;
+  }
+  if ((rc = exec_done(s, st, "expire", NULL)) != EST_OK)
+    goto out;
+  n = sqlite3_changes(s->db);
+out:
+  rc = tx_end(s, rc);
+  if (rc == EST_OK && count != NULL)
+    *count = (size_t)n;
+  return rc;
+}
+
+/* ------------------------------------------------------------ certificates */
+
+static est_err cert_fetch(store *s, sqlite3_stmt *st, const char *what,
+                          store_cert *out) {
+  est_err rc = EST_OK;
+  int src = sqlite3_step(st);
+  if (src == SQLITE_ROW)
+    rc = read_cert(s, st, out);
+  else if (src == SQLITE_DONE)
+    rc = fail(s, EST_ERR_NOT_FOUND, "certificate %s not found", what);
+  else
+    rc = db_fail(s, src, "get certificate");
+  sqlite3_reset(st);
+  return rc;
+}
+
+est_err store_cert_get(store *s, int64_t id, store_cert *out) {
+  est_err rc = enter(s);
+  char what[32];
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (rc != EST_OK)
+    return rc;
+  if (out == NULL)
+    return fail(s, EST_ERR_INVALID, "no output");
+  sqlite3_stmt *st = stmt(s, ST_CERT_GET_ID);
+  int src = sqlite3_bind_int64(st, 1, id);
+  if (src != SQLITE_OK)
+    return db_fail(s, src, "certificate bind");
+  snprintf(what, sizeof what, "id %" PRId64, id);
+  return cert_fetch(s, st, what, out);
+}
+
+est_err store_cert_get_serial(store *s, const char *serial, store_cert *out) {
+  char hex[STORE_MAX_SERIAL + 1];
+  est_err rc = enter(s);
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (rc != EST_OK)
+    return rc;
+  if (out == NULL)
+    return fail(s, EST_ERR_INVALID, "no output");
+  if (!hex_lower(serial, hex, STORE_MAX_SERIAL, 0))
+    return fail(s, EST_ERR_INVALID, "serial must be 1-%u hex digits",
+                STORE_MAX_SERIAL);
+  sqlite3_stmt *st = stmt(s, ST_CERT_GET_SERIAL);
+  int src = sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+  if (src != SQLITE_OK)
+    return db_fail(s, src, "certificate bind");
+  return cert_fetch(s, st, hex, out);
+}
+
+est_err store_cert_list(store *s, store_cert_cb cb, void *ctx) {
+  est_err rc = enter(s);
+  int src = SQLITE_OK;
+  if (rc != EST_OK)
+    return rc;
+  if (cb == NULL)
+    return fail(s, EST_ERR_INVALID, "no callback");
+  sqlite3_stmt *st = stmt(s, ST_CERT_LIST);
+  while (rc == EST_OK) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE)
+      break;
+    if (step != SQLITE_ROW) {
+      src = step;
+      break;
+    }
+    store_cert row;
+    bool stop;
+    if ((rc = read_cert(s, st, &row)) != EST_OK)
+      break;
+    s->in_callback = true;
+    int r = cb(ctx, &row);
+    s->in_callback = false;
+    store_cert_clear(&row);
+    rc = cb_result(s, r, &stop);
+    if (stop)
+      break;
+  }
+  if (rc == EST_OK && src != SQLITE_OK)
+    rc = db_fail(s, src, "list certificates");
+  sqlite3_reset(st);
+  return rc;
+}
+
+est_err store_cert_revoke(store *s, const char *serial, const char *reason,
+                          const char *actor) {
+  char hex[STORE_MAX_SERIAL + 1];
+  int64_t now, request_id = 0;
+  int brc = SQLITE_OK;
+  est_err rc = enter_write(s);
+  if (rc != EST_OK)
+    return rc;
+  if (!hex_lower(serial, hex, STORE_MAX_SERIAL, 0))
+    return fail(s, EST_ERR_INVALID, "serial must be 1-%u hex digits",
+                STORE_MAX_SERIAL);
+  if ((rc = check_text(s, reason, false, "reason")) != EST_OK ||
+      (rc = check_text(s, actor, true, "actor")) != EST_OK)
+    return rc;
+  if (reason != NULL && reason[0] == '\0')
+    reason = NULL;
+  now = clock_now(s);
+
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  sqlite3_stmt *st = stmt(s, ST_CERT_REVOKE);
+  BIND(brc, sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_int64(st, 2, now));
+  BIND(brc, bind_text(st, 3, reason));
+  if (brc != SQLITE_OK) {
+    rc = db_fail(s, brc, "revoke bind");
+    goto out;
+  }
+  /* RETURNING gives a row only if the certificate was not yet revoked. */
+  bool revoked = false;
+  int src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    revoked = true;
+    request_id = col_opt_int(st, 0);
+    src = sqlite3_step(st); /* run the statement to completion */
+  }
+  if (src != SQLITE_DONE) {
+    rc = db_fail(s, src, "revoke");
+    sqlite3_reset(st);
+    goto out;
+  }
+  sqlite3_reset(st);
+  if (!revoked) {
+    /* Tell "unknown" from "already revoked". */
+    store_cert c = {0};
+    st = stmt(s, ST_CERT_GET_SERIAL);
+    if ((src = sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC)) != SQLITE_OK) {
+      rc = db_fail(s, src, "certificate bind");
+      goto out;
+    }
+    rc = cert_fetch(s, st, hex, &c);
+    if (rc == EST_OK)
+      rc = fail(s, EST_ERR_STATE, "certificate %s is already revoked", hex);
+    store_cert_clear(&c);
+    goto out;
+  }
+  rc = audit_insert(s, now, actor, STORE_AUDIT_REVOKED, request_id, hex, reason);
+out:
+  return tx_end(s, rc);
+}
+
+/* ------------------------------------------------------------ preauth */
+
+/* Validate and normalise a preauth value into @p buf (idevid: lowercase). */
+static est_err preauth_value(store *s, store_preauth_kind kind,
+                             const char *value, char *buf, size_t buf_len,
+                             const char **norm) {
+  est_err rc;
+  if (kind < 0 || kind >= STORE_PREAUTH__MAX)
+    return fail(s, EST_ERR_INVALID, "bad preauth kind %d", (int)kind);
+  if (kind == STORE_PREAUTH_IDEVID) {
+    if (buf_len < 2 * STORE_SHA256_LEN + 1 ||
+        !hex_lower(value, buf, 2 * STORE_SHA256_LEN, 2 * STORE_SHA256_LEN))
+      return fail(s, EST_ERR_INVALID,
+                  "idevid fingerprint must be 64 hex digits (SHA-256)");
+    *norm = buf;
+    return EST_OK;
+  }
+  if ((rc = check_text(s, value, true, "preauth subject")) != EST_OK)
+    return rc;
+  *norm = value;
+  return EST_OK;
+}
+
+est_err store_preauth_add(store *s, store_preauth_kind kind, const char *value,
+                          const char *note, const char *actor, int64_t *id) {
+  char fp[2 * STORE_SHA256_LEN + 1], detail[STORE_MAX_TEXT + 32];
+  const char *v = NULL;
+  int brc = SQLITE_OK, raw = SQLITE_OK;
+  int64_t now, new_id = 0;
+  est_err rc = enter_write(s);
+  if (rc != EST_OK)
+    return rc;
+  if ((rc = preauth_value(s, kind, value, fp, sizeof fp, &v)) != EST_OK ||
+      (rc = check_text(s, note, false, "note")) != EST_OK ||
+      (rc = check_text(s, actor, true, "actor")) != EST_OK)
+    return rc;
+  now = clock_now(s);
+  snprintf(detail, sizeof detail, "%s %s", kind_names[kind], v);
+
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  sqlite3_stmt *st = stmt(s, ST_PREAUTH_INSERT);
+  BIND(brc, sqlite3_bind_text(st, 1, kind_names[kind], -1, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC));
+  BIND(brc, bind_text(st, 3, note != NULL && note[0] ? note : NULL));
+  BIND(brc, sqlite3_bind_int64(st, 4, now));
+  BIND(brc, sqlite3_bind_text(st, 5, actor, -1, SQLITE_STATIC));
+  if (brc != SQLITE_OK) {
+    rc = db_fail(s, brc, "preauth bind");
+    goto out;
+  }
+  rc = exec_done(s, st, "add preauth", &raw);
+  if (raw == SQLITE_CONSTRAINT_UNIQUE)
+    rc = fail(s, EST_ERR_EXISTS, "preauth %s already present", detail);
+  if (rc != EST_OK)
+    goto out;
+  new_id = sqlite3_last_insert_rowid(s->db);
+  rc = audit_insert(s, now, actor, STORE_AUDIT_PREAUTH_ADD, 0, NULL, detail);
+out:
+  rc = tx_end(s, rc);
+  if (rc == EST_OK && id != NULL)
+    *id = new_id;
+  return rc;
+}
+
+est_err store_preauth_remove(store *s, store_preauth_kind kind,
+                             const char *value, const char *actor) {
+  char fp[2 * STORE_SHA256_LEN + 1], detail[STORE_MAX_TEXT + 32];
+  const char *v = NULL;
+  int brc = SQLITE_OK;
+  est_err rc = enter_write(s);
+  if (rc != EST_OK)
+    return rc;
+  if ((rc = preauth_value(s, kind, value, fp, sizeof fp, &v)) != EST_OK ||
+      (rc = check_text(s, actor, true, "actor")) != EST_OK)
+    return rc;
+  snprintf(detail, sizeof detail, "%s %s", kind_names[kind], v);
+
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  sqlite3_stmt *st = stmt(s, ST_PREAUTH_DELETE);
+  BIND(brc, sqlite3_bind_text(st, 1, kind_names[kind], -1, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC));
+  if (brc != SQLITE_OK) {
+    rc = db_fail(s, brc, "preauth bind");
+    goto out;
+  }
+  if ((rc = exec_done(s, st, "remove preauth", NULL)) != EST_OK)
+    goto out;
+  if (sqlite3_changes(s->db) == 0) {
+    rc = fail(s, EST_ERR_NOT_FOUND, "preauth %s not found", detail);
+    goto out;
+  }
+  rc = audit_insert(s, clock_now(s), actor, STORE_AUDIT_PREAUTH_REMOVE, 0, NULL,
+                    detail);
+out:
+  return tx_end(s, rc);
+}
+
+est_err store_preauth_list(store *s, store_preauth_cb cb, void *ctx) {
+  est_err rc = enter(s);
+  int src = SQLITE_OK;
+  if (rc != EST_OK)
+    return rc;
+  if (cb == NULL)
+    return fail(s, EST_ERR_INVALID, "no callback");
+  sqlite3_stmt *st = stmt(s, ST_PREAUTH_LIST);
+  while (rc == EST_OK) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE)
+      break;
+    if (step != SQLITE_ROW) {
+      src = step;
+      break;
+    }
+    store_preauth row;
+    bool stop;
+    if ((rc = read_preauth(s, st, &row)) != EST_OK)
+      break;
+    s->in_callback = true;
+    int r = cb(ctx, &row);
+    s->in_callback = false;
+    store_preauth_clear(&row);
+    rc = cb_result(s, r, &stop);
+    if (stop)
+      break;
+  }
+  if (rc == EST_OK && src != SQLITE_OK)
+    rc = db_fail(s, src, "list preauth");
+  sqlite3_reset(st);
+  return rc;
+}
+
+est_err store_preauth_match(store *s, const char *subject,
+                            const char *idevid_fp_hex, bool *hit) {
+  char fp[2 * STORE_SHA256_LEN + 1];
+  int brc = SQLITE_OK;
+  est_err rc = enter(s);
+  if (hit != NULL)
+    *hit = false;
+  if (rc != EST_OK)
+    return rc;
+  if (hit == NULL)
+    return fail(s, EST_ERR_INVALID, "no output");
+  if (idevid_fp_hex != NULL &&
+      !hex_lower(idevid_fp_hex, fp, 2 * STORE_SHA256_LEN, 2 * STORE_SHA256_LEN))
+    return fail(s, EST_ERR_INVALID,
+                "idevid fingerprint must be 64 hex digits (SHA-256)");
+  if ((rc = check_text(s, subject, false, "subject")) != EST_OK)
+    return rc;
+  sqlite3_stmt *st = stmt(s, ST_PREAUTH_MATCH);
+  BIND(brc, bind_text(st, 1, subject));
+  BIND(brc, bind_text(st, 2, idevid_fp_hex != NULL ? fp : NULL));
+  if (brc != SQLITE_OK)
+    return db_fail(s, brc, "preauth bind");
+  int src = sqlite3_step(st);
+  if (src == SQLITE_ROW)
+    *hit = true;
+  else if (src != SQLITE_DONE)
+    rc = db_fail(s, src, "match preauth");
+  sqlite3_reset(st);
+  return rc;
+}
+
+/* ------------------------------------------------------------ audit */
+
+static est_err audit_iterate(store *s, sqlite3_stmt *st, store_audit_cb cb,
+                             void *ctx) {
+  est_err rc = EST_OK;
+  int src = SQLITE_OK;
+  while (rc == EST_OK) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE)
+      break;
+    if (step != SQLITE_ROW) {
+      src = step;
+      break;
+    }
+    store_audit_row row;
+    bool stop;
+    if ((rc = read_audit(s, st, &row)) != EST_OK)
+      break;
+    s->in_callback = true;
+    int r = cb(ctx, &row);
+    s->in_callback = false;
+    store_audit_row_clear(&row);
+    rc = cb_result(s, r, &stop);
+    if (stop)
+      break;
+  }
+  if (rc == EST_OK && src != SQLITE_OK)
+    rc = db_fail(s, src, "read audit");
+  sqlite3_reset(st);
+  return rc;
+}
+
+/* SQLite's LIMIT: negative means none. */
+static int64_t sql_limit(size_t max) {
+  return max == 0 || max > (size_t)INT64_MAX ? -1 : (int64_t)max;
+}
+
+est_err store_audit_since(store *s, int64_t after_id, size_t max,
+                          store_audit_cb cb, void *ctx) {
+  int brc = SQLITE_OK;
+  est_err rc = enter(s);
+  if (rc != EST_OK)
+    return rc;
+  if (cb == NULL)
+    return fail(s, EST_ERR_INVALID, "no callback");
+  sqlite3_stmt *st = stmt(s, ST_AUDIT_SINCE);
+  BIND(brc, sqlite3_bind_int64(st, 1, after_id));
+  BIND(brc, sqlite3_bind_int64(st, 2, sql_limit(max)));
+  if (brc != SQLITE_OK)
+    return db_fail(s, brc, "audit bind");
+  return audit_iterate(s, st, cb, ctx);
+}
+
+est_err store_audit_list(store *s, int64_t request_id, size_t max,
+                         store_audit_cb cb, void *ctx) {
+  int brc = SQLITE_OK;
+  est_err rc = enter(s);
+  if (rc != EST_OK)
+    return rc;
+  if (cb == NULL || request_id < 0)
+    return fail(s, EST_ERR_INVALID, "audit list: bad request id or no callback");
+  sqlite3_stmt *st;
+  if (request_id > 0) {
+    st = stmt(s, ST_AUDIT_LIST_REQ);
+    BIND(brc, sqlite3_bind_int64(st, 1, request_id));
+    BIND(brc, sqlite3_bind_int64(st, 2, sql_limit(max)));
+  } else {
+    st = stmt(s, ST_AUDIT_LIST_ALL);
+    BIND(brc, sqlite3_bind_int64(st, 1, sql_limit(max)));
+  }
+  if (brc != SQLITE_OK)
+    return db_fail(s, brc, "audit bind");
+  return audit_iterate(s, st, cb, ctx);
+}
+
+est_err store_audit_max_id(store *s, int64_t *id) {
+  est_err rc = enter(s);
+  if (rc != EST_OK)
+    return rc;
+  if (id == NULL)
+    return fail(s, EST_ERR_INVALID, "no output");
+  sqlite3_stmt *st = stmt(s, ST_AUDIT_MAX);
+  int src = sqlite3_step(st);
+  if (src == SQLITE_ROW)
+    *id = sqlite3_column_int64(st, 0);
+  else
+    rc = db_fail(s, src, "audit max id");
+  sqlite3_reset(st);
+  return rc;
+}
+
+est_err store_request_count_live(store *s, const uint8_t client_fp[32],
+                                  int64_t now, size_t *count) {
+  est_err rc = enter(s);
+  if (rc != EST_OK)
+    return rc;
+  if (client_fp == NULL || count == NULL)
+    return fail(s, EST_ERR_INVALID, "count: missing argument");
+  sqlite3_stmt *st = stmt(s, ST_REQ_COUNT_LIVE);
+  int src = sqlite3_bind_blob(st, 1, client_fp, STORE_SHA256_LEN, SQLITE_STATIC);
+  if (src == SQLITE_OK)
+    src = sqlite3_bind_int64(st, 2, now);
+  if (src == SQLITE_OK)
+    src = sqlite3_step(st);
+  if (src == SQLITE_ROW)
+    *count = (size_t)sqlite3_column_int64(st, 0);
+  else
+    rc = db_fail(s, src, "count live requests");
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return rc;
+}
+
+/* ------------------------------------------------------------ meta */
+
+est_err store_meta_get(store *s, const char *key, char **value) {
+  bool oom = false;
+  est_err rc = enter(s);
+  if (value != NULL)
+    *value = NULL;
+  if (rc != EST_OK)
+    return rc;
+  if (value == NULL)
+    return fail(s, EST_ERR_INVALID, "no output");
+  if ((rc = check_text(s, key, true, "meta key")) != EST_OK)
+    return rc;
+  sqlite3_stmt *st = stmt(s, ST_META_GET);
+  int src = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  if (src == SQLITE_OK)
+    src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    *value = col_strdup(st, 0, &oom);
+    if (oom)
+      rc = fail(s, EST_ERR_NOMEM, "out of memory reading meta %s", key);
+  } else if (src == SQLITE_DONE) {
+    rc = fail(s, EST_ERR_NOT_FOUND, "meta key %s not set", key);
+  } else {
+    rc = db_fail(s, src, "meta get");
+  }
+  sqlite3_reset(st);
+  return rc;
+}
+
+est_err store_meta_set(store *s, const char *key, const char *value) {
+  int brc = SQLITE_OK;
+  est_err rc = enter_write(s);
+  if (rc != EST_OK)
+    return rc;
+  if ((rc = check_text(s, key, true, "meta key")) != EST_OK)
+    return rc;
+  if (value == NULL)
+    return fail(s, EST_ERR_INVALID, "meta value is required");
+  if ((rc = check_text(s, value, false, "meta value")) != EST_OK)
+    return rc;
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  sqlite3_stmt *st = stmt(s, ST_META_SET);
+  BIND(brc, sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC));
+  BIND(brc, sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC));
+  rc = brc != SQLITE_OK ? db_fail(s, brc, "meta bind")
+                        : exec_done(s, st, "meta set", NULL);
+  return tx_end(s, rc);
+}
