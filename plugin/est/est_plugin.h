@@ -8,10 +8,12 @@
 
 #include <coapd/plugin.h>
 
+#include "approval.h"
 #include "body.h"
 #include "pki.h"
 #include "pop.h"
 #include "proto.h"
+#include "worker.h"
 
 #define EST_MAX_LABELS 16
 #define EST_LABEL_MAX 32
@@ -20,6 +22,7 @@
 #define EST_MAX_ROUTES (2 * (1 + EST_MAX_LABELS) * EST_FN__MAX)
 
 typedef struct est_plugin est_plugin;
+typedef struct est_job est_job;
 
 /* What a resource serves; set as the libcoap resource's user data. */
 typedef struct est_route {
@@ -44,16 +47,51 @@ struct est_plugin {
   size_t label_count;
   est_route routes[EST_MAX_ROUTES];
   size_t route_count;
+  approval_config acfg;
+  approval *appr;
+  worker *wk;      /* server-side keygen runs here (decisions.md §8) */
+  int wk_fd;       /* its eventfd, watched by the host loop */
+  est_job *jobs;   /* every keygen job not yet answered */
 };
 
 /* Per-DTLS-session state, kept in the host's session slot. */
 typedef struct est_session {
   bool classified;
   pki_client_class cls;
-  char peer[128];            /* leaf subject, for logs */
+  uint8_t fp[32];            /* SHA-256 of the client certificate */
+  char peer[256];            /* its subject, for logs and the store */
   const void *body_owner;    /* the resource the partial body is for */
   body_asm body;
 } est_session;
+
+#define EST_DIAG_MAX 160
+
+/* One request as it moves through the handler steps. */
+typedef struct est_req {
+  est_plugin *p;
+  const est_route *route;
+  coap_resource_t *resource;
+  coap_session_t *session;
+  const coap_pdu_t *pdu;
+  coap_pdu_t *resp;
+  const coap_string_t *query;
+  est_session *sess;
+  unsigned cf_out;
+  unsigned max_age;          /* Max-Age for a 5.03, 0: none */
+  char diag[EST_DIAG_MAX];
+} est_req;
+
+/* handlers.c: answers shared with async.c. */
+void est_send_error(est_req *r, est_err err);
+est_err est_send_owned(est_req *r, unsigned code, const uint8_t *data, size_t len);
+void est_echo_block1(est_req *r);
+
+/* async.c: server-side keygen off the loop with a separate response
+ * (RFC 9148 §4.7, decisions.md §8). */
+est_err est_async_start(est_req *r, pki_csr *csr, approval_ticket *t) EST_MUST_CHECK;
+bool est_async_finish(est_req *r);
+void est_async_ready(void *plugin);
+void est_async_drop_all(est_plugin *p);
 
 /* The one libcoap handler behind every EST resource (handlers.c). */
 void est_handle_request(coap_resource_t *resource, coap_session_t *session,

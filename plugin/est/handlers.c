@@ -1,29 +1,15 @@
 /* The request path shared by every EST resource: thin glue between
- * libcoap and the protocol, PKI and policy modules. */
+ * libcoap and the protocol, PKI, policy and approval modules. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "est_plugin.h"
-#include "multipart.h"
 #include "policy.h"
 
-#define DIAG_MAX 160
 #define BINDING_MAX 64
-
-/* One request as it moves through the steps below. */
-typedef struct est_req {
-  est_plugin *p;
-  const est_route *route;
-  coap_resource_t *resource;
-  coap_session_t *session;
-  const coap_pdu_t *pdu;
-  coap_pdu_t *resp;
-  est_session *sess;
-  unsigned cf_out;
-  char diag[DIAG_MAX];
-} est_req;
+#define CHAIN_MAX 16
 
 static void session_free(void *data) {
   est_session *s = data;
@@ -62,35 +48,57 @@ static est_err client_class(est_req *r) {
   /* AUTH-2/AUTH-3: a client certificate is required for every function. */
   if (api->peer_chain(api->host, r->session, &chain, &count) != 0 || count == 0)
     return EST_ERR_UNAUTHENTICATED;
-  const uint8_t *der[16];
-  size_t len[16];
-  if (count > 16)
-    count = 16;
+  const uint8_t *der[CHAIN_MAX];
+  size_t len[CHAIN_MAX];
+  if (count > CHAIN_MAX)
+    count = CHAIN_MAX;
   for (size_t i = 0; i < count; i++) {
     der[i] = chain[i].data;
     len[i] = chain[i].len;
   }
   est_err rc = pki_client_classify(r->p->ca, r->p->idevid, der, len, count,
                                    (long long)time(NULL), &s->cls);
+  if (rc == EST_OK)
+    rc = pki_sha256(der[0], len[0], s->fp);
   if (rc != EST_OK)
     return rc;
+  char *subject = pki_cert_subject(der[0], len[0]);
+  snprintf(s->peer, sizeof s->peer, "%s", subject ? subject : "?");
+  free(subject);
   s->classified = true;
   return EST_OK;
 }
 
-static void send_error(est_req *r, est_err err) {
+void est_echo_block1(est_req *r) {
+  /* RFC 7959 §2.3: the final response echoes Block1 with M clear. */
+  coap_opt_iterator_t it;
+  coap_opt_t *o = coap_check_option(r->pdu, COAP_OPTION_BLOCK1, &it);
+  if (!o || coap_check_option(r->resp, COAP_OPTION_BLOCK1, &it))
+    return;
+  body_block blk;
+  if (body_block_decode(coap_opt_value(o), coap_opt_length(o), &blk) != EST_OK)
+    return;
+  uint8_t buf[4];
+  unsigned v = (blk.num << 4) | blk.szx;
+  coap_add_option(r->resp, COAP_OPTION_BLOCK1, coap_encode_var_safe(buf, sizeof buf, v), buf);
+}
+
+void est_send_error(est_req *r, est_err err) {
   unsigned code = proto_err_code(err);
   const char *msg = r->diag[0] ? r->diag : est_strerror(err);
+  uint8_t buf[4];
   coap_pdu_set_code(r->resp, PROTO_COAP_CODE(code));
-  if (err == EST_ERR_TOO_LARGE) {
+  if (err == EST_ERR_TOO_LARGE)
     /* RFC 7959 §4: 4.13 carries Size1 = the largest body we take. */
-    uint8_t buf[4];
     coap_add_option(r->resp, COAP_OPTION_SIZE1,
                     coap_encode_var_safe(buf, sizeof buf, (unsigned)r->p->max_body), buf);
-  }
+  if (code == 503 && r->max_age)
+    /* RFC 9148 §4.7: come back after Max-Age seconds. */
+    coap_add_option(r->resp, COAP_OPTION_MAXAGE,
+                    coap_encode_var_safe(buf, sizeof buf, r->max_age), buf);
   /* RC-6: a short UTF-8 diagnostic, no Content-Format (RFC 7252 §5.5.2). */
   coap_add_data(r->resp, strlen(msg), (const uint8_t *)msg);
-  r->p->api->log(r->p->api->host, code >= 500 ? COAPD_LOG_WARNING : COAPD_LOG_INFO,
+  r->p->api->log(r->p->api->host, code >= 500 && code != 503 ? COAPD_LOG_WARNING : COAPD_LOG_INFO,
                  "%s, client '%s', %u.%02u (%s)", proto_fn_info(r->route->fn)->name,
                  r->sess && r->sess->classified ? r->sess->peer : "?", code / 100,
                  code % 100, msg);
@@ -113,34 +121,33 @@ static void release_owned(coap_session_t *session, void *app_ptr) {
   }
 }
 
-static est_err send_owned(est_req *r, unsigned code, const uint8_t *data, size_t len,
-                          const coap_string_t *query) {
+est_err est_send_owned(est_req *r, unsigned code, const uint8_t *data, size_t len) {
   owned_body *b = malloc(sizeof *b + len);
   if (!b)
     return EST_ERR_NOMEM;
   b->len = len;
   memcpy(b->data, data, len);
   coap_pdu_set_code(r->resp, PROTO_COAP_CODE(code));
+  est_echo_block1(r);
   /* On failure libcoap has already called release_owned. */
-  if (!coap_add_data_large_response(r->resource, r->session, r->pdu, r->resp, query,
+  if (!coap_add_data_large_response(r->resource, r->session, r->pdu, r->resp, r->query,
                                     (uint16_t)r->cf_out, -1, 0, len, b->data,
                                     release_owned, b))
     return EST_ERR_INTERNAL;
   return EST_OK;
 }
 
-static est_err send_borrowed(est_req *r, unsigned code, const uint8_t *data, size_t len,
-                             const coap_string_t *query) {
-  coap_pdu_set_code(r->resp, PROTO_COAP_CODE(code));
+static est_err send_borrowed(est_req *r, const uint8_t *data, size_t len) {
+  coap_pdu_set_code(r->resp, COAP_RESPONSE_CODE(205));
   /* CA data lives until fini, which runs before libcoap frees any
    * pending transfer, so no release function is needed. */
-  if (!coap_add_data_large_response(r->resource, r->session, r->pdu, r->resp, query,
+  if (!coap_add_data_large_response(r->resource, r->session, r->pdu, r->resp, r->query,
                                     (uint16_t)r->cf_out, -1, 0, len, data, NULL, NULL))
     return EST_ERR_INTERNAL;
   return EST_OK;
 }
 
-static est_err serve_get(est_req *r, const coap_string_t *query) {
+static est_err serve_get(est_req *r) {
   const uint8_t *d;
   size_t n;
   switch (r->route->fn) {
@@ -149,14 +156,14 @@ static est_err serve_get(est_req *r, const coap_string_t *query) {
       pki_ca_cert_der(r->p->ca, &d, &n);
     else
       pki_ca_certs_p7(r->p->ca, &d, &n);
-    return send_borrowed(r, 205, d, n, query);
+    return send_borrowed(r, d, n);
   case EST_FN_ATT:
     /* RC-2: no attributes for this client is 4.04, not an empty 2.05. */
     if (!r->p->csr_attrs) {
       snprintf(r->diag, sizeof r->diag, "no CSR attributes are configured");
       return EST_ERR_NOT_FOUND;
     }
-    return send_borrowed(r, 205, r->p->csr_attrs, r->p->csr_attrs_len, query);
+    return send_borrowed(r, r->p->csr_attrs, r->p->csr_attrs_len);
   case EST_FN_SEN:
   case EST_FN_SREN:
   case EST_FN_SKG:
@@ -209,21 +216,15 @@ static est_err collect_body(est_req *r, uint8_t **body, size_t *len, bool *pendi
   rc = body_asm_add(&r->sess->body, &blk, data, dlen, size1, &complete);
   if (rc != EST_OK)
     return rc;
-
-  uint8_t buf[4];
   if (!complete) {
     /* RFC 7959 §2.3: acknowledge with 2.31 and echo Block1, M set. */
+    uint8_t buf[4];
     unsigned v = (blk.num << 4) | 0x08 | blk.szx;
     coap_pdu_set_code(r->resp, COAP_RESPONSE_CODE(231));
     if (!coap_check_option(r->resp, COAP_OPTION_BLOCK1, &it))
       coap_add_option(r->resp, COAP_OPTION_BLOCK1, coap_encode_var_safe(buf, sizeof buf, v), buf);
     *pending = true;
     return EST_OK;
-  }
-  /* The final response echoes Block1 with M clear (RFC 7959 §2.3). */
-  if (!coap_check_option(r->resp, COAP_OPTION_BLOCK1, &it)) {
-    unsigned v = (blk.num << 4) | blk.szx;
-    coap_add_option(r->resp, COAP_OPTION_BLOCK1, coap_encode_var_safe(buf, sizeof buf, v), buf);
   }
   *body = body_asm_take(&r->sess->body, len);
   r->sess->body_owner = NULL;
@@ -256,97 +257,143 @@ static est_err check_pop(est_req *r, const pki_csr *csr) {
   return rc;
 }
 
-/* sen, sren, skg, skc: RFC 9148 §4.2, §4.8. */
-static est_err serve_post(est_req *r, const uint8_t *body, size_t len,
-                          const coap_string_t *query) {
+/* Every check a CSR must pass before anyone decides on it. */
+static est_err check_csr(est_req *r, const pki_csr *csr) {
   est_fn fn = r->route->fn;
-  bool keygen = fn == EST_FN_SKG || fn == EST_FN_SKC;
-  pki_csr *csr = NULL;
-  uint8_t *cert = NULL, *key = NULL, *p7 = NULL, *mp = NULL;
-  size_t cert_len = 0, key_len = 0, p7_len = 0, mp_len = 0;
-  uint8_t serial[16];
-  char *subject = NULL;
   est_err rc;
-
-  rc = pki_csr_parse(body, len, &csr, r->diag, sizeof r->diag);
-  if (rc != EST_OK)
-    goto out;
   /* SKG-2: for server keygen the CSR key and signature are ignored. */
-  if (!keygen) {
+  if (fn != EST_FN_SKG && fn != EST_FN_SKC) {
     rc = pki_csr_verify(csr);
     if (rc != EST_OK) {
       snprintf(r->diag, sizeof r->diag, "CSR signature does not verify");
-      goto out;
+      return rc;
     }
   }
   rc = pki_csr_check_profile(csr, r->diag, sizeof r->diag);
-  if (rc != EST_OK)
-    goto out;
-  rc = check_pop(r, csr);
-  if (rc != EST_OK)
-    goto out;
-  if (fn == EST_FN_SREN) {
+  if (rc == EST_OK)
+    rc = check_pop(r, csr);
+  if (rc == EST_OK && fn == EST_FN_SREN) {
     const coapd_blob *chain;
     size_t count = 0;
     const coapd_host_api *api = r->p->api;
-    if (api->peer_chain(api->host, r->session, &chain, &count) != 0 || count == 0) {
-      rc = EST_ERR_UNAUTHENTICATED;
-      goto out;
-    }
+    if (api->peer_chain(api->host, r->session, &chain, &count) != 0 || count == 0)
+      return EST_ERR_UNAUTHENTICATED;
     /* AUTH-7, decisions.md §6. */
     rc = pki_csr_match_cert(csr, chain[0].data, chain[0].len, r->diag, sizeof r->diag);
-    if (rc != EST_OK)
-      goto out;
   }
+  return rc;
+}
 
-  if (keygen)
-    rc = pki_keygen_issue(r->p->ca, csr, r->p->keygen_type, &key, &key_len, &cert,
-                          &cert_len, serial);
-  else
-    rc = pki_issue(r->p->ca, csr, &cert, &cert_len, serial);
+/* Send a certificate as the client asked: PKCS#7 (281) or bare (287). */
+static est_err send_cert(est_req *r, const uint8_t *cert, size_t len) {
+  if (r->cf_out == CF_PKIX_CERT)
+    return est_send_owned(r, 204, cert, len);
+  uint8_t *p7 = NULL;
+  size_t p7_len = 0;
+  est_err rc = pki_p7_certs_only(cert, len, &p7, &p7_len);
+  if (rc == EST_OK)
+    rc = est_send_owned(r, 204, p7, p7_len);
+  free(p7);
+  return rc;
+}
+
+static void log_issued(est_req *r, const char *what, const uint8_t serial[16],
+                       const char *subject) {
+  char hex[33];
+  for (int i = 0; i < 16; i++)
+    snprintf(hex + 2 * i, 3, "%02x", serial[i]);
+  r->p->api->log(r->p->api->host, COAPD_LOG_NOTICE, "%s, client '%s', %s serial %s subject '%s'",
+                 proto_fn_info(r->route->fn)->name, r->sess->peer, what, hex,
+                 subject ? subject : "?");
+}
+
+/* sen and sren, once approved: issue, record, answer (RFC 9148 §4.2). */
+static est_err issue_now(est_req *r, pki_csr *csr, approval_ticket *t) {
+  uint8_t *cert = NULL;
+  size_t cert_len = 0;
+  uint8_t serial[16];
+  est_err rc = pki_issue(r->p->ca, csr, &cert, &cert_len, serial);
   if (rc != EST_OK) {
     snprintf(r->diag, sizeof r->diag, "the CA could not issue the certificate");
     goto out;
   }
+  /* An unrecorded certificate is never handed out: the store is the
+   * operator's record of what exists. */
+  rc = approval_record(r->p->appr, t, cert, cert_len, serial);
+  if (rc != EST_OK) {
+    snprintf(r->diag, sizeof r->diag, "enrollment database unavailable, retry later");
+    r->max_age = 5;
+    rc = EST_ERR_UNAVAILABLE;
+    goto out;
+  }
+  rc = send_cert(r, cert, cert_len);
+  if (rc == EST_OK)
+    log_issued(r, "issued", serial, t->subject);
+out:
+  free(cert);
+  return rc;
+}
 
-  /* Certificate part: 281 for sen/sren (default) and skg, 287 on request
-   * or for skc (RFC 9148 §4.3, SKG-5). */
-  bool single = keygen ? fn == EST_FN_SKC : r->cf_out == CF_PKIX_CERT;
-  if (!single) {
-    rc = pki_p7_certs_only(cert, cert_len, &p7, &p7_len);
-    if (rc != EST_OK)
-      goto out;
-  }
-  const uint8_t *cpart = single ? cert : p7;
-  size_t cpart_len = single ? cert_len : p7_len;
-  if (keygen) {
-    /* SKG-3: [284, PKCS#8, 281|287, cert] as multipart-core. */
-    mp_part parts[2] = {
-      {CF_PKCS8, key, key_len},
-      {(uint16_t)(single ? CF_PKIX_CERT : CF_PKCS7_CERTS_ONLY), cpart, cpart_len}};
-    rc = mp_encode(parts, 2, &mp, &mp_len);
-    if (rc != EST_OK)
-      goto out;
-    rc = send_owned(r, 204, mp, mp_len, query);
-  } else {
-    rc = send_owned(r, 204, cpart, cpart_len, query);
-  }
-  if (rc == EST_OK) {
-    subject = pki_csr_subject(csr);
-    char hex[33];
-    for (int i = 0; i < 16; i++)
-      snprintf(hex + 2 * i, 3, "%02x", serial[i]);
-    r->p->api->log(r->p->api->host, COAPD_LOG_NOTICE,
-                   "%s, client '%s', issued serial %s subject '%s'%s",
-                   proto_fn_info(fn)->name, r->sess->peer, hex, subject ? subject : "?",
-                   keygen ? " with a server-generated key" : "");
+/* sen, sren, skg, skc: RFC 9148 §4.2, §4.7, §4.8. */
+static est_err serve_post(est_req *r, const uint8_t *body, size_t len) {
+  est_fn fn = r->route->fn;
+  pki_csr *csr = NULL;
+  char *subject = NULL;
+  uint8_t spki[32];
+  approval_ticket t;
+  est_err rc;
+
+  memset(&t, 0, sizeof t);
+  rc = pki_csr_parse(body, len, &csr, r->diag, sizeof r->diag);
+  if (rc == EST_OK)
+    rc = check_csr(r, csr);
+  if (rc == EST_OK)
+    rc = pki_csr_spki_sha256(csr, spki);
+  if (rc != EST_OK)
+    goto out;
+  subject = pki_csr_subject(csr);
+
+  approval_input in = {
+    .fn = fn, .cls = r->sess->cls, .spki_sha256 = spki, .client_fp = r->sess->fp,
+    .client = r->sess->peer, .subject = subject ? subject : "",
+    .csr = body, .csr_len = len, .now = (long long)time(NULL)};
+  approval_decide(r->p->appr, &in, &t);
+  if (t.detail[0])
+    r->p->api->log(r->p->api->host, COAPD_LOG_WARNING, "%s, client '%s': %s",
+                   proto_fn_info(fn)->name, r->sess->peer, t.detail);
+  switch (t.verdict) {
+  case APPROVAL_WAIT:
+    /* RFC 9148 §4.7 (DLY-3): 5.03 with Max-Age until someone decides. */
+    snprintf(r->diag, sizeof r->diag, "%s", t.diag);
+    r->max_age = t.max_age;
+    rc = EST_ERR_PENDING;
+    break;
+  case APPROVAL_DENIED:
+    snprintf(r->diag, sizeof r->diag, "%s", t.diag);
+    rc = EST_ERR_REJECTED;
+    break;
+  case APPROVAL_RESEND:
+    /* decisions.md §7: the same certificate bytes again. */
+    rc = send_cert(r, t.cert, t.cert_len);
+    if (rc == EST_OK)
+      r->p->api->log(r->p->api->host, COAPD_LOG_NOTICE,
+                     "%s, client '%s', request %lld issued before, certificate sent again",
+                     proto_fn_info(fn)->name, r->sess->peer, (long long)t.request_id);
+    break;
+  case APPROVAL_ISSUE:
+    if (fn == EST_FN_SKG || fn == EST_FN_SKC) {
+      /* Key generation runs on the worker; the CSR and ticket go along. */
+      rc = est_async_start(r, csr, &t);
+      if (rc == EST_OK)
+        csr = NULL;
+    } else {
+      rc = issue_now(r, csr, &t);
+    }
+    break;
   }
 out:
+  approval_ticket_clear(&t);
   free(subject);
-  pki_secret_free(key, key_len);
-  pki_secret_free(mp, mp_len);
-  free(cert);
-  free(p7);
   pki_csr_free(csr);
   return rc;
 }
@@ -362,9 +409,11 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
   r.session = session;
   r.pdu = request;
   r.resp = response;
+  r.query = query;
   const est_fn_info *info = proto_fn_info(r.route->fn);
   uint8_t *body = NULL;
   size_t body_len = 0;
+  bool pending = false;
   est_err rc;
 
   coap_pdu_code_t method = coap_pdu_get_code(request);
@@ -375,6 +424,10 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
   }
   rc = client_class(&r);
   if (rc != EST_OK)
+    goto out;
+  /* libcoap calls again with the saved request when a separate response
+   * is ready (libcoap-4.3.1.md §4a). */
+  if (info->post && est_async_finish(&r))
     goto out;
   policy_input pin = {r.route->fn, r.sess->cls};
   rc = policy_decide(&pin, r.diag, sizeof r.diag);
@@ -393,21 +446,21 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
     goto out;
   }
   if (!info->post) {
-    rc = serve_get(&r, query);
+    rc = serve_get(&r);
     goto out;
   }
-  bool pending = false;
   rc = collect_body(&r, &body, &body_len, &pending);
   if (rc != EST_OK || pending)
     goto out;
-  rc = serve_post(&r, body, body_len, query);
+  rc = serve_post(&r, body, body_len);
 out:
   if (rc != EST_OK) {
     if (r.sess) {
       body_asm_reset(&r.sess->body);
       r.sess->body_owner = NULL;
     }
-    send_error(&r, rc);
+    est_echo_block1(&r);
+    est_send_error(&r, rc);
   }
   free(body);
 }

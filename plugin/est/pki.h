@@ -98,7 +98,9 @@ est_err pki_csr_verify(const pki_csr *csr) EST_MUST_CHECK;
 /**
  * The challengePassword attribute. EST_OK and a NUL-terminated copy in
  * @p buf; EST_ERR_NOT_FOUND if absent; EST_ERR_TOO_LARGE if it does not fit
- * (buffer of PKI_CHALLENGE_MAX + 1 always fits a valid one).
+ * (buffer of PKI_CHALLENGE_MAX + 1 always fits a valid one);
+ * EST_ERR_MALFORMED if it is no string a C string can carry (not a
+ * DirectoryString, embedded NUL, non-ASCII BMP/UniversalString).
  */
 est_err pki_csr_challenge(const pki_csr *csr, char *buf, size_t buf_len);
 
@@ -149,6 +151,16 @@ est_err pki_keygen_issue(pki_ca *ca, const pki_csr *csr, pki_key_type type,
 /** Wrap one DER certificate as DER PKCS#7 certs-only (CF 281). */
 est_err pki_p7_certs_only(const uint8_t *cert, size_t cert_len, uint8_t **p7,
                           size_t *p7_len) EST_MUST_CHECK;
+
+/** A certificate's subject as an RFC 4514 string (malloc), or NULL. */
+char *pki_cert_subject(const uint8_t *der, size_t len);
+
+/** A certificate's notBefore/notAfter as unix seconds. */
+est_err pki_cert_validity(const uint8_t *der, size_t len, long long *not_before,
+                          long long *not_after) EST_MUST_CHECK;
+
+/** SHA-256 of @p len bytes (certificate fingerprints). */
+est_err pki_sha256(const uint8_t *data, size_t len, uint8_t out[32]) EST_MUST_CHECK;
 
 /** Wipe and free a buffer that held secret material. NULL is a no-op. */
 void pki_secret_free(uint8_t *buf, size_t len);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "est_plugin.h"
 
@@ -18,6 +19,7 @@ typedef struct opt_ctx {
   const char *idevid_trust;
   const char *csr_attrs;
   const char *labels;
+  const char *db_path;
   char err[256];
 } opt_ctx;
 
@@ -111,6 +113,56 @@ static est_err opt_max_body(opt_ctx *o, const char *v) {
   return EST_OK;
 }
 
+static est_err opt_db_path(opt_ctx *o, const char *v) { o->db_path = v; return EST_OK; }
+
+static est_err opt_policy(opt_ctx *o, const char *v, approval_policy *out, const char *name) {
+  if (approval_policy_parse(v, out) != EST_OK) {
+    snprintf(o->err, sizeof o->err, "%s must be auto or manual", name);
+    return EST_ERR_CONFIG;
+  }
+  return EST_OK;
+}
+
+static est_err opt_idevid_policy(opt_ctx *o, const char *v) {
+  return opt_policy(o, v, &o->p->acfg.idevid, "idevid_policy");
+}
+
+static est_err opt_ldevid_policy(opt_ctx *o, const char *v) {
+  return opt_policy(o, v, &o->p->acfg.ldevid, "ldevid_policy");
+}
+
+static est_err opt_seconds(opt_ctx *o, const char *v, unsigned long min, unsigned long max,
+                           unsigned *out, const char *what) {
+  unsigned long n;
+  if (parse_uint(v, min, max, &n) != EST_OK) {
+    snprintf(o->err, sizeof o->err, "%s must be a number from %lu to %lu", what, min, max);
+    return EST_ERR_CONFIG;
+  }
+  *out = (unsigned)n;
+  return EST_OK;
+}
+
+/* Max-Age is a uint of at most 4 bytes (RFC 7252 §5.10.5); a day is plenty. */
+static est_err opt_retry_after(opt_ctx *o, const char *v) {
+  return opt_seconds(o, v, 1, 86400, &o->p->acfg.retry_after, "retry_after (seconds)");
+}
+
+static est_err opt_pending_ttl(opt_ctx *o, const char *v) {
+  return opt_seconds(o, v, 60, 31536000, &o->p->acfg.pending_ttl, "pending_ttl (seconds)");
+}
+
+static est_err opt_max_pending(opt_ctx *o, const char *v) {
+  return opt_seconds(o, v, 1, 1000, &o->p->acfg.max_pending, "max_pending_per_client");
+}
+
+static est_err opt_db_busy(opt_ctx *o, const char *v) {
+  unsigned ms = 0;
+  est_err rc = opt_seconds(o, v, 1, 5000, &ms, "db_busy_timeout (milliseconds)");
+  if (rc == EST_OK)
+    o->p->acfg.busy_timeout_ms = (int)ms;
+  return rc;
+}
+
 static const struct {
   const char *key;
   opt_fn fn;
@@ -121,6 +173,10 @@ static const struct {
   {"csr_attrs", opt_csr_attrs}, {"keygen", opt_keygen},
   {"keygen_type", opt_keygen_type}, {"max_body", opt_max_body},
   {"labels", opt_labels},
+  {"db_path", opt_db_path},     {"idevid_policy", opt_idevid_policy},
+  {"ldevid_policy", opt_ldevid_policy}, {"retry_after", opt_retry_after},
+  {"pending_ttl", opt_pending_ttl}, {"max_pending_per_client", opt_max_pending},
+  {"db_busy_timeout", opt_db_busy},
 };
 
 /* Plugin file options are relative to the config file's folder. */
@@ -286,6 +342,23 @@ static est_err load_files(opt_ctx *o) {
       return rc;
     }
   }
+  /* Manual approval needs somewhere to keep the pending requests. */
+  if (!o->db_path && (p->acfg.idevid == APPROVAL_MANUAL || p->acfg.ldevid == APPROVAL_MANUAL)) {
+    api->log(api->host, COAPD_LOG_ERR,
+             "%s:%u: manual approval needs plugin_opt_db_path (or set idevid_policy and "
+             "ldevid_policy to auto)", api->config_path, api->config_line);
+    return EST_ERR_CONFIG;
+  }
+  if (o->db_path && resolve_path(p, o->db_path, b, sizeof b) != EST_OK)
+    return EST_ERR_TOO_LARGE;
+  p->acfg.db_path = o->db_path ? b : NULL;
+  rc = approval_open(&p->acfg, &p->appr, diag, sizeof diag);
+  p->acfg.db_path = NULL;
+  if (rc != EST_OK) {
+    api->log(api->host, COAPD_LOG_ERR, "%s: db_path: %s", api->config_path,
+             diag[0] ? diag : est_strerror(rc));
+    return rc;
+  }
   if (o->csr_attrs) {
     if (resolve_path(p, o->csr_attrs, a, sizeof a) != EST_OK)
       return EST_ERR_TOO_LARGE;
@@ -376,6 +449,11 @@ static void est_fini(void *state) {
   est_plugin *p = state;
   if (!p)
     return;
+  if (p->wk) {
+    p->api->unwatch_fd(p->api->host, p->wk_fd);
+    est_async_drop_all(p);
+  }
+  approval_close(p->appr);
   pki_ca_free(p->ca);
   pki_trust_free(p->idevid);
   free(p->csr_attrs);
@@ -402,6 +480,14 @@ static int est_init(const coapd_host_api *api, void **state) {
   p->keygen = false;
   p->keygen_type = PKI_KEY_EC_P256;
   p->max_body = 65536;
+  p->wk_fd = -1;
+  p->acfg.idevid = APPROVAL_MANUAL;
+  p->acfg.ldevid = APPROVAL_AUTO;
+  p->acfg.retry_after = 60;
+  p->acfg.pending_ttl = 7 * 86400;
+  p->acfg.max_pending = 5;
+  /* Short: a locked database must not stall the CoAP loop for long. */
+  p->acfg.busy_timeout_ms = 50;
   strcpy(p->root, "/est");
   memset(&o, 0, sizeof o);
   o.p = p;
@@ -413,6 +499,13 @@ static int est_init(const coapd_host_api *api, void **state) {
   }
   if (rc == EST_OK)
     rc = load_files(&o);
+  if (rc == EST_OK && p->keygen) {
+    rc = worker_start(&p->wk, &p->wk_fd);
+    if (rc == EST_OK && api->watch_fd(api->host, p->wk_fd, est_async_ready, p) != 0)
+      rc = EST_ERR_INTERNAL;
+    if (rc != EST_OK)
+      api->log(api->host, COAPD_LOG_ERR, "starting the keygen worker: %s", est_strerror(rc));
+  }
   if (rc == EST_OK) {
     rc = add_resources(p);
     if (rc != EST_OK)
@@ -424,12 +517,22 @@ static int est_init(const coapd_host_api *api, void **state) {
   }
   api->log(api->host, COAPD_LOG_NOTICE,
            "serving %s and /.well-known/est (%zu label(s)), %zu CA cert(s), "
-           "pop_linking %s, keygen %s, att %s",
+           "pop_linking %s, keygen %s, att %s, idevid_policy %s, ldevid_policy %s%s",
            p->root, p->label_count, pki_ca_cert_count(p->ca),
            p->pop == POP_OFF ? "off" : p->pop == POP_VERIFY ? "verify" : "require",
-           p->keygen ? "on" : "off", p->csr_attrs ? "on" : "off");
+           p->keygen ? "on" : "off", p->csr_attrs ? "on" : "off",
+           p->acfg.idevid == APPROVAL_AUTO ? "auto" : "manual",
+           p->acfg.ldevid == APPROVAL_AUTO ? "auto" : "manual",
+           o.db_path ? "" : ", no db_path: issued certificates are not recorded");
   *state = p;
   return 0;
+}
+
+static uint32_t est_tick(void *state, uint64_t now_ms) {
+  est_plugin *p = state;
+  (void)now_ms;
+  approval_tick(p->appr, (long long)time(NULL));
+  return 10000;
 }
 
 COAPD_PLUGIN_EXPORT const coapd_plugin coapd_plugin_entry = {
@@ -439,5 +542,5 @@ COAPD_PLUGIN_EXPORT const coapd_plugin coapd_plugin_entry = {
   .version = EST_VERSION,
   .init = est_init,
   .fini = est_fini,
-  .tick = NULL,
+  .tick = est_tick,
 };

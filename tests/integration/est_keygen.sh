@@ -6,12 +6,16 @@
 . "$(dirname "$0")/est_lib.sh"
 it_init est_keygen
 
-check_keygen() { # client fn cert-cf keytype-grep
+check_keygen() { # client fn cert-cf keytype-grep [coap-client args]
   local client=$1 fn=$2 cf=$3 ktype=$4 d=$T/$1-$2
+  shift 4
   mkdir -p "$d"
   est_csr "$d/csr.key" "$d/csr.der" "kg-$client-$fn" 'dns_name = "kg.example"'
-  est_req $client idevid post /est/$fn -t 286 -A 62 -f "$d/csr.der"
+  est_req $client idevid post /est/$fn -t 286 -A 62 -f "$d/csr.der" "$@"
   it_expect_code 2.04
+  # decisions.md §8: the answer comes as a separate CON response.
+  grep -Eq '^v:1 t:CON c:2\.04 ' "$T/coap-$IT_COAP_N.all" ||
+    it_fail "$fn: the 2.04 did not come as a separate CON response"
   echo "$IT_OPTS" | grep -q 'Content-Format:62' || it_fail "$fn CF not 62: $IT_OPTS"
   /usr/bin/python3 "$(dirname "$0")/mpsplit.py" "$IT_PAYLOAD_FILE" "$d" $cf || it_fail "$fn multipart"
   if [ "$cf" = 281 ]; then
@@ -38,6 +42,17 @@ for client in gnutls openssl; do
   check_keygen $client skg 281 "SECP256R1"
   check_keygen $client skc 287 "SECP256R1"
 done
+# The full trace (-v 7): the request is answered with an empty ACK, then
+# the 2.04 comes as a CON with a new message ID, which the client ACKs
+# (RFC 9148 §4.7 Figure 3, RFC 7252 §5.2.2).
+est_csr "$T/trace.key" "$T/trace.csr" kg-trace
+est_req gnutls idevid post /est/skg -t 286 -f "$T/trace.csr" -v 7
+it_expect_code 2.04
+trace=$(grep -E '^v:1 ' "$T/coap-$IT_COAP_N.all" | sed -E 's/ \{[^}]*\}.*//')
+want=$(printf '%s\n' 'v:1 t:CON c:POST' 'v:1 t:ACK c:0.00' 'v:1 t:CON c:2.04' 'v:1 t:ACK c:0.00')
+[ "$(echo "$trace" | sed -E 's/ i:[0-9a-f]+//')" = "$want" ] ||
+  it_fail "skg trace is not POST, empty ACK, CON 2.04, ACK: $trace"
+
 # No Accept is fine; Accept other than 62 is 4.06 (ACC-5).
 est_csr "$T/k.key" "$T/k.csr" kg-noaccept
 est_req gnutls idevid post /est/skg -t 286 -f "$T/k.csr"
@@ -53,11 +68,14 @@ est_req openssl idevid post /.well-known/est/skc -t 286 -f "$T/k-badsig.csr"
 it_expect_code 2.04
 est_stop
 
-# RSA keys, and the RSA key type is what is generated.
+# RSA keys, and the RSA key type is what is generated. The answer (about
+# 1.9 KB) needs Block2 after the separate response; coap-client 4.3.1 only
+# follows that when its request was block-wise too, hence -b 64.
 est_start keygen\ on keygen_type\ rsa-2048
 est_req gnutls idevid get /est/crts
 est_p7_to_pem "$IT_PAYLOAD_FILE" "$T/ca.pem"
-check_keygen openssl skc 287 "RSA"
+check_keygen openssl skc 287 "RSA" -b 64
+check_keygen gnutls skg 281 "RSA" -b 256
 est_stop
 
 # keygen off: not served (SEC-13).

@@ -3,7 +3,8 @@
 
 # est_start [plugin_opt lines...]: make a PKI (once per test), write a config
 # with the given extra plugin options and start coapd on a free port
-# (127.0.0.1 and ::1). Sets PORT, PKI, CONF.
+# (127.0.0.1 and ::1). Defaults: idevid_policy auto, db_path $T/est.db.
+# Sets PORT, PKI, CONF.
 est_start() {
   PKI=$T/pki
   [ -f "$PKI/ca.crt" ] || it_pki "$PKI"
@@ -23,6 +24,9 @@ est_start() {
     case "$given" in *" ca_cert "*) ;; *) echo "plugin_opt_ca_cert $PKI/ca.crt" ;; esac
     case "$given" in *" ca_key "*) ;; *) echo "plugin_opt_ca_key $PKI/ca.key" ;; esac
     case "$given" in *" idevid_trust "*) ;; *) echo "plugin_opt_idevid_trust $PKI/mfr-ca.crt" ;; esac
+    # Issue at once unless a test asks for the approval queue; record it all.
+    case "$given" in *" idevid_policy "*) ;; *) echo "plugin_opt_idevid_policy auto" ;; esac
+    case "$given" in *" db_path "*) ;; *) echo "plugin_opt_db_path $T/est.db" ;; esac
     for o in "$@"; do echo "plugin_opt_$o"; done
   } >"$CONF"
   it_coapd_start "$CONF" coapd

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The approval queue (RFC 9148 §4.7, decisions.md §7): under the manual
+# policy a request gets 5.03 + Max-Age until an operator decides with
+# estctl; the retry then gets its certificate, a later retry the same
+# bytes, a rejected one 4.03 with the reason. Nothing is lost to kill -9.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/est_lib.sh"
+it_init est_approval
+[ -x "${ESTCTL:-}" ] || it_fail "ESTCTL is not set"
+DB=$T/est.db
+ctl() { "$ESTCTL" --db "$DB" --actor tester "$@"; }
+# The id of the newest request in STATE, from estctl's JSON.
+newest() { ctl list --state "$1" --json | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[-1]["id"] if r else "")'; }
+
+est_start idevid_policy\ manual retry_after\ 7 keygen\ on max_pending_per_client\ 2
+est_req gnutls idevid get /est/crts
+est_p7_to_pem "$IT_PAYLOAD_FILE" "$T/ca.pem"
+
+# First request: 5.03 with Max-Age = retry_after and a diagnostic.
+est_csr "$T/d1.key" "$T/d1.csr" dev-1 'dns_name = "dev-1.example"'
+est_req gnutls idevid post /est/sen -t 286 -f "$T/d1.csr"
+it_expect_code 5.03; it_expect_diag
+it_expect_opt 'Max-Age:7'
+grep -q "waiting for an operator" "$IT_STDERR" || it_fail "5.03 diag: $(cat "$IT_STDERR")"
+id=$(newest pending)
+[ -n "$id" ] || it_fail "no pending request in estctl list"
+ctl list --json | /usr/bin/python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert len(r) == 1, r
+x = r[0]
+assert x["state"] == "pending" and x["function"] == "sen", x
+assert x["subject"] == "CN=dev-1", x
+assert "idevid-0001" in x["client"], x
+for k in ("id", "created", "updated"): assert k in x, k
+' || it_fail "estctl list --json: $(ctl list --json)"
+# A retry while pending (a new DTLS session, the other client): 5.03 again,
+# and still one request.
+est_req openssl idevid post /est/sen -t 286 -f "$T/d1.csr"
+it_expect_code 5.03; it_expect_opt 'Max-Age:7'
+[ "$(ctl list --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ] ||
+  it_fail "a retry created a second request"
+
+# The operator approves; the retry gets 2.04 and a certificate.
+ctl approve "$id" >"$T/approve.out" || it_fail "estctl approve: $(cat "$T/approve.out")"
+est_req gnutls idevid post /est/sen -t 286 -f "$T/d1.csr"
+it_expect_code 2.04
+cp "$IT_PAYLOAD_FILE" "$T/d1-first.p7"
+est_p7_to_pem "$T/d1-first.p7" "$T/d1.crt"
+est_verify "$T/d1.crt" "$T/ca.pem"
+# A repeated retry gets the identical certificate, not a new one.
+est_req openssl idevid post /est/sen -t 286 -f "$T/d1.csr"
+it_expect_code 2.04
+cmp -s "$IT_PAYLOAD_FILE" "$T/d1-first.p7" || it_fail "the repeated retry got other bytes"
+[ "$(ctl show "$id" --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = issued ] ||
+  it_fail "request $id is not issued"
+[ "$(sqlite3 "$DB" 'SELECT count(*) FROM certificates')" = 1 ] || it_fail "not exactly one certificate recorded"
+
+# Reject: 4.03 with the operator's reason.
+est_csr "$T/d2.key" "$T/d2.csr" dev-2
+est_req gnutls idevid post /est/sen -t 286 -f "$T/d2.csr"
+it_expect_code 5.03
+id2=$(newest pending)
+ctl reject "$id2" --reason "unknown device" >/dev/null || it_fail "estctl reject"
+est_req gnutls idevid post /est/sen -t 286 -f "$T/d2.csr"
+it_expect_code 4.03
+grep -q "unknown device" "$IT_STDERR" || it_fail "4.03 without the reason: $(cat "$IT_STDERR")"
+
+# Pre-authorised by subject: issued at once.
+ctl preauth add --subject "CN=pre-1" >/dev/null || it_fail "estctl preauth add"
+est_csr "$T/p1.key" "$T/p1.csr" pre-1
+est_req openssl idevid post /est/sen -t 286 -f "$T/p1.csr"
+it_expect_code 2.04
+
+# skg under manual approval: 5.03 first, the key is made only after the
+# approval, and no private key ever reaches the database.
+est_csr "$T/k1.key" "$T/k1.csr" kg-1
+est_req gnutls idevid post /est/skg -t 286 -f "$T/k1.csr"
+it_expect_code 5.03
+ctl approve "$(newest pending)" >/dev/null || it_fail "estctl approve skg"
+mkdir -p "$T/k1"
+est_req gnutls idevid post /est/skg -t 286 -f "$T/k1.csr"
+it_expect_code 2.04
+/usr/bin/python3 "$(dirname "$0")/mpsplit.py" "$IT_PAYLOAD_FILE" "$T/k1" 281 || it_fail "skg multipart"
+keyhex=$(od -An -tx1 "$T/k1/key.der" | tr -d ' \n' | cut -c 60-140)
+sqlite3 "$DB" .dump | tr -d '\n' | tr 'A-F' 'a-f' | grep -q "$keyhex" &&
+  it_fail "the generated private key is in the database"
+
+# The per-client cap: dev-3 is the second live request, dev-4 the third.
+est_csr "$T/d3.key" "$T/d3.csr" dev-3
+est_req gnutls idevid post /est/sen -t 286 -f "$T/d3.csr"
+it_expect_code 5.03
+est_csr "$T/d4.key" "$T/d4.csr" dev-4
+est_csr "$T/d5.key" "$T/d5.csr" dev-5
+est_req gnutls idevid post /est/sen -t 286 -f "$T/d4.csr"
+it_expect_code 5.03
+est_req gnutls idevid post /est/sen -t 286 -f "$T/d5.csr"
+it_expect_code 5.03
+grep -q "too many requests" "$IT_STDERR" || it_fail "cap not applied: $(cat "$IT_STDERR")"
+
+# kill -9 with pending requests and fresh decisions: nothing is lost.
+id3=$(ctl list --state pending --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+ctl approve "$id3" >/dev/null || it_fail "estctl approve before kill"
+kill -9 "${IT_PIDS[coapd]}"
+wait "${IT_PIDS[coapd]}" 2>/dev/null
+unset "IT_PIDS[coapd]"
+[ "$(sqlite3 "$DB" 'PRAGMA integrity_check')" = ok ] || it_fail "integrity_check after kill -9"
+it_coapd_start "$CONF" coapd
+est_req gnutls idevid post /est/sen -t 286 -f "$T/d3.csr"
+it_expect_code 2.04
+est_req gnutls idevid post /est/sen -t 286 -f "$T/d1.csr"
+it_expect_code 2.04
+cmp -s "$IT_PAYLOAD_FILE" "$T/d1-first.p7" || it_fail "after the restart the retry got other bytes"
+est_req gnutls idevid post /est/sen -t 286 -f "$T/d4.csr"
+it_expect_code 5.03
+est_stop
+[ "$(sqlite3 "$DB" 'PRAGMA integrity_check')" = ok ] || it_fail "integrity_check"
+# Every change has its audit row, with the operator as actor.
+[ "$(sqlite3 "$DB" "SELECT count(*) FROM audit WHERE actor = 'tester' AND action IN ('approved','rejected')")" = 4 ] ||
+  it_fail "audit rows: $(sqlite3 "$DB" 'SELECT action, actor FROM audit')"
+it_pass
