@@ -1,0 +1,514 @@
+#!/bin/bash
+# estctl against a real database seeded through the store API (seed_store):
+# usage errors, list/show (table and --json), approve/reject (bulk, wrong
+# state, unknown id), preauth add/list/remove, certs, revoke, audit, raw
+# control envelopes and events, a missing database (exit 3, nothing
+# created) and a locked one (exit 3, "busy"). JSON output is validated
+# against schemas/ and the audit rows are cross-checked with the sqlite3 CLI.
+#
+# Environment: ESTCTL, SEED_STORE (binaries), EST_SCHEMAS (schemas/).
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# lib.sh's it_init insists on COAPD; this test starts no server.
+: "${COAPD:=$ESTCTL}"
+export COAPD
+it_init estctl
+
+[ -n "$ESTCTL" ] && [ -x "$ESTCTL" ] || it_fail "ESTCTL is not set to an executable ('$ESTCTL')"
+[ -n "$SEED_STORE" ] && [ -x "$SEED_STORE" ] || it_fail "SEED_STORE is not set to an executable"
+SCHEMAS=${EST_SCHEMAS:-$IT_LIB_DIR/../../schemas}
+PY=/usr/bin/python3
+command -v sqlite3 >/dev/null || it_fail "no sqlite3 CLI"
+$PY -c 'import jsonschema' 2>/dev/null || it_fail "$PY has no jsonschema module (python3-jsonschema)"
+DB=$T/est.db
+N=0
+
+# ------------------------------------------------------------ helpers
+
+# ec ARGS...: run estctl --db $DB --actor alice ARGS; RC, $OUT, $ERR.
+# ec_raw ARGS...: the same without the --db/--actor defaults.
+ec_raw() {
+  N=$((N + 1))
+  OUT=$T/out.$N
+  ERR=$T/err.$N
+  timeout -k 5 60 "$ESTCTL" "$@" >"$OUT" 2>"$ERR" </dev/null
+  RC=$?
+  [ "$RC" = 124 ] && it_fail "estctl $* did not finish"
+  it_san_check "$ERR"
+  return 0
+}
+ec() { ec_raw --db "$DB" --actor alice "$@"; }
+
+expect_rc() {
+  [ "$RC" = "$1" ] ||
+    it_fail "exit $RC, expected $1 (estctl run $N): $(head -c 600 "$ERR") $(head -c 600 "$OUT")"
+}
+expect_out() {
+  grep -Eq -- "$1" "$OUT" || it_fail "stdout of run $N does not match '$1': $(head -c 800 "$OUT")"
+}
+expect_err() {
+  grep -Eq -- "$1" "$ERR" || it_fail "stderr of run $N does not match '$1': $(head -c 800 "$ERR")"
+}
+expect_no_out() {
+  [ ! -s "$OUT" ] || it_fail "unexpected stdout in run $N: $(head -c 400 "$OUT")"
+}
+sql() { sqlite3 -batch -noheader "$DB" "$1"; }
+expect_sql() {
+  local got
+  got=$(sql "$1") || it_fail "sqlite3 failed on: $1"
+  [ "$got" = "$2" ] || it_fail "SQL '$1' gave '$got', expected '$2'"
+}
+
+# Schema checks: validate MODE ARGS (see the script below).
+cat >"$T/validate.py" <<'EOF'
+import json, pathlib, sys
+from jsonschema import Draft202012Validator, RefResolver
+
+root = pathlib.Path(sys.argv[1]).resolve()
+mode = sys.argv[2]
+
+def validator(rel):
+    path = root / rel
+    schema = json.loads(path.read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(
+        schema, resolver=RefResolver(base_uri=path.as_uri(), referrer=schema))
+
+def check(rel, doc, what):
+    errors = sorted(validator(rel).iter_errors(doc), key=lambda e: list(e.path))
+    for e in errors:
+        print(f"{what}: {rel}: {'/'.join(map(str, e.path))}: {e.message}",
+              file=sys.stderr)
+    if errors:
+        sys.exit(1)
+
+if mode == "schemas":       # every schema is a valid 2020-12 schema
+    n = 0
+    for p in sorted(root.rglob("*.json")):
+        Draft202012Validator.check_schema(json.loads(p.read_text()))
+        n += 1
+    print(n)
+elif mode == "one":         # SCHEMA FILE
+    check(sys.argv[3], json.loads(pathlib.Path(sys.argv[4]).read_text()),
+          sys.argv[4])
+elif mode == "each":        # SCHEMA FILE: a JSON array, each item
+    doc = json.loads(pathlib.Path(sys.argv[4]).read_text())
+    if not isinstance(doc, list):
+        sys.exit(f"{sys.argv[4]}: not a JSON array")
+    for i, item in enumerate(doc):
+        check(sys.argv[3], item, f"{sys.argv[4]}[{i}]")
+    print(len(doc))
+elif mode == "show":        # FILE: request object + "audit" array
+    doc = json.loads(pathlib.Path(sys.argv[3]).read_text())
+    trail = doc.pop("audit")
+    check("objects/request.json", doc, sys.argv[3])
+    for i, a in enumerate(trail):
+        check("objects/audit.json", a, f"{sys.argv[3]} audit[{i}]")
+    print(len(trail))
+elif mode == "events":      # FILE: "topic payload" lines; prints the kinds
+    kinds = []
+    for line in pathlib.Path(sys.argv[3]).read_text().splitlines():
+        topic, payload = line.split(" ", 1)
+        prefix = "est-coaps/v1/events/"
+        if not topic.startswith(prefix):
+            sys.exit(f"bad topic {topic}")
+        kind = topic[len(prefix):]
+        check(f"events/{kind}.json", json.loads(payload), line[:60])
+        kinds.append(kind)
+    print(" ".join(sorted(set(kinds))))
+elif mode == "get":         # FILE EXPR: print a value, e.g. "[0]['state']"
+    doc = json.loads(pathlib.Path(sys.argv[3]).read_text())
+    v = eval("doc" + sys.argv[4], {"doc": doc})
+    print(json.dumps(v) if not isinstance(v, str) else v)
+else:
+    sys.exit(f"unknown mode {mode}")
+EOF
+validate() { $PY "$T/validate.py" "$SCHEMAS" "$@" 2>"$T/validate.err" || it_fail "schema check $* failed: $(head -c 1500 "$T/validate.err")"; }
+jget() { $PY "$T/validate.py" "$SCHEMAS" get "$1" "$2" || it_fail "cannot read $2 from $1"; }
+
+# ------------------------------------------------------------ schemas
+nschemas=$(validate schemas)
+[ "$nschemas" -ge 30 ] || it_fail "only $nschemas schemas in $SCHEMAS"
+
+# ------------------------------------------------------------ usage
+ec_raw
+expect_rc 2
+expect_err "no command given"
+ec_raw --help
+expect_rc 0
+expect_out "^usage: estctl --db PATH"
+expect_out "exit status: 0 ok, 1 a command failed, 2 usage error, 3 database"
+ec_raw -h
+expect_rc 0
+ec_raw --version
+expect_rc 0
+expect_out "^estctl \(est-coaps\) [0-9]"
+for c in list show approve reject preauth certs revoke audit raw events; do
+  ec_raw "$c" --help # no --db needed for help
+  expect_rc 0
+  expect_out "usage: estctl --db PATH $c"
+done
+ec_raw list
+expect_rc 2
+expect_err "--db PATH is required"
+ec_raw --db "$DB" frobnicate
+expect_rc 2
+expect_err "unknown command 'frobnicate'"
+ec_raw --db "$DB" --bogus list
+expect_rc 2
+ec_raw --db "$DB" --busy-timeout x list
+expect_rc 2
+expect_err "bad busy timeout"
+ec_raw --db "$DB" --actor "" list
+expect_rc 2
+ec show
+expect_rc 2
+expect_err "exactly one request ID"
+ec show 1x
+expect_rc 2
+expect_err "bad request ID '1x'"
+ec show -- -3
+expect_rc 2
+ec approve
+expect_rc 2
+ec approve 1 two
+expect_rc 2
+expect_err "bad request ID 'two'"
+ec reject 1
+expect_rc 2
+expect_err "reject needs --reason"
+ec list --state "done"
+expect_rc 2
+expect_err "unknown state 'done'"
+ec list --reason x
+expect_rc 2
+expect_err "does not apply to list"
+ec list --state
+expect_rc 2
+expect_err "needs a value"
+ec preauth
+expect_rc 2
+ec preauth add
+expect_rc 2
+expect_err "exactly one of --subject"
+ec preauth add --subject a --idevid b
+expect_rc 2
+ec preauth frob
+expect_rc 2
+ec revoke 01
+expect_rc 2
+expect_err "revoke needs --reason"
+ec audit --limit 0
+expect_rc 2
+ec audit --limit 10001
+expect_rc 2
+[ ! -e "$DB" ] || it_fail "usage errors created $DB"
+
+# ------------------------------------------------------------ no database
+for cmd in "list" "approve 1" "preauth list" "audit" "revoke 01 --reason x"; do
+  # shellcheck disable=SC2086
+  ec $cmd
+  expect_rc 3
+  expect_err "^estctl: no database at $DB\$"
+  expect_no_out
+  [ ! -e "$DB" ] || it_fail "estctl $cmd created $DB"
+done
+echo "not a database at all, just some text that is long enough......" >"$T/junk.db"
+ec_raw --db "$T/junk.db" list
+expect_rc 3
+
+# ------------------------------------------------------------ seed
+"$SEED_STORE" "$DB" pending 5 >"$T/seed.out" 2>&1 || it_fail "seed_store pending: $(cat "$T/seed.out")"
+[ "$(tr '\n' ' ' <"$T/seed.out")" = "1 2 3 4 5 " ] || it_fail "seeded ids: $(cat "$T/seed.out")"
+[ "$("$SEED_STORE" "$DB" issued 0A1B2C)" = 6 ] || it_fail "seed_store issued"
+
+# ------------------------------------------------------------ list / show
+ec list
+expect_rc 0
+expect_out "^ID +STATE +FUNCTION +SUBJECT +CLIENT +CREATED$"
+[ "$(wc -l <"$OUT")" = 7 ] || it_fail "list: $(cat "$OUT")"
+expect_out "^1 +pending +sen +CN=dev-0001 +CN=idevid-0001,serialNumber=0001,O=Test Manuf\.\.\. +20[0-9-]{8}T[0-9:]{8}Z$"
+expect_out "^6 +issued +sen +CN=auto-0A1B2C "
+# Columns are aligned: each column starts where its header does, after a
+# blank, on every row.
+awk 'NR == 1 { n = split("STATE FUNCTION SUBJECT CLIENT CREATED", h, " ")
+               for (i = 1; i <= n; i++) pos[i] = index($0, h[i]); next }
+     { for (i = 1; i <= n; i++)
+         if (substr($0, pos[i] - 1, 1) != " " || substr($0, pos[i], 1) == " ") {
+           print "row " NR ", column " h[i]; exit 1 } }' "$OUT" ||
+  it_fail "list table not aligned: $(cat "$OUT")"
+
+ec list --json
+expect_rc 0
+[ "$(validate each objects/request.json "$OUT")" = 6 ] || it_fail "list --json: not 6 requests"
+[ "$(jget "$OUT" "[5]['certSerial']")" = 0a1b2c ] || it_fail "certSerial of the issued request"
+[ "$(jget "$OUT" "[0]['certSerial']")" = null ] || it_fail "certSerial of a pending request"
+[ "$(jget "$OUT" "[0]['clientClass']")" = idevid ] || it_fail "clientClass"
+ec list --state pending --json
+expect_rc 0
+[ "$(validate each objects/request.json "$OUT")" = 5 ] || it_fail "list --state pending: not 5"
+[ "$(jget "$OUT" "[4]['state']")" = pending ] || it_fail "list --state pending: state"
+ec list --state expired
+expect_rc 0
+expect_out "^no requests in that state$"
+ec list --state expired --json
+expect_rc 0
+[ "$(tr -d ' \n' <"$OUT")" = "[]" ] || it_fail "empty --json list: $(cat "$OUT")"
+
+ec show 1
+expect_rc 0
+expect_out "^request 1$"
+expect_out "^  state +pending$"
+expect_out "^  subject +CN=dev-0001$"
+expect_out "^  client +CN=idevid-0001,serialNumber=0001,O=Test Manufacturer$"
+expect_out "^  certificate +-$"
+expect_out "^audit trail:$"
+expect_out "^ID +TIME +ACTOR +ACTION +SERIAL +DETAIL$"
+expect_out "^1 +[0-9T:Z-]+ +coapd +pending "
+ec show 6 --json
+expect_rc 0
+[ "$(validate show "$OUT")" = 1 ] || it_fail "show 6: audit trail length"
+[ "$(jget "$OUT" "['certSerial']")" = 0a1b2c ] || it_fail "show 6 --json: certSerial"
+[ "$(jget "$OUT" "['audit'][0]['detail']")" = direct ] || it_fail "show 6 --json: audit"
+ec show 99
+expect_rc 1
+expect_err "^estctl: id 99: no such request$"
+ec show 99 --json
+expect_rc 1
+expect_no_out
+
+# ------------------------------------------------------------ approve / reject
+ec approve 1 2 --reason "looks fine"
+expect_rc 0
+expect_out "^request 1 approved$"
+expect_out "^request 2 approved$"
+# Bulk with one failure: the others still run, exit 1.
+ec approve 1 3 999
+expect_rc 1
+expect_out "^request 3 approved$"
+expect_err "^estctl: request 1 is approved, not pending$"
+expect_err "^estctl: id 999: no such request$"
+ec reject 4 5 --reason "unknown device"
+expect_rc 0
+expect_out "^request 4 rejected$"
+expect_out "^request 5 rejected$"
+ec reject 4 --reason again
+expect_rc 1
+expect_err "request 4 is rejected, not pending"
+ec approve 6
+expect_rc 1
+expect_err "request 6 is issued, not pending"
+ec show 2 --json
+expect_rc 0
+validate show "$OUT" >/dev/null
+[ "$(jget "$OUT" "['state']")" = approved ] || it_fail "request 2 not approved"
+[ "$(jget "$OUT" "['reason']")" = "looks fine" ] || it_fail "request 2 reason"
+[ "$(jget "$OUT" "['audit'][1]['actor']")" = alice ] || it_fail "request 2 audit actor"
+ec list --state rejected --json
+[ "$(validate each objects/request.json "$OUT")" = 2 ] || it_fail "2 rejected"
+[ "$(jget "$OUT" "[0]['reason']")" = "unknown device" ] || it_fail "reject reason"
+
+# The audit trail in the database, by actor.
+expect_sql "SELECT count(*) FROM audit WHERE action='approved' AND actor='alice'" 3
+expect_sql "SELECT group_concat(request_id) FROM (SELECT request_id FROM audit WHERE action='rejected' AND actor='alice' AND detail='unknown device' ORDER BY id)" "4,5"
+expect_sql "SELECT state FROM requests WHERE id=3" approved
+expect_sql "SELECT count(*) FROM audit WHERE actor='coapd' AND action='pending'" 5
+
+# ------------------------------------------------------------ preauth
+ec preauth list
+expect_rc 0
+expect_out "^no pre-authorisations$"
+# Default actor: the login name.
+ec_raw --db "$DB" preauth add --subject "CN=dev-0100,O=Acme" --note "ticket 7"
+expect_rc 0
+expect_out "^pre-authorised subject 'CN=dev-0100,O=Acme' \(id 1\)$"
+actor=$(sql "SELECT actor FROM audit WHERE action='preauth_add'")
+me=$(id -un)
+login=$(logname 2>/dev/null || true)
+[ -n "$actor" ] && { [ "$actor" = "$me" ] || [ "$actor" = "$login" ]; } ||
+  it_fail "default actor '$actor' is neither '$me' nor '$login'"
+expect_sql "SELECT actor FROM preauth WHERE value='CN=dev-0100,O=Acme'" "$actor"
+FP=00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF
+ec preauth add --idevid "$FP"
+expect_rc 0
+expect_out "^pre-authorised idevid ${FP,,} \(id 2\)$"
+ec preauth add --idevid "${FP,,}"
+expect_rc 1
+expect_err "already pre-authorised"
+ec preauth add --idevid abc
+expect_rc 1
+expect_err "64 hex digits"
+ec preauth list
+expect_rc 0
+expect_out "^ID +KIND +VALUE +NOTE +CREATED +ACTOR$"
+expect_out "^1 +subject +CN=dev-0100,O=Acme +ticket 7 "
+expect_out "^2 +idevid +${FP,,} +- .* alice$"
+ec preauth list --json
+[ "$(validate each objects/preauth.json "$OUT")" = 2 ] || it_fail "preauth list --json"
+ec preauth remove --subject "CN=dev-0100,O=Acme"
+expect_rc 0
+expect_out "^removed the pre-authorisation of subject 'CN=dev-0100,O=Acme'$"
+ec preauth remove --subject "CN=dev-0100,O=Acme"
+expect_rc 1
+expect_err "subject 'CN=dev-0100,O=Acme' is not pre-authorised"
+expect_sql "SELECT count(*) FROM preauth" 1
+expect_sql "SELECT actor || ' ' || detail FROM audit WHERE action='preauth_remove'" "alice subject CN=dev-0100,O=Acme"
+
+# ------------------------------------------------------------ certs / revoke
+"$SEED_STORE" "$DB" issue 1 BEEF01 >/dev/null || it_fail "seed_store issue"
+ec certs
+expect_rc 0
+expect_out "^SERIAL +SUBJECT +NOT AFTER +REQUEST +REVOKED +CREATED$"
+expect_out "^0a1b2c +CN=auto-0A1B2C +[0-9T:Z-]+ +6 +no "
+expect_out "^beef01 +CN=dev-0001 +[0-9T:Z-]+ +1 +no "
+ec certs --json
+[ "$(validate each objects/certificate.json "$OUT")" = 2 ] || it_fail "certs --json"
+ec revoke BEEF01 --reason "key compromise"
+expect_rc 0
+expect_out "^certificate beef01 revoked$"
+ec revoke beef01 --reason again
+expect_rc 1
+expect_err "certificate beef01 is already revoked"
+ec revoke 123456 --reason x
+expect_rc 1
+expect_err "serial 123456: no such certificate"
+ec revoke zz --reason x
+expect_rc 1
+expect_err "serial must be hex digits"
+ec certs --json
+validate each objects/certificate.json "$OUT" >/dev/null
+[ "$(jget "$OUT" "[1]['revoked']")" = true ] || it_fail "beef01 not revoked"
+[ "$(jget "$OUT" "[1]['revokeReason']")" = "key compromise" ] || it_fail "revoke reason"
+ec certs
+expect_out "^beef01 +CN=dev-0001 +[0-9T:Z-]+ +1 +20[0-9-]+T"
+expect_sql "SELECT actor || ' ' || cert_serial || ' ' || detail FROM audit WHERE action='revoked'" "alice beef01 key compromise"
+
+# ------------------------------------------------------------ audit
+ec audit
+expect_rc 0
+expect_out "^ID +TIME +ACTOR +ACTION +SERIAL +REQUEST +DETAIL$"
+expect_out " alice +revoked +beef01 +1 +key compromise$"
+ec audit --json
+total=$(validate each objects/audit.json "$OUT")
+[ "$total" = "$(sql 'SELECT count(*) FROM audit')" ] || it_fail "audit --json: $total rows"
+[ "$(jget "$OUT" "[0]['action']")" = revoked ] || it_fail "audit: newest first"
+ec audit --request 1 --json
+[ "$(validate each objects/audit.json "$OUT")" = 4 ] || it_fail "audit --request 1: pending approved issued revoked"
+[ "$(jget "$OUT" "[3]['action']")" = pending ] || it_fail "audit --request 1 order"
+ec audit --limit 2 --json
+[ "$(validate each objects/audit.json "$OUT")" = 2 ] || it_fail "audit --limit 2"
+ec audit --request 999
+expect_rc 1
+expect_err "id 999: no such request"
+
+# ------------------------------------------------------------ raw envelopes
+cat >"$T/env.json" <<'EOF'
+{"commands":[
+ {"command":"listRequests","state":"approved","correlationData":"c1"},
+ {"command":"getRequest","id":3,"correlationData":"c2"},
+ {"command":"approveRequest","id":3,"correlationData":"c3"},
+ {"command":"addPreauth","kind":"subject","value":"CN=raw","note":"n","correlationData":"c4"},
+ {"command":"removePreauth","kind":"subject","value":"CN=raw"},
+ {"command":"listPreauth"},
+ {"command":"listCertificates"},
+ {"command":"revokeCertificate","serial":"0a1b2c","reason":"test"},
+ {"command":"listAudit","requestId":1,"limit":2},
+ {"command":"rejectRequest","id":42,"reason":"x","correlationData":"c10"}
+]}
+EOF
+validate one control/envelope.json "$T/env.json"
+ec_raw --db "$DB" --actor bob raw "$(cat "$T/env.json")"
+expect_rc 1 # approveRequest 3 and rejectRequest 42 fail
+validate one control/reply.json "$OUT"
+[ "$(jget "$OUT" "['responses'][0]['correlationData']")" = c1 ] || it_fail "raw: correlationData"
+[ "$(jget "$OUT" "['responses'][2]['error']")" = "request 3 is approved, not pending" ] || it_fail "raw: approve 3"
+[ "$(jget "$OUT" "['responses'][9]['error']")" = "id 42: no such request" ] || it_fail "raw: reject 42"
+[ "$(jget "$OUT" "['responses'][7]['data']['certificate']['revoked']")" = true ] || it_fail "raw: revoke"
+expect_sql "SELECT count(*) FROM audit WHERE actor='bob'" 3 # add, remove, revoke
+ec raw '{"commands":[{"command":"listRequests"}'
+expect_rc 1
+validate one control/reply.json "$OUT"
+[ "$(jget "$OUT" "['responses'][0]['error']")" = "message is not valid JSON" ] || it_fail "raw: bad JSON"
+ec raw '{"commands":[{"command":"nope","correlationData":"z"}]}'
+expect_rc 1
+validate one control/reply.json "$OUT"
+[ "$(jget "$OUT" "['responses'][0]['error']")" = "unknown command 'nope'" ] || it_fail "raw: unknown command"
+# Through stdin (ec's stdin is /dev/null, so run it directly).
+echo '{"commands":[{"command":"listPreauth","correlationData":"s"}]}' |
+  timeout 60 "$ESTCTL" --db "$DB" raw >"$T/stdin.out" 2>"$T/stdin.err" ||
+  it_fail "raw from stdin: $(cat "$T/stdin.err")"
+it_san_check "$T/stdin.err"
+validate one control/reply.json "$T/stdin.out"
+[ "$(jget "$T/stdin.out" "['responses'][0]['correlationData']")" = s ] || it_fail "raw stdin"
+# Too large: one byte over CTL_MSG_MAX (65536).
+{ printf '{"commands":[]}'; head -c 65522 /dev/zero | tr '\0' ' '; } >"$T/big.json"
+[ "$(wc -c <"$T/big.json")" = 65537 ] || it_fail "big.json size"
+timeout 60 "$ESTCTL" --db "$DB" raw - <"$T/big.json" >"$T/big.out" 2>"$T/big.err"
+[ $? = 1 ] || it_fail "raw too large: exit status"
+it_san_check "$T/big.err"
+validate one control/reply.json "$T/big.out"
+grep -q "message too large (65537 bytes, at most 65536)" "$T/big.out" || it_fail "raw too large: $(head -c 300 "$T/big.out")"
+# At the cap it runs.
+head -c 65536 "$T/big.json" | timeout 60 "$ESTCTL" --db "$DB" raw - >"$T/cap.out" 2>&1 ||
+  it_fail "raw at the cap: $(head -c 300 "$T/cap.out")"
+grep -qx '{"responses":\[\]}' "$T/cap.out" || it_fail "raw at the cap: $(head -c 300 "$T/cap.out")"
+
+# ------------------------------------------------------------ events
+"$SEED_STORE" "$DB" pending 1 1 >/dev/null || it_fail "seed_store pending with ttl"
+[ "$("$SEED_STORE" "$DB" expire 10)" = 1 ] || it_fail "seed_store expire"
+ec events
+expect_rc 0
+kinds=$(validate events "$OUT")
+[ "$kinds" = "approved expired issued pending rejected revoked" ] || it_fail "event kinds: '$kinds'"
+nev=$(wc -l <"$OUT")
+nrows=$(sql "SELECT count(*) FROM audit WHERE action IN ('pending','approved','rejected','issued','expired','revoked')")
+[ "$nev" = "$nrows" ] || it_fail "$nev events for $nrows audit rows"
+ec events --after 5 --limit 3
+expect_rc 0
+expect_out '"auditId":6,'
+[ "$(grep -c . "$OUT")" -le 3 ] || it_fail "events --limit 3"
+
+# ------------------------------------------------------------ locked database
+"$SEED_STORE" "$DB" pending 1 >"$T/seed2.out" || it_fail "seed_store pending"
+busy_id=$(cat "$T/seed2.out")
+# Hold the write lock in another process for a few seconds.
+mkfifo "$T/lock.fifo"
+sqlite3 "$DB" <"$T/lock.fifo" >"$T/sqlite-lock.log" 2>&1 &
+IT_PIDS[sqlitelock]=$!
+exec 9>"$T/lock.fifo"
+echo "BEGIN EXCLUSIVE; INSERT INTO meta VALUES('estctl-test','locked');" >&9
+# Wait until the lock is really held.
+for ((i = 0; i < 50; i++)); do
+  sqlite3 -cmd ".timeout 0" "$DB" "BEGIN IMMEDIATE; ROLLBACK;" >/dev/null 2>&1 || break
+  sleep 0.1
+done
+((i < 50)) || it_fail "the sqlite3 CLI did not take the lock"
+start=$(date +%s%N)
+ec --busy-timeout 200 approve "$busy_id"
+elapsed=$((($(date +%s%N) - start) / 1000000))
+expect_rc 3
+expect_err "database is busy"
+((elapsed < 3000)) || it_fail "busy approve took $elapsed ms with --busy-timeout 200"
+# Bulk: each one reports busy, exit 3.
+ec --busy-timeout 100 reject "$busy_id" 1 --reason x
+expect_rc 3
+[ "$(grep -cE "^estctl: request ($busy_id|1): database is busy" "$ERR")" = 2 ] || it_fail "bulk busy: $(cat "$ERR")"
+# Readers are not blocked (WAL).
+ec --busy-timeout 200 list --state pending
+expect_rc 0
+expect_out "^$busy_id +pending "
+echo "ROLLBACK;" >&9
+exec 9>&-
+wait "${IT_PIDS[sqlitelock]}" 2>/dev/null
+unset "IT_PIDS[sqlitelock]"
+ec --busy-timeout 200 approve "$busy_id"
+expect_rc 0
+expect_out "^request $busy_id approved$"
+expect_sql "SELECT count(*) FROM meta WHERE key='estctl-test'" 0
+
+# Nothing was ever written by a refused command: every audit row of alice
+# matches a successful action above.
+expect_sql "SELECT count(*) FROM audit WHERE actor='alice'" 9
+
+it_pass

@@ -1,0 +1,1121 @@
+/* estctl: the operator CLI of est-coaps. Every command builds the same JSON
+ * command object the broker plugin receives on $CONTROL/est-coaps/v1 and
+ * runs it through ctl_run() (control/ctl.h); only the output formatting
+ * lives here.
+ *
+ * Exit status: 0 ok, 1 a command failed, 2 usage error, 3 database
+ * unavailable (missing, busy, unreadable). */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "ctl.h"
+#include "store.h"
+
+enum {
+  EXIT_OK = 0,
+  EXIT_FAILED = 1,
+  EXIT_USAGE = 2,
+  EXIT_DB = 3,
+};
+
+#define DEFAULT_BUSY_MS 5000
+#define MAX_BUSY_MS 600000
+/* Widest subject/client cell in a table; `show` prints them whole. */
+#define CELL_MAX 48
+/* Largest JSON integer (2^53 - 1): ids travel as JSON numbers. */
+#define ID_MAX 9007199254740991LL
+
+typedef struct app {
+  const char *db_path;
+  const char *actor;
+  char actor_buf[256];
+  int busy_ms;
+  store *s;
+  bool read_only;
+} app;
+
+/* ------------------------------------------------------------ help */
+
+static const char usage_main[] =
+  "usage: estctl --db PATH [--actor NAME] [--busy-timeout MS] COMMAND [ARGS]\n"
+  "\n"
+  "Operator tool of est-coaps: decide enrollment requests that wait for\n"
+  "approval, manage pre-authorisations, list and revoke certificates, and\n"
+  "read the audit trail.\n"
+  "\n"
+  "commands:\n"
+  "  list [--state STATE] [--json]        list requests\n"
+  "  show ID [--json]                     one request and its audit trail\n"
+  "  approve ID... [--reason TEXT]        approve pending requests\n"
+  "  reject ID... --reason TEXT           reject pending requests\n"
+  "  preauth add (--subject DN | --idevid SHA256HEX) [--note TEXT]\n"
+  "  preauth remove (--subject DN | --idevid SHA256HEX)\n"
+  "  preauth list [--json]                pre-authorised clients\n"
+  "  certs [--json]                       issued certificates\n"
+  "  revoke SERIAL --reason TEXT          revoke a certificate\n"
+  "  audit [--request ID] [--limit N] [--json]\n"
+  "                                       audit trail, newest first\n"
+  "  raw [JSON | -]                       run a control envelope\n"
+  "                                       {\"commands\":[...]} as the broker does\n"
+  "  events [--after ID] [--limit N]      the events the broker publishes\n"
+  "\n"
+  "options:\n"
+  "  --db PATH           the est-coaps database; it is never created\n"
+  "  --actor NAME        name written to the audit trail (default: login name)\n"
+  "  --busy-timeout MS   how long to wait for a locked database (default "
+  "5000)\n"
+  "  -h, --help          this help; 'estctl COMMAND --help' for one command\n"
+  "  --version           print the version\n"
+  "\n"
+  "exit status: 0 ok, 1 a command failed, 2 usage error, 3 database\n"
+  "unavailable (missing, busy or unreadable)\n";
+
+static const char help_list[] =
+  "usage: estctl --db PATH list [--state STATE] [--json]\n"
+  "\n"
+  "List enrollment requests, oldest first. STATE is one of pending,\n"
+  "approved, rejected, issued, expired (default: all).\n"
+  "  --json   print a JSON array of request objects\n";
+
+static const char help_show[] =
+  "usage: estctl --db PATH show ID [--json]\n"
+  "\n"
+  "Show one request, the serial of its certificate if issued, and its audit\n"
+  "trail (oldest first).\n"
+  "  --json   print the request object with an \"audit\" member\n";
+
+static const char help_approve[] =
+  "usage: estctl --db PATH approve ID... [--reason TEXT]\n"
+  "\n"
+  "Approve pending requests. The device gets its certificate at its next\n"
+  "retry. Each ID is tried; the exit status is non-zero if any failed.\n";
+
+static const char help_reject[] =
+  "usage: estctl --db PATH reject ID... --reason TEXT\n"
+  "\n"
+  "Reject pending requests. The device's retries get 4.03 with the reason.\n"
+  "Each ID is tried; the exit status is non-zero if any failed.\n";
+
+static const char help_preauth[] =
+  "usage: estctl --db PATH preauth add (--subject DN | --idevid SHA256HEX)\n"
+  "                                    [--note TEXT]\n"
+  "       estctl --db PATH preauth remove (--subject DN | --idevid SHA256HEX)\n"
+  "       estctl --db PATH preauth list [--json]\n"
+  "\n"
+  "Pre-authorise a client before it asks: by the exact CSR subject DN, or by\n"
+  "the SHA-256 fingerprint (64 hex digits) of its IDevID certificate.\n"
+  "Its requests are then approved at once. Entries stay until removed.\n";
+
+static const char help_certs[] =
+  "usage: estctl --db PATH certs [--json]\n"
+  "\n"
+  "List issued certificates, oldest first.\n"
+  "  --json   print a JSON array of certificate objects\n";
+
+static const char help_revoke[] =
+  "usage: estctl --db PATH revoke SERIAL --reason TEXT\n"
+  "\n"
+  "Revoke a certificate by its serial number (hex). A retry of its request\n"
+  "is no longer answered with it.\n";
+
+static const char help_audit[] =
+  "usage: estctl --db PATH audit [--request ID] [--limit N] [--json]\n"
+  "\n"
+  "Show the audit trail, newest first: the newest 100 rows unless --limit\n"
+  "says otherwise (at most 10000), optionally of one request only.\n"
+  "  --json   print a JSON array of audit objects\n";
+
+static const char help_raw[] =
+  "usage: estctl --db PATH raw [JSON | -]\n"
+  "\n"
+  "Run a control envelope {\"commands\":[{\"command\":...}, ...]} exactly as\n"
+  "the broker plugin runs one from $CONTROL/est-coaps/v1 (read from stdin\n"
+  "when JSON is - or missing) and print the reply {\"responses\":[...]}.\n"
+  "Exits 1 if any response carries an error.\n";
+
+static const char help_events[] =
+  "usage: estctl --db PATH events [--after ID] [--limit N]\n"
+  "\n"
+  "Print the events the broker plugin publishes for the audit rows after\n"
+  "audit id ID (default 0), one per line: the topic, a space, the JSON\n"
+  "payload. Audit rows that are not events are skipped.\n";
+
+static int usage_error(const char *cmd, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  fputs("estctl: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  if (cmd != NULL)
+    fprintf(stderr, "\nTry 'estctl %s --help'.\n", cmd);
+  else
+    fputs("\nTry 'estctl --help'.\n", stderr);
+  return EXIT_USAGE;
+}
+
+/* ------------------------------------------------------------ text */
+
+/* Copy @p in for a terminal: control characters (C0, DEL, and C1 as UTF-8
+ * U+0080..U+009F) become '?', so stored text cannot drive the terminal.
+ * At most @p max characters (0: no limit), "..." when cut. Caller frees. */
+static char *clean(const char *in, size_t max) {
+  if (in == NULL)
+    in = "-";
+  size_t n = strlen(in), chars = 0, o = 0;
+  char *out = malloc(n + 4);
+  if (out == NULL) {
+    fputs("estctl: out of memory\n", stderr);
+    exit(EXIT_FAILED);
+  }
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)in[i];
+    bool lead = (ch & 0xc0) != 0x80;
+    if (lead) {
+      if (max != 0 && chars == max) {
+        /* Cut: drop the last characters to make room for "...". */
+        size_t back = 0;
+        while (o > 0 && back < 3) {
+          o--;
+          if (((unsigned char)out[o] & 0xc0) != 0x80)
+            back++;
+        }
+        memcpy(out + o, "...", 3);
+        o += 3;
+        break;
+      }
+      chars++;
+    }
+    if (ch < 0x20 || ch == 0x7f) {
+      out[o++] = '?';
+    } else if (ch == 0xc2 && i + 1 < n && (unsigned char)in[i + 1] >= 0x80 &&
+               (unsigned char)in[i + 1] <= 0x9f) {
+      out[o++] = '?';
+      i++;
+    } else {
+      out[o++] = (char)ch;
+    }
+  }
+  out[o] = '\0';
+  return out;
+}
+
+/* Display width: UTF-8 characters, not bytes. */
+static size_t text_width(const char *s) {
+  size_t w = 0;
+  for (; *s != '\0'; s++)
+    w += ((unsigned char)*s & 0xc0) != 0x80;
+  return w;
+}
+
+/* A simple aligned table: header row, then rows of cleaned cells. */
+typedef struct table {
+  size_t cols, rows, cap;
+  char **cells; /* rows * cols, row 0 is the header */
+} table;
+
+static void table_init(table *t, size_t cols, const char *const *header) {
+  memset(t, 0, sizeof *t);
+  t->cols = cols;
+  t->cap = 16;
+  t->cells = calloc(t->cap * cols, sizeof *t->cells);
+  if (t->cells == NULL) {
+    fputs("estctl: out of memory\n", stderr);
+    exit(EXIT_FAILED);
+  }
+  for (size_t c = 0; c < cols; c++)
+    t->cells[c] = clean(header[c], 0);
+  t->rows = 1;
+}
+
+/* Add a row of @p t->cols cells; each is cleaned, cut at max[c] (0: no cut). */
+static void table_row(table *t, const char *const *cells, const size_t *max) {
+  if (t->rows == t->cap) {
+    char **p = realloc(t->cells, 2 * t->cap * t->cols * sizeof *p);
+    if (p == NULL) {
+      fputs("estctl: out of memory\n", stderr);
+      exit(EXIT_FAILED);
+    }
+    t->cells = p;
+    t->cap *= 2;
+  }
+  for (size_t c = 0; c < t->cols; c++)
+    t->cells[t->rows * t->cols + c] =
+      clean(cells[c], max != NULL ? max[c] : 0);
+  t->rows++;
+}
+
+static void table_print(table *t) {
+  size_t w[16] = {0};
+  for (size_t r = 0; r < t->rows; r++)
+    for (size_t c = 0; c < t->cols && c < 16; c++) {
+      size_t n = text_width(t->cells[r * t->cols + c]);
+      if (n > w[c])
+        w[c] = n;
+    }
+  for (size_t r = 0; r < t->rows; r++) {
+    for (size_t c = 0; c < t->cols; c++) {
+      const char *cell = t->cells[r * t->cols + c];
+      if (c + 1 == t->cols) {
+        fputs(cell, stdout);
+      } else {
+        fputs(cell, stdout);
+        for (size_t i = text_width(cell); i < w[c] + 2; i++)
+          putchar(' ');
+      }
+    }
+    putchar('\n');
+  }
+}
+
+static void table_free(table *t) {
+  for (size_t i = 0; i < t->rows * t->cols; i++)
+    free(t->cells[i]);
+  free(t->cells);
+  memset(t, 0, sizeof *t);
+}
+
+/* A member of a response object as text: strings as they are, numbers in
+ * decimal, null and missing as "-". Points into @p buf or the object. */
+static const char *field(const cJSON *o, const char *name, char *buf,
+                         size_t len) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+  if (cJSON_IsString(v) && v->valuestring != NULL)
+    return v->valuestring;
+  if (cJSON_IsNumber(v)) {
+    if (buf == NULL || len == 0)
+      return "?";
+    snprintf(buf, len, "%.0f", v->valuedouble);
+    return buf;
+  }
+  if (cJSON_IsBool(v))
+    return cJSON_IsTrue(v) ? "yes" : "no";
+  return "-";
+}
+
+static void print_json(const cJSON *j) {
+  char *text = cJSON_Print(j);
+  if (text == NULL) {
+    fputs("estctl: out of memory\n", stderr);
+    exit(EXIT_FAILED);
+  }
+  puts(text);
+  cJSON_free(text);
+}
+
+/* ------------------------------------------------------------ running */
+
+static int exit_for(est_err rc) {
+  switch (rc) {
+  case EST_OK:
+    return EXIT_OK;
+  case EST_ERR_BUSY:
+  case EST_ERR_IO:
+  case EST_ERR_STORE:
+  case EST_ERR_SCHEMA:
+    return EXIT_DB;
+  default:
+    return EXIT_FAILED;
+  }
+}
+
+static int worse(int a, int b) {
+  /* 3 (database) over 1 (failed) over 0. */
+  if (a == EXIT_DB || b == EXIT_DB)
+    return EXIT_DB;
+  return a > b ? a : b;
+}
+
+static int db_open(app *a, bool read_only) {
+  store_options o;
+  char diag[512];
+  if (a->db_path == NULL) /* only reachable with a stray -h as a value */
+    return usage_error(NULL, "--db PATH is required");
+  store_options_init(&o);
+  o.busy_timeout_ms = a->busy_ms;
+  o.create = false;
+  o.read_only = read_only;
+  est_err rc = store_open(a->db_path, &o, &a->s, diag, sizeof diag);
+  if (rc != EST_OK) {
+    if (rc == EST_ERR_BUSY)
+      fprintf(stderr, "estctl: database is busy (%s)\n", diag);
+    else
+      fprintf(stderr, "estctl: %s\n", diag[0] ? diag : est_strerror(rc));
+    return EXIT_DB;
+  }
+  a->read_only = read_only;
+  return EXIT_OK;
+}
+
+/* A command object {"command": name}; exits when out of memory. */
+static cJSON *cmd_new(const char *name) {
+  cJSON *c = cJSON_CreateObject();
+  if (c == NULL || cJSON_AddStringToObject(c, "command", name) == NULL) {
+    fputs("estctl: out of memory\n", stderr);
+    exit(EXIT_FAILED);
+  }
+  return c;
+}
+
+static void cmd_str(cJSON *c, const char *name, const char *v) {
+  if (v != NULL && cJSON_AddStringToObject(c, name, v) == NULL) {
+    fputs("estctl: out of memory\n", stderr);
+    exit(EXIT_FAILED);
+  }
+}
+
+static void cmd_num(cJSON *c, const char *name, int64_t v) {
+  if (cJSON_AddNumberToObject(c, name, (double)v) == NULL) {
+    fputs("estctl: out of memory\n", stderr);
+    exit(EXIT_FAILED);
+  }
+}
+
+/* Run @p cmd (consumed) through ctl_run(). On success *data gets the
+ * response's data object (free *resp afterwards); on failure the error is
+ * printed and the exit status returned. */
+static int run_ctx(app *a, cJSON *cmd, cJSON **resp, const cJSON **data,
+                   const char *what) {
+  ctl_ctx c = {.s = a->s, .actor = a->actor, .may_write = !a->read_only};
+  est_err rc = EST_OK;
+  cJSON *r = ctl_run(&c, cmd, &rc);
+  cJSON_Delete(cmd);
+  *resp = r;
+  *data = NULL;
+  if (r == NULL) {
+    fputs("estctl: out of memory\n", stderr);
+    return EXIT_FAILED;
+  }
+  const cJSON *err = cJSON_GetObjectItemCaseSensitive(r, "error");
+  if (err != NULL) {
+    char *msg = clean(cJSON_IsString(err) ? err->valuestring : "failed", 0);
+    int ex = exit_for(rc != EST_OK ? rc : EST_ERR_INVALID);
+    /* "database is busy" does not say which of several IDs it was. */
+    if (what != NULL && ex == EXIT_DB)
+      fprintf(stderr, "estctl: %s: %s\n", what, msg);
+    else
+      fprintf(stderr, "estctl: %s\n", msg);
+    free(msg);
+    return ex;
+  }
+  *data = cJSON_GetObjectItemCaseSensitive(r, "data");
+  return EXIT_OK;
+}
+
+static int run(app *a, cJSON *cmd, cJSON **resp, const cJSON **data) {
+  return run_ctx(a, cmd, resp, data, NULL);
+}
+
+/* Strict decimal: 1..2^53-1 (0 too with @p zero_ok). */
+static bool parse_id(const char *s, bool zero_ok, int64_t *out) {
+  char *end;
+  if (s == NULL || *s < '0' || *s > '9')
+    return false;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v > ID_MAX || (v == 0 && !zero_ok))
+    return false;
+  *out = v;
+  return true;
+}
+
+/* Per-command option parsing: argv[0] is the command name. */
+#define OPT_HELP 'h'
+#define OPT_JSON 1000
+#define OPT_STATE 1001
+#define OPT_REASON 1002
+#define OPT_SUBJECT 1003
+#define OPT_IDEVID 1004
+#define OPT_NOTE 1005
+#define OPT_REQUEST 1006
+#define OPT_LIMIT 1007
+#define OPT_AFTER 1008
+
+static const struct option cmd_opts[] = {
+  {"help", no_argument, NULL, OPT_HELP},
+  {"json", no_argument, NULL, OPT_JSON},
+  {"state", required_argument, NULL, OPT_STATE},
+  {"reason", required_argument, NULL, OPT_REASON},
+  {"subject", required_argument, NULL, OPT_SUBJECT},
+  {"idevid", required_argument, NULL, OPT_IDEVID},
+  {"note", required_argument, NULL, OPT_NOTE},
+  {"request", required_argument, NULL, OPT_REQUEST},
+  {"limit", required_argument, NULL, OPT_LIMIT},
+  {"after", required_argument, NULL, OPT_AFTER},
+  {NULL, 0, NULL, 0},
+};
+
+typedef struct args {
+  bool help, json;
+  const char *state, *reason, *subject, *idevid, *note, *request, *limit,
+    *after;
+  int nargs;
+  char **pos; /* positional arguments */
+} args;
+
+/* Parse the options of command @p name, allowing only those in @p allowed
+ * (a string of OPT_ letters: j s r S I n q l a). */
+static int parse_args(const char *name, const char *allowed, int argc,
+                      char **argv, args *out) {
+  int ch;
+  memset(out, 0, sizeof *out);
+  optind = 0; /* glibc: full re-initialisation */
+  opterr = 0;
+  while ((ch = getopt_long(argc, argv, ":h", cmd_opts, NULL)) != -1) {
+    char key = 0;
+    switch (ch) {
+    case OPT_HELP:
+      out->help = true;
+      continue;
+    case OPT_JSON:
+      key = 'j';
+      out->json = true;
+      break;
+    case OPT_STATE:
+      key = 's';
+      out->state = optarg;
+      break;
+    case OPT_REASON:
+      key = 'r';
+      out->reason = optarg;
+      break;
+    case OPT_SUBJECT:
+      key = 'S';
+      out->subject = optarg;
+      break;
+    case OPT_IDEVID:
+      key = 'I';
+      out->idevid = optarg;
+      break;
+    case OPT_NOTE:
+      key = 'n';
+      out->note = optarg;
+      break;
+    case OPT_REQUEST:
+      key = 'q';
+      out->request = optarg;
+      break;
+    case OPT_LIMIT:
+      key = 'l';
+      out->limit = optarg;
+      break;
+    case OPT_AFTER:
+      key = 'a';
+      out->after = optarg;
+      break;
+    case ':':
+      return usage_error(name, "option '%s' needs a value", argv[optind - 1]);
+    default:
+      return usage_error(name, "unknown option '%s'", argv[optind - 1]);
+    }
+    if (strchr(allowed, key) == NULL)
+      return usage_error(name, "option '%s' does not apply to %s",
+                         argv[optind - 1], name);
+  }
+  out->nargs = argc - optind;
+  out->pos = argv + optind;
+  return EXIT_OK;
+}
+
+/* ------------------------------------------------------------ commands */
+
+static void request_row(table *t, const cJSON *r) {
+  static const size_t max[] = {0, 0, 0, CELL_MAX, CELL_MAX, 0};
+  char id[32];
+  const char *cells[] = {
+    field(r, "id", id, sizeof id), field(r, "state", NULL, 0),
+    field(r, "function", NULL, 0), field(r, "subject", NULL, 0),
+    field(r, "client", NULL, 0),   field(r, "created", NULL, 0),
+  };
+  table_row(t, cells, max);
+}
+
+static int do_list(app *a, int argc, char **argv) {
+  static const char *const head[] = {"ID",      "STATE",  "FUNCTION",
+                                     "SUBJECT", "CLIENT", "CREATED"};
+  args o;
+  int rc = parse_args("list", "js", argc, argv, &o);
+  store_req_state st;
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_list, stdout), EXIT_OK;
+  if (o.nargs != 0)
+    return usage_error("list", "unexpected argument '%s'", o.pos[0]);
+  if (o.state != NULL && store_state_parse(o.state, &st) != EST_OK)
+    return usage_error("list",
+                       "unknown state '%s' (pending, approved, rejected, "
+                       "issued, expired)",
+                       o.state);
+  if ((rc = db_open(a, true)) != EXIT_OK)
+    return rc;
+  cJSON *cmd = cmd_new("listRequests"), *resp;
+  const cJSON *data;
+  cmd_str(cmd, "state", o.state);
+  if ((rc = run(a, cmd, &resp, &data)) == EXIT_OK) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "requests");
+    if (o.json) {
+      print_json(list);
+    } else if (cJSON_GetArraySize(list) == 0) {
+      puts(o.state != NULL ? "no requests in that state" : "no requests");
+    } else {
+      table t;
+      const cJSON *r;
+      table_init(&t, 6, head);
+      cJSON_ArrayForEach(r, list) request_row(&t, r);
+      table_print(&t);
+      table_free(&t);
+    }
+  }
+  cJSON_Delete(resp);
+  return rc;
+}
+
+static void audit_table(const cJSON *list, bool with_request) {
+  static const char *const head_all[] = {"ID",     "TIME",    "ACTOR", "ACTION",
+                                         "SERIAL", "REQUEST", "DETAIL"};
+  static const char *const head_one[] = {"ID",     "TIME",  "ACTOR",
+                                         "ACTION", "SERIAL", "DETAIL"};
+  const cJSON *r;
+  table t;
+  table_init(&t, with_request ? 7 : 6, with_request ? head_all : head_one);
+  cJSON_ArrayForEach(r, list) {
+    char id[32], req[32];
+    const char *cells[7] = {
+      field(r, "id", id, sizeof id),  field(r, "time", NULL, 0),
+      field(r, "actor", NULL, 0),     field(r, "action", NULL, 0),
+      field(r, "serial", NULL, 0),    field(r, "requestId", req, sizeof req),
+      field(r, "detail", NULL, 0),
+    };
+    if (!with_request)
+      cells[5] = cells[6];
+    table_row(&t, cells, NULL);
+  }
+  table_print(&t);
+  table_free(&t);
+}
+
+static int do_show(app *a, int argc, char **argv) {
+  args o;
+  int64_t id;
+  int rc = parse_args("show", "j", argc, argv, &o);
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_show, stdout), EXIT_OK;
+  if (o.nargs != 1)
+    return usage_error("show", "show needs exactly one request ID");
+  if (!parse_id(o.pos[0], false, &id))
+    return usage_error("show", "bad request ID '%s'", o.pos[0]);
+  if ((rc = db_open(a, true)) != EXIT_OK)
+    return rc;
+  cJSON *cmd = cmd_new("getRequest"), *resp;
+  const cJSON *data;
+  cmd_num(cmd, "id", id);
+  if ((rc = run(a, cmd, &resp, &data)) == EXIT_OK) {
+    cJSON *req = cJSON_GetObjectItemCaseSensitive(data, "request");
+    cJSON *trail = cJSON_GetObjectItemCaseSensitive(data, "audit");
+    if (o.json) {
+      /* The request object with its trail as an "audit" member. */
+      cJSON *copy = cJSON_Duplicate(req, true), *tc = cJSON_Duplicate(trail, true);
+      if (copy == NULL || tc == NULL || !cJSON_AddItemToObject(copy, "audit", tc)) {
+        cJSON_Delete(copy);
+        cJSON_Delete(tc);
+        cJSON_Delete(resp);
+        fputs("estctl: out of memory\n", stderr);
+        return EXIT_FAILED;
+      }
+      print_json(copy);
+      cJSON_Delete(copy);
+    } else {
+      static const char *const names[][2] = {
+        {"state", "state"},         {"function", "function"},
+        {"subject", "subject"},     {"client", "client"},
+        {"clientClass", "class"},   {"created", "created"},
+        {"updated", "updated"},     {"expires", "expires"},
+        {"reason", "reason"},       {"certSerial", "certificate"},
+      };
+      char num[32];
+      printf("request %s\n", field(req, "id", num, sizeof num));
+      for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = field(req, names[i][0], NULL, 0);
+        if (strcmp(names[i][0], "expires") == 0 && strcmp(v, "-") == 0)
+          v = "never";
+        char *cv = clean(v, 0);
+        printf("  %-12s %s\n", names[i][1], cv);
+        free(cv);
+      }
+      printf("audit trail:\n");
+      audit_table(trail, false);
+    }
+  }
+  cJSON_Delete(resp);
+  return rc;
+}
+
+static int decide_many(app *a, int argc, char **argv, bool approve) {
+  const char *name = approve ? "approve" : "reject";
+  args o;
+  int rc = parse_args(name, "r", argc, argv, &o), worst = EXIT_OK;
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(approve ? help_approve : help_reject, stdout), EXIT_OK;
+  if (o.nargs == 0)
+    return usage_error(name, "%s needs at least one request ID", name);
+  if (!approve && (o.reason == NULL || o.reason[0] == '\0'))
+    return usage_error(name, "reject needs --reason TEXT");
+  int64_t *ids = calloc((size_t)o.nargs, sizeof *ids);
+  if (ids == NULL)
+    return fputs("estctl: out of memory\n", stderr), EXIT_FAILED;
+  for (int i = 0; i < o.nargs; i++)
+    if (!parse_id(o.pos[i], false, &ids[i])) {
+      free(ids);
+      return usage_error(name, "bad request ID '%s'", o.pos[i]);
+    }
+  if ((rc = db_open(a, false)) != EXIT_OK) {
+    free(ids);
+    return rc;
+  }
+  for (int i = 0; i < o.nargs; i++) {
+    cJSON *cmd = cmd_new(approve ? "approveRequest" : "rejectRequest"), *resp;
+    const cJSON *data;
+    cmd_num(cmd, "id", ids[i]);
+    cmd_str(cmd, "reason", o.reason);
+    char what[48];
+    snprintf(what, sizeof what, "request %" PRId64, ids[i]);
+    rc = run_ctx(a, cmd, &resp, &data, what);
+    if (rc == EXIT_OK)
+      printf("request %" PRId64 " %s\n", ids[i], approve ? "approved" : "rejected");
+    cJSON_Delete(resp);
+    worst = worse(worst, rc);
+  }
+  free(ids);
+  return worst;
+}
+
+static int do_approve(app *a, int argc, char **argv) {
+  return decide_many(a, argc, argv, true);
+}
+
+static int do_reject(app *a, int argc, char **argv) {
+  return decide_many(a, argc, argv, false);
+}
+
+static int preauth_list(app *a, const args *o) {
+  static const char *const head[] = {"ID",   "KIND",    "VALUE",
+                                     "NOTE", "CREATED", "ACTOR"};
+  static const size_t max[] = {0, 0, 0, CELL_MAX, 0, 0};
+  int rc = db_open(a, true);
+  if (rc != EXIT_OK)
+    return rc;
+  cJSON *resp;
+  const cJSON *data;
+  if ((rc = run(a, cmd_new("listPreauth"), &resp, &data)) == EXIT_OK) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "preauth");
+    if (o->json) {
+      print_json(list);
+    } else if (cJSON_GetArraySize(list) == 0) {
+      puts("no pre-authorisations");
+    } else {
+      const cJSON *p;
+      table t;
+      table_init(&t, 6, head);
+      cJSON_ArrayForEach(p, list) {
+        char id[32];
+        const char *cells[] = {
+          field(p, "id", id, sizeof id), field(p, "kind", NULL, 0),
+          field(p, "value", NULL, 0),    field(p, "note", NULL, 0),
+          field(p, "created", NULL, 0),  field(p, "actor", NULL, 0),
+        };
+        table_row(&t, cells, max);
+      }
+      table_print(&t);
+      table_free(&t);
+    }
+  }
+  cJSON_Delete(resp);
+  return rc;
+}
+
+static int do_preauth(app *a, int argc, char **argv) {
+  const char *sub = argc > 1 ? argv[1] : NULL;
+  args o;
+  int rc;
+  if (sub == NULL || strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+    if (sub == NULL)
+      return usage_error("preauth", "preauth needs add, remove or list");
+    return fputs(help_preauth, stdout), EXIT_OK;
+  }
+  bool add = strcmp(sub, "add") == 0, remove = strcmp(sub, "remove") == 0;
+  if (!add && !remove && strcmp(sub, "list") != 0)
+    return usage_error("preauth", "unknown preauth command '%s'", sub);
+  if ((rc = parse_args("preauth", add ? "SIn" : remove ? "SI" : "j", argc - 1,
+                       argv + 1, &o)) != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_preauth, stdout), EXIT_OK;
+  if (o.nargs != 0)
+    return usage_error("preauth", "unexpected argument '%s'", o.pos[0]);
+  if (!add && !remove)
+    return preauth_list(a, &o);
+  if ((o.subject == NULL) == (o.idevid == NULL))
+    return usage_error("preauth", "give exactly one of --subject DN and "
+                                  "--idevid SHA256HEX");
+  if ((rc = db_open(a, false)) != EXIT_OK)
+    return rc;
+  const char *kind = o.subject != NULL ? "subject" : "idevid";
+  const char *value = o.subject != NULL ? o.subject : o.idevid;
+  cJSON *cmd = cmd_new(add ? "addPreauth" : "removePreauth"), *resp;
+  const cJSON *data;
+  cmd_str(cmd, "kind", kind);
+  cmd_str(cmd, "value", value);
+  if (add)
+    cmd_str(cmd, "note", o.note);
+  if ((rc = run(a, cmd, &resp, &data)) == EXIT_OK) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(data, "preauth");
+    /* Added: the value as stored (an IDevID fingerprint in lowercase). */
+    char *cv = clean(add ? field(p, "value", NULL, 0) : value, 0);
+    if (add) {
+      char id[32];
+      printf("pre-authorised %s %s%s%s (id %s)\n", kind,
+             o.subject != NULL ? "'" : "", cv, o.subject != NULL ? "'" : "",
+             field(p, "id", id, sizeof id));
+    } else {
+      printf("removed the pre-authorisation of %s %s%s%s\n", kind,
+             o.subject != NULL ? "'" : "", cv, o.subject != NULL ? "'" : "");
+    }
+    free(cv);
+  }
+  cJSON_Delete(resp);
+  return rc;
+}
+
+static int do_certs(app *a, int argc, char **argv) {
+  static const char *const head[] = {"SERIAL",    "SUBJECT", "NOT AFTER",
+                                     "REQUEST",   "REVOKED", "CREATED"};
+  static const size_t max[] = {0, CELL_MAX, 0, 0, 0, 0};
+  args o;
+  int rc = parse_args("certs", "j", argc, argv, &o);
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_certs, stdout), EXIT_OK;
+  if (o.nargs != 0)
+    return usage_error("certs", "unexpected argument '%s'", o.pos[0]);
+  if ((rc = db_open(a, true)) != EXIT_OK)
+    return rc;
+  cJSON *resp;
+  const cJSON *data;
+  if ((rc = run(a, cmd_new("listCertificates"), &resp, &data)) == EXIT_OK) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "certificates");
+    if (o.json) {
+      print_json(list);
+    } else if (cJSON_GetArraySize(list) == 0) {
+      puts("no certificates");
+    } else {
+      const cJSON *c;
+      table t;
+      table_init(&t, 6, head);
+      cJSON_ArrayForEach(c, list) {
+        char req[32];
+        const cJSON *rv = cJSON_GetObjectItemCaseSensitive(c, "revokedAt");
+        const char *cells[] = {
+          field(c, "serial", NULL, 0),
+          field(c, "subject", NULL, 0),
+          field(c, "notAfter", NULL, 0),
+          field(c, "requestId", req, sizeof req),
+          cJSON_IsString(rv) ? rv->valuestring : "no",
+          field(c, "created", NULL, 0),
+        };
+        table_row(&t, cells, max);
+      }
+      table_print(&t);
+      table_free(&t);
+    }
+  }
+  cJSON_Delete(resp);
+  return rc;
+}
+
+static int do_revoke(app *a, int argc, char **argv) {
+  args o;
+  int rc = parse_args("revoke", "r", argc, argv, &o);
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_revoke, stdout), EXIT_OK;
+  if (o.nargs != 1)
+    return usage_error("revoke", "revoke needs exactly one SERIAL");
+  if (o.reason == NULL || o.reason[0] == '\0')
+    return usage_error("revoke", "revoke needs --reason TEXT");
+  if ((rc = db_open(a, false)) != EXIT_OK)
+    return rc;
+  cJSON *cmd = cmd_new("revokeCertificate"), *resp;
+  const cJSON *data;
+  cmd_str(cmd, "serial", o.pos[0]);
+  cmd_str(cmd, "reason", o.reason);
+  if ((rc = run(a, cmd, &resp, &data)) == EXIT_OK) {
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(data, "certificate");
+    char *cv = clean(field(c, "serial", NULL, 0), 0);
+    printf("certificate %s revoked\n", cv);
+    free(cv);
+  }
+  cJSON_Delete(resp);
+  return rc;
+}
+
+static int do_audit(app *a, int argc, char **argv) {
+  args o;
+  int64_t req = 0, limit = 0;
+  int rc = parse_args("audit", "jql", argc, argv, &o);
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_audit, stdout), EXIT_OK;
+  if (o.nargs != 0)
+    return usage_error("audit", "unexpected argument '%s'", o.pos[0]);
+  if (o.request != NULL && !parse_id(o.request, false, &req))
+    return usage_error("audit", "bad request ID '%s'", o.request);
+  if (o.limit != NULL && (!parse_id(o.limit, false, &limit) || limit > 10000))
+    return usage_error("audit", "bad limit '%s' (1 to 10000)", o.limit);
+  if ((rc = db_open(a, true)) != EXIT_OK)
+    return rc;
+  cJSON *cmd = cmd_new("listAudit"), *resp;
+  const cJSON *data;
+  if (req != 0)
+    cmd_num(cmd, "requestId", req);
+  if (limit != 0)
+    cmd_num(cmd, "limit", limit);
+  if ((rc = run(a, cmd, &resp, &data)) == EXIT_OK) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "audit");
+    if (o.json)
+      print_json(list);
+    else if (cJSON_GetArraySize(list) == 0)
+      puts("no audit rows");
+    else
+      audit_table(list, true);
+  }
+  cJSON_Delete(resp);
+  return rc;
+}
+
+static int do_raw(app *a, int argc, char **argv) {
+  args o;
+  int rc = parse_args("raw", "", argc, argv, &o);
+  char *text = NULL;
+  size_t len = 0;
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_raw, stdout), EXIT_OK;
+  if (o.nargs > 1)
+    return usage_error("raw", "raw takes one envelope");
+  if (o.nargs == 1 && strcmp(o.pos[0], "-") != 0) {
+    len = strlen(o.pos[0]);
+    text = strdup(o.pos[0]);
+  } else {
+    /* One byte over the cap, so ctl_run_envelope() sees it is too large. */
+    text = malloc(CTL_MSG_MAX + 1);
+    if (text != NULL)
+      len = fread(text, 1, CTL_MSG_MAX + 1, stdin);
+    if (text != NULL && ferror(stdin)) {
+      free(text);
+      fputs("estctl: cannot read stdin\n", stderr);
+      return EXIT_FAILED;
+    }
+  }
+  if (text == NULL)
+    return fputs("estctl: out of memory\n", stderr), EXIT_FAILED;
+  if ((rc = db_open(a, false)) != EXIT_OK) {
+    free(text);
+    return rc;
+  }
+  ctl_ctx c = {.s = a->s, .actor = a->actor, .may_write = true};
+  char *reply = ctl_run_envelope(&c, text, len);
+  free(text);
+  if (reply == NULL)
+    return fputs("estctl: out of memory\n", stderr), EXIT_FAILED;
+  puts(reply);
+  /* Exit 1 if any response is an error. */
+  cJSON *r = cJSON_Parse(reply);
+  const cJSON *arr = cJSON_GetObjectItemCaseSensitive(r, "responses"), *it;
+  cJSON_ArrayForEach(it, arr) {
+    if (cJSON_GetObjectItemCaseSensitive(it, "error") != NULL)
+      rc = EXIT_FAILED;
+  }
+  if (r == NULL)
+    rc = EXIT_FAILED;
+  cJSON_Delete(r);
+  cJSON_free(reply);
+  return rc;
+}
+
+static int on_event(void *ctx, const store_audit_row *row) {
+  const char *kind;
+  cJSON *ev = ctl_event(row, &kind);
+  (void)ctx;
+  if (ev == NULL)
+    return 0; /* not an event (or out of memory: printed below) */
+  char *text = cJSON_PrintUnformatted(ev);
+  cJSON_Delete(ev);
+  if (text == NULL)
+    return EST_ERR_NOMEM;
+  printf("est-coaps/v1/events/%s %s\n", kind, text);
+  cJSON_free(text);
+  return 0;
+}
+
+static int do_events(app *a, int argc, char **argv) {
+  args o;
+  int64_t after = 0, limit = 0;
+  int rc = parse_args("events", "al", argc, argv, &o);
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_events, stdout), EXIT_OK;
+  if (o.nargs != 0)
+    return usage_error("events", "unexpected argument '%s'", o.pos[0]);
+  if (o.after != NULL && !parse_id(o.after, true, &after))
+    return usage_error("events", "bad audit ID '%s'", o.after);
+  if (o.limit != NULL && !parse_id(o.limit, false, &limit))
+    return usage_error("events", "bad limit '%s'", o.limit);
+  if ((rc = db_open(a, true)) != EXIT_OK)
+    return rc;
+  est_err e = store_audit_since(a->s, after, (size_t)limit, on_event, NULL);
+  if (e != EST_OK) {
+    fprintf(stderr, "estctl: %s\n",
+            e == EST_ERR_BUSY ? "database is busy, try again"
+                              : store_errmsg(a->s));
+    return exit_for(e);
+  }
+  return EXIT_OK;
+}
+
+/* ------------------------------------------------------------ main */
+
+static const struct {
+  const char *name;
+  int (*run)(app *a, int argc, char **argv);
+} commands[] = {
+  {"list", do_list},     {"show", do_show},     {"approve", do_approve},
+  {"reject", do_reject}, {"preauth", do_preauth}, {"certs", do_certs},
+  {"revoke", do_revoke}, {"audit", do_audit},   {"raw", do_raw},
+  {"events", do_events},
+};
+
+/* The login name for the audit trail: the session's login (so that
+ * "sudo estctl" records the operator, not root), else the effective user. */
+static void default_actor(app *a) {
+  struct passwd pw, *res = NULL;
+  char buf[4096];
+  if (getlogin_r(a->actor_buf, sizeof a->actor_buf) == 0 &&
+      a->actor_buf[0] != '\0') {
+    a->actor = a->actor_buf;
+    return;
+  }
+  if (getpwuid_r(geteuid(), &pw, buf, sizeof buf, &res) == 0 && res != NULL &&
+      pw.pw_name != NULL && pw.pw_name[0] != '\0') {
+    snprintf(a->actor_buf, sizeof a->actor_buf, "%s", pw.pw_name);
+  } else {
+    snprintf(a->actor_buf, sizeof a->actor_buf, "uid %ld", (long)geteuid());
+  }
+  a->actor = a->actor_buf;
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {
+    {"db", required_argument, NULL, 'd'},
+    {"actor", required_argument, NULL, 'a'},
+    {"busy-timeout", required_argument, NULL, 'b'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+  };
+  app a = {.busy_ms = DEFAULT_BUSY_MS};
+  int ch, rc;
+  int64_t v;
+
+  opterr = 0;
+  /* "+": stop at the command; its options are its own. */
+  while ((ch = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
+    switch (ch) {
+    case 'd':
+      a.db_path = optarg;
+      break;
+    case 'a':
+      a.actor = optarg;
+      break;
+    case 'b':
+      if (!parse_id(optarg, true, &v) || v > MAX_BUSY_MS)
+        return usage_error(NULL, "bad busy timeout '%s' (0 to %d ms)", optarg,
+                           MAX_BUSY_MS);
+      a.busy_ms = (int)v;
+      break;
+    case 'h':
+      fputs(usage_main, stdout);
+      return EXIT_OK;
+    case 'V':
+      printf("estctl (est-coaps) %s\n", EST_VERSION);
+      return EXIT_OK;
+    case ':':
+      return usage_error(NULL, "option '%s' needs a value", argv[optind - 1]);
+    default:
+      return usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind >= argc)
+    return usage_error(NULL, "no command given");
+  const char *name = argv[optind];
+  int cmd = -1;
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (strcmp(commands[i].name, name) == 0)
+      cmd = (int)i;
+  if (cmd < 0) {
+    if (strcmp(name, "help") == 0) {
+      fputs(usage_main, stdout);
+      return EXIT_OK;
+    }
+    return usage_error(NULL, "unknown command '%s'", name);
+  }
+  if (a.actor != NULL && a.actor[0] == '\0')
+    return usage_error(NULL, "--actor must not be empty");
+  if (a.actor == NULL)
+    default_actor(&a);
+
+  /* --help needs no database: let the command print it first. */
+  bool wants_help = false;
+  for (int i = optind + 1; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0)
+      break;
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+      wants_help = true;
+  }
+  if (a.db_path == NULL && !wants_help)
+    return usage_error(NULL, "--db PATH is required");
+  if (a.db_path != NULL && a.db_path[0] == '\0')
+    return usage_error(NULL, "--db PATH must not be empty");
+
+  rc = commands[cmd].run(&a, argc - optind, argv + optind);
+  store_close(a.s);
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "estctl: cannot write output: %s\n", strerror(errno));
+    if (rc == EXIT_OK)
+      rc = EXIT_FAILED;
+  }
+  return rc;
+}
