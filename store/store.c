@@ -1445,6 +1445,63 @@ static est_err cb_result(store *s, int r, bool *stop) {
   return EST_OK;
 }
 
+/* Reads the current row of @p st, calls the caller's callback with it and
+ * frees it. Returns the callback's verdict; sets *rc if the row is bad. */
+typedef int (*row_visit)(store *s, sqlite3_stmt *st, void *v, est_err *rc);
+
+/* The loop shared by every list function. */
+static est_err iterate(store *s, sqlite3_stmt *st, const char *what,
+                       row_visit visit, void *v) {
+  est_err rc = EST_OK;
+  int src = SQLITE_OK;
+  while (rc == EST_OK) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE)
+      break;
+    if (step != SQLITE_ROW) {
+      src = step;
+      break;
+    }
+    bool stop;
+    s->in_callback = true;
+    int r = visit(s, st, v, &rc);
+    s->in_callback = false;
+    if (rc != EST_OK)
+      break;
+    rc = cb_result(s, r, &stop);
+    if (stop)
+      break;
+  }
+  if (rc == EST_OK && src != SQLITE_OK)
+    rc = db_fail(s, src, what);
+  sqlite3_reset(st);
+  return rc;
+}
+
+/* One visitor per row type. */
+#define ROW_VISITOR(name, type, cbtype, reader, clear)                        \
+  typedef struct name##_v {                                                   \
+    cbtype cb;                                                                \
+    void *ctx;                                                                \
+  } name##_v;                                                                 \
+  static int name(store *s, sqlite3_stmt *st, void *v, est_err *rc) {         \
+    name##_v *nv = v;                                                         \
+    type row;                                                                 \
+    if ((*rc = reader(s, st, &row)) != EST_OK)                                \
+      return 0;                                                               \
+    int r = nv->cb(nv->ctx, &row);                                            \
+    clear(&row);                                                              \
+    return r;                                                                 \
+  }
+
+ROW_VISITOR(visit_request, store_request, store_request_cb, read_request,
+            store_request_clear)
+ROW_VISITOR(visit_cert, store_cert, store_cert_cb, read_cert, store_cert_clear)
+ROW_VISITOR(visit_preauth, store_preauth, store_preauth_cb, read_preauth,
+            store_preauth_clear)
+ROW_VISITOR(visit_audit, store_audit_row, store_audit_cb, read_audit,
+            store_audit_row_clear)
+
 est_err store_request_list(store *s, store_req_state state, store_request_cb cb,
                            void *ctx) {
   est_err rc = enter(s);
@@ -1457,30 +1514,10 @@ est_err store_request_list(store *s, store_req_state state, store_request_cb cb,
   int src = SQLITE_OK;
   if (state != STORE_REQ_ANY)
     src = sqlite3_bind_text(st, 1, state_names[state], -1, SQLITE_STATIC);
-  while (rc == EST_OK && src == SQLITE_OK) {
-    int step = sqlite3_step(st);
-    if (step == SQLITE_DONE)
-      break;
-    if (step != SQLITE_ROW) {
-      src = step;
-      break;
-    }
-    store_request row;
-    bool stop;
-    if ((rc = read_request(s, st, &row)) != EST_OK)
-      break;
-    s->in_callback = true;
-    int r = cb(ctx, &row);
-    s->in_callback = false;
-    store_request_clear(&row);
-    rc = cb_result(s, r, &stop);
-    if (stop)
-      break;
-  }
-  if (rc == EST_OK && src != SQLITE_OK)
-    rc = db_fail(s, src, "list requests");
-  sqlite3_reset(st);
-  return rc;
+  if (src != SQLITE_OK)
+    return db_fail(s, src, "list requests bind");
+  visit_request_v v = {cb, ctx};
+  return iterate(s, st, "list requests", visit_request, &v);
 }
 
 est_err store_expire(store *s, int64_t now, size_t *count) {
@@ -1572,36 +1609,13 @@ est_err store_cert_get_serial(store *s, const char *serial, store_cert *out) {
 
 est_err store_cert_list(store *s, store_cert_cb cb, void *ctx) {
   est_err rc = enter(s);
-  int src = SQLITE_OK;
   if (rc != EST_OK)
     return rc;
   if (cb == NULL)
     return fail(s, EST_ERR_INVALID, "no callback");
   sqlite3_stmt *st = stmt(s, ST_CERT_LIST);
-  while (rc == EST_OK) {
-    int step = sqlite3_step(st);
-    if (step == SQLITE_DONE)
-      break;
-    if (step != SQLITE_ROW) {
-      src = step;
-      break;
-    }
-    store_cert row;
-    bool stop;
-    if ((rc = read_cert(s, st, &row)) != EST_OK)
-      break;
-    s->in_callback = true;
-    int r = cb(ctx, &row);
-    s->in_callback = false;
-    store_cert_clear(&row);
-    rc = cb_result(s, r, &stop);
-    if (stop)
-      break;
-  }
-  if (rc == EST_OK && src != SQLITE_OK)
-    rc = db_fail(s, src, "list certificates");
-  sqlite3_reset(st);
-  return rc;
+  visit_cert_v v = {cb, ctx};
+  return iterate(s, st, "list certificates", visit_cert, &v);
 }
 
 est_err store_cert_revoke(store *s, const char *serial, const char *reason,
@@ -1766,36 +1780,13 @@ out:
 
 est_err store_preauth_list(store *s, store_preauth_cb cb, void *ctx) {
   est_err rc = enter(s);
-  int src = SQLITE_OK;
   if (rc != EST_OK)
     return rc;
   if (cb == NULL)
     return fail(s, EST_ERR_INVALID, "no callback");
   sqlite3_stmt *st = stmt(s, ST_PREAUTH_LIST);
-  while (rc == EST_OK) {
-    int step = sqlite3_step(st);
-    if (step == SQLITE_DONE)
-      break;
-    if (step != SQLITE_ROW) {
-      src = step;
-      break;
-    }
-    store_preauth row;
-    bool stop;
-    if ((rc = read_preauth(s, st, &row)) != EST_OK)
-      break;
-    s->in_callback = true;
-    int r = cb(ctx, &row);
-    s->in_callback = false;
-    store_preauth_clear(&row);
-    rc = cb_result(s, r, &stop);
-    if (stop)
-      break;
-  }
-  if (rc == EST_OK && src != SQLITE_OK)
-    rc = db_fail(s, src, "list preauth");
-  sqlite3_reset(st);
-  return rc;
+  visit_preauth_v v = {cb, ctx};
+  return iterate(s, st, "list preauth", visit_preauth, &v);
 }
 
 est_err store_preauth_match(store *s, const char *subject,
@@ -1833,32 +1824,8 @@ est_err store_preauth_match(store *s, const char *subject,
 
 static est_err audit_iterate(store *s, sqlite3_stmt *st, store_audit_cb cb,
                              void *ctx) {
-  est_err rc = EST_OK;
-  int src = SQLITE_OK;
-  while (rc == EST_OK) {
-    int step = sqlite3_step(st);
-    if (step == SQLITE_DONE)
-      break;
-    if (step != SQLITE_ROW) {
-      src = step;
-      break;
-    }
-    store_audit_row row;
-    bool stop;
-    if ((rc = read_audit(s, st, &row)) != EST_OK)
-      break;
-    s->in_callback = true;
-    int r = cb(ctx, &row);
-    s->in_callback = false;
-    store_audit_row_clear(&row);
-    rc = cb_result(s, r, &stop);
-    if (stop)
-      break;
-  }
-  if (rc == EST_OK && src != SQLITE_OK)
-    rc = db_fail(s, src, "read audit");
-  sqlite3_reset(st);
-  return rc;
+  visit_audit_v v = {cb, ctx};
+  return iterate(s, st, "read audit", visit_audit, &v);
 }
 
 /* SQLite's LIMIT: negative means none. */
