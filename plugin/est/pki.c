@@ -96,6 +96,26 @@ static est_err gerr(int rc, est_err other) {
   return rc == GNUTLS_E_MEMORY_ERROR ? EST_ERR_NOMEM : other;
 }
 
+/* Import one DER certificate into a new object; *crt is NULL on failure. */
+static est_err crt_from_der(const uint8_t *der, size_t len, gnutls_x509_crt_t *crt) {
+  *crt = NULL;
+  if (!der || len == 0 || len > UINT32_MAX)
+    return EST_ERR_INVALID;
+  int rc = gnutls_x509_crt_init(crt);
+  if (rc < 0) {
+    *crt = NULL;
+    return gerr(rc, EST_ERR_PKI);
+  }
+  gnutls_datum_t d = {(unsigned char *)(uintptr_t)der, (unsigned)len};
+  rc = gnutls_x509_crt_import(*crt, &d, GNUTLS_X509_FMT_DER);
+  if (rc < 0) {
+    gnutls_x509_crt_deinit(*crt);
+    *crt = NULL;
+    return gerr(rc, EST_ERR_MALFORMED);
+  }
+  return EST_OK;
+}
+
 /* gnutls_free() a datum after wiping it (it may hold key material). */
 static void datum_wipe_free(gnutls_datum_t *d) {
   if (d->data) {
@@ -676,22 +696,11 @@ est_err pki_client_classify(const pki_ca *ca, const pki_trust *idevid,
     goto out;
   }
   for (n = 0; n < count; n++) {
-    if (!der[n] || len[n] == 0 || len[n] > UINT32_MAX) {
+    err = crt_from_der(der[n], len[n], &chain[n]);
+    if (err == EST_ERR_INVALID)
       err = EST_ERR_MALFORMED;
+    if (err != EST_OK)
       goto out;
-    }
-    int rc = gnutls_x509_crt_init(&chain[n]);
-    if (rc < 0) {
-      chain[n] = NULL;
-      err = gerr(rc, EST_ERR_TLS);
-      goto out;
-    }
-    gnutls_datum_t d = {(unsigned char *)(uintptr_t)der[n], (unsigned)len[n]};
-    rc = gnutls_x509_crt_import(chain[n], &d, GNUTLS_X509_FMT_DER);
-    if (rc < 0) {
-      err = gerr(rc, EST_ERR_MALFORMED);
-      goto out;
-    }
     /* Every certificate the peer sent must be valid at @p now; the trust
      * anchors are configuration (our CA was checked at load). */
     long long nb = (long long)gnutls_x509_crt_get_activation_time(chain[n]);
@@ -1118,24 +1127,15 @@ est_err pki_csr_match_cert(const pki_csr *csr, const uint8_t *cert_der,
   diag_clear(diag, diag_len);
   est_err err = EST_OK;
   gnutls_x509_crt_t crt = NULL;
-  if (!csr || !cert_der || cert_len == 0 || cert_len > UINT32_MAX) {
+  if (!csr) {
     err = EST_ERR_INVALID;
     goto out;
   }
-  int rc = gnutls_x509_crt_init(&crt);
-  if (rc < 0) {
-    crt = NULL;
-    err = gerr(rc, EST_ERR_PKI);
-    goto out;
-  }
-  gnutls_datum_t d = {(unsigned char *)(uintptr_t)cert_der, (unsigned)cert_len};
-  rc = gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER);
-  if (rc < 0) {
+  err = crt_from_der(cert_der, cert_len, &crt);
+  if (err == EST_ERR_MALFORMED)
     diag_set(diag, diag_len, "authenticating certificate does not parse");
-    err = gerr(rc, EST_ERR_MALFORMED);
-    goto out;
-  }
-  err = csr_match(csr, crt, diag, diag_len);
+  if (err == EST_OK)
+    err = csr_match(csr, crt, diag, diag_len);
 out:
   if (crt)
     gnutls_x509_crt_deinit(crt);
@@ -1438,27 +1438,59 @@ est_err pki_p7_certs_only(const uint8_t *cert, size_t cert_len, uint8_t **p7,
                           size_t *p7_len) {
   est_err err = EST_OK;
   gnutls_x509_crt_t crt = NULL;
-  if (!cert || cert_len == 0 || cert_len > UINT32_MAX || !p7 || !p7_len) {
+  if (!p7 || !p7_len) {
     err = EST_ERR_INVALID;
     goto out;
   }
   *p7 = NULL;
   *p7_len = 0;
-  int rc = gnutls_x509_crt_init(&crt);
-  if (rc < 0) {
-    crt = NULL;
-    err = gerr(rc, EST_ERR_PKI);
-    goto out;
-  }
-  gnutls_datum_t d = {(unsigned char *)(uintptr_t)cert, (unsigned)cert_len};
-  rc = gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER);
-  if (rc < 0) {
-    err = gerr(rc, EST_ERR_MALFORMED);
-    goto out;
-  }
-  err = p7_of(&crt, 1, p7, p7_len);
+  err = crt_from_der(cert, cert_len, &crt);
+  if (err == EST_OK)
+    err = p7_of(&crt, 1, p7, p7_len);
 out:
   if (crt)
     gnutls_x509_crt_deinit(crt);
   return err;
+}
+
+/* ---- read-only looks at certificates, for logs and the store ---- */
+
+char *pki_cert_subject(const uint8_t *der, size_t len) {
+  gnutls_x509_crt_t crt;
+  gnutls_datum_t dn = {NULL, 0};
+  char *out = NULL;
+  if (crt_from_der(der, len, &crt) != EST_OK)
+    return NULL;
+  /* The same RFC 4514 rendering as pki_csr_subject(), so pre-authorised
+   * subjects compare byte for byte. */
+  if (gnutls_x509_crt_get_dn3(crt, &dn, 0) >= 0 && dn.data) {
+    out = malloc(dn.size + 1);
+    if (out) {
+      memcpy(out, dn.data, dn.size);
+      out[dn.size] = '\0';
+    }
+  }
+  gnutls_free(dn.data);
+  gnutls_x509_crt_deinit(crt);
+  return out;
+}
+
+est_err pki_cert_validity(const uint8_t *der, size_t len, long long *not_before,
+                          long long *not_after) {
+  gnutls_x509_crt_t crt;
+  est_err rc = crt_from_der(der, len, &crt);
+  if (rc != EST_OK)
+    return rc;
+  time_t nb = gnutls_x509_crt_get_activation_time(crt);
+  time_t na = gnutls_x509_crt_get_expiration_time(crt);
+  gnutls_x509_crt_deinit(crt);
+  if (nb == (time_t)-1 || na == (time_t)-1)
+    return EST_ERR_MALFORMED;
+  *not_before = (long long)nb;
+  *not_after = (long long)na;
+  return EST_OK;
+}
+
+est_err pki_sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
+  return gnutls_hash_fast(GNUTLS_DIG_SHA256, data, len, out) < 0 ? EST_ERR_TLS : EST_OK;
 }
