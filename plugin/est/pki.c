@@ -244,6 +244,11 @@ static bool der_next(const uint8_t *p, size_t end, size_t off, der_tlv *t) {
 
 static size_t der_end(const der_tlv *t) { return t->off + t->hdr + t->len; }
 
+bool pki_der_one_sequence(const uint8_t *der, size_t len) {
+  der_tlv t;
+  return der && der_next(der, len, 0, &t) && t.tag == 0x30 && der_end(&t) == len;
+}
+
 /* CertificationRequest ::= SEQUENCE { certificationRequestInfo SEQUENCE {
  *   version INTEGER, subject Name, subjectPKInfo SEQUENCE, ... }, ... }
  * (RFC 2986 §4). The outer SEQUENCE must span the input exactly. */

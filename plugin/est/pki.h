@@ -152,6 +152,13 @@ est_err pki_keygen_issue(pki_ca *ca, const pki_csr *csr, pki_key_type type,
 est_err pki_p7_certs_only(const uint8_t *cert, size_t cert_len, uint8_t **p7,
                           size_t *p7_len) EST_MUST_CHECK;
 
+/**
+ * True if @p der is exactly one definite-length DER SEQUENCE: the outer
+ * check for blobs GnuTLS has no parser for, such as CsrAttrs (RFC 7030
+ * §4.5.2).
+ */
+bool pki_der_one_sequence(const uint8_t *der, size_t len);
+
 /** A certificate's subject as an RFC 4514 string (malloc), or NULL. */
 char *pki_cert_subject(const uint8_t *der, size_t len);
 

@@ -227,27 +227,6 @@ out:
   return rc;
 }
 
-/* A CsrAttrs file must at least be one whole DER SEQUENCE (RFC 7030 §4.5.2);
- * GnuTLS has no CsrAttrs parser, so only the outer header is checked. */
-static bool der_one_sequence(const uint8_t *d, size_t n) {
-  if (n < 2 || d[0] != 0x30)
-    return false;
-  size_t len, hdr;
-  if (d[1] < 0x80) {
-    len = d[1];
-    hdr = 2;
-  } else {
-    size_t k = d[1] & 0x7f;
-    if (k == 0 || k > 3 || n < 2 + k)
-      return false;
-    len = 0;
-    for (size_t i = 0; i < k; i++)
-      len = (len << 8) | d[2 + i];
-    hdr = 2 + k;
-  }
-  return hdr + len == n;
-}
-
 static est_err parse_labels(opt_ctx *o) {
   est_plugin *p = o->p;
   const char *s = o->labels;
@@ -363,7 +342,7 @@ static est_err load_files(opt_ctx *o) {
     if (resolve_path(p, o->csr_attrs, a, sizeof a) != EST_OK)
       return EST_ERR_TOO_LARGE;
     rc = read_file(a, CSR_ATTRS_MAX, &p->csr_attrs, &p->csr_attrs_len, diag, sizeof diag);
-    if (rc == EST_OK && !der_one_sequence(p->csr_attrs, p->csr_attrs_len)) {
+    if (rc == EST_OK && !pki_der_one_sequence(p->csr_attrs, p->csr_attrs_len)) {
       snprintf(diag, sizeof diag, "'%s' is not one DER SEQUENCE (CsrAttrs)", a);
       rc = EST_ERR_CONFIG;
     }

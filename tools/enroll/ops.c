@@ -15,6 +15,7 @@
 
 #include "certs.h"
 #include "files.h"
+#include "pki.h"
 #include "proto.h"
 #include "retry.h"
 
@@ -541,32 +542,13 @@ out:
   return rc;
 }
 
-/* One whole DER SEQUENCE, definite length (RFC 7030 §4.5.2 CsrAttrs). */
-static bool der_one_sequence(const uint8_t *d, size_t n) {
-  if (n < 2 || d[0] != 0x30)
-    return false;
-  size_t len = 0, hdr;
-  if (d[1] < 0x80) {
-    len = d[1];
-    hdr = 2;
-  } else {
-    size_t k = d[1] & 0x7f;
-    if (k == 0 || k > 3 || n < 2 + k)
-      return false;
-    for (size_t i = 0; i < k; i++)
-      len = (len << 8) | d[2 + i];
-    hdr = 2 + k;
-  }
-  return hdr + len == n;
-}
-
 static est_err cmd_csrattrs(op *o) {
   ec_response resp = {0};
   est_err rc = exchange(o, EST_FN_ATT, CF_CSRATTRS, NULL, &resp);
   if (rc != EST_OK)
     return rc;
   if (resp.code != 205 || resp.cf != CF_CSRATTRS ||
-      !der_one_sequence(resp.body, resp.len)) {
+      !pki_der_one_sequence(resp.body, resp.len)) {
     set_diag(o, "att: not a DER CsrAttrs with Content-Format 285 (got %d)", resp.cf);
     rc = EST_ERR_MALFORMED;
   } else {
