@@ -98,4 +98,19 @@ echo "$IT_OPTS" | grep -q 'Size1:4096' || it_fail "4.13 without Size1:4096: $IT_
 est_req openssl idevid post /est/sen -t 286 -b 1024 -f "$T/huge"
 it_expect_code 4.13
 est_stop
+
+# An RSA-2048 CA issues as well (the EST CA need not be the DTLS CA).
+certtool --generate-privkey --key-type=rsa --bits=2048 --outfile "$T/rsa-ca.key" 2>/dev/null
+printf 'cn = "est-coaps RSA CA"\nca\ncert_signing_key\nexpiration_days = 3650\n' >"$T/rsa-ca.tmpl"
+certtool --generate-self-signed --load-privkey "$T/rsa-ca.key" --template "$T/rsa-ca.tmpl" \
+  --outfile "$T/rsa-ca.crt" 2>/dev/null || it_fail "certtool: RSA CA"
+est_start ca_cert\ "$T/rsa-ca.crt" ca_key\ "$T/rsa-ca.key" db_path\ "$T/rsa.db"
+est_csr "$T/r.key" "$T/r.csr" dev-rsa-ca
+est_req gnutls idevid post /est/sen -t 286 -A 287 -f "$T/r.csr"
+it_expect_code 2.04
+est_der_to_pem "$IT_PAYLOAD_FILE" "$T/rsa-issued.crt"
+est_verify "$T/rsa-issued.crt" "$T/rsa-ca.crt"
+certtool -i --infile "$T/rsa-issued.crt" 2>/dev/null | grep -q "Signature Algorithm: RSA-SHA256" ||
+  it_fail "not signed RSA-SHA256"
+est_stop
 it_pass
