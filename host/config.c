@@ -23,13 +23,14 @@ typedef enum key_kind {
   KIND_FILE,
   KIND_PLUGIN,
   KIND_LOG_LEVEL,
-  KIND_NUMBER
+  KIND_NUMBER,
+  KIND_BOOL
 } key_kind;
 
 typedef struct key_def {
   const char *name;
   key_kind kind;
-  size_t off; /* offset of the coapd_file_key / coapd_num_key in the config */
+  size_t off; /* offset of the coapd_file/num/bool_key in the config */
   unsigned min, max;
 } key_def;
 
@@ -48,6 +49,8 @@ static const key_def keys[] = {
      offsetof(coapd_config, max_handshake_sessions), 1, 100000},
     {"dtls_verify_depth", KIND_NUMBER,
      offsetof(coapd_config, dtls_verify_depth), 1, 16},
+    {"dtls_allow_expired", KIND_BOOL,
+     offsetof(coapd_config, dtls_allow_expired), 0, 0},
 };
 
 static const char *const level_names[] = {"error", "warning", "notice", "info",
@@ -303,6 +306,23 @@ static est_err key_number(parser *p, const key_def *k, const char *val,
   return EST_OK;
 }
 
+/* Exactly "yes" or "no", like mosquitto.conf's boolean keys. */
+static est_err key_bool(parser *p, const key_def *k, const char *val,
+                        size_t n) {
+  coapd_bool_key *b = (coapd_bool_key *)((char *)p->cfg + k->off);
+  if (b->line)
+    return fail(p, "duplicate '%s' (first set on line %u)", k->name, b->line);
+  if (n == 3 && memcmp(val, "yes", 3) == 0)
+    b->value = 1;
+  else if (n == 2 && memcmp(val, "no", 2) == 0)
+    b->value = 0;
+  else
+    return fail(p, "bad value '%.*s' for %s (yes|no)",
+                (int)(n < ECHO_MAX ? n : ECHO_MAX), val, k->name);
+  b->line = p->line;
+  return EST_OK;
+}
+
 /* One non-comment line: split KEY and VALUE, dispatch. */
 static est_err parse_line(parser *p, const char *s, size_t n) {
   size_t klen = 0;
@@ -344,6 +364,8 @@ static est_err parse_line(parser *p, const char *s, size_t n) {
     return key_log_level(p, val, vlen);
   case KIND_NUMBER:
     return key_number(p, k, val, vlen);
+  case KIND_BOOL:
+    return key_bool(p, k, val, vlen);
   }
   return EST_ERR_INTERNAL;
 }

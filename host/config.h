@@ -77,6 +77,12 @@ typedef struct coapd_num_key {
   unsigned line;
 } coapd_num_key;
 
+/** A yes/no key: value and the line that set it (0 = default). */
+typedef struct coapd_bool_key {
+  int value; /**< 1 yes, 0 no */
+  unsigned line;
+} coapd_bool_key;
+
 /** A parsed configuration. Free with coapd_config_free(). */
 typedef struct coapd_config {
   char *path; /**< config file path as given; used in every message */
@@ -93,6 +99,13 @@ typedef struct coapd_config {
   coapd_num_key max_idle_sessions;      /**< 1..1000000 */
   coapd_num_key max_handshake_sessions; /**< 1..100000 */
   coapd_num_key dtls_verify_depth;      /**< 1..16 */
+  /**
+   * `dtls_allow_expired yes`: the handshake accepts client certificates
+   * outside their validity period (libcoap allow_expired_certs); the chain
+   * must still verify to a dtls_ca anchor, and plugins decide about expiry
+   * (RFC 9148 §3, AUTH-5). Default no.
+   */
+  coapd_bool_key dtls_allow_expired;
 } coapd_config;
 
 /**

@@ -194,6 +194,19 @@ est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
   pki.cert_chain_verify_depth = (uint8_t)cfg->dtls_verify_depth.value;
   pki.allow_no_crl = 1;
   pki.allow_expired_crl = 1;
+  /* AUTH-5 (RFC 9148 §3, decisions.md §5): a server MAY accept an expired
+   * IDevID, but only the plugin can tell an IDevID from an LDevID. With
+   * this set, libcoap 4.3.1 (GnuTLS) clears only GNUTLS_CERT_EXPIRED and
+   * GNUTLS_CERT_NOT_ACTIVATED from the verify status: the chain must still
+   * verify to a dtls_ca anchor. Plugins then check validity themselves. */
+  if (cfg->dtls_allow_expired.value) {
+    pki.allow_expired_certs = 1;
+    coapd_log(COAPD_LOG_NOTICE,
+              "%s:%u: dtls_allow_expired yes: client certificates outside "
+              "their validity period pass the DTLS handshake; plugins "
+              "decide about expiry",
+              cfg->path, cfg->dtls_allow_expired.line);
+  }
   /* No validate_cn_call_back: in 4.3.1 it breaks handshakes with client
    * certs over 2048 B DER; plugins read the chain with peer_chain(). */
   pki.pki_key.key_type = COAP_PKI_KEY_PEM;

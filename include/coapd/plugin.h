@@ -107,7 +107,10 @@ typedef struct coapd_host_api {
    * The DER certificate chain the peer of @p session presented, leaf
    * first. Sets *certs to a borrowed array of *count blobs, valid until the
    * request handler returns. Returns 0, or -1 if the session has no
-   * authenticated certificate (then *count is 0).
+   * authenticated certificate (then *count is 0). The chain verified to a
+   * `dtls_ca` anchor in the handshake; with the host's `dtls_allow_expired
+   * yes` its certificates may be expired or not yet valid, and checking
+   * their dates is the plugin's job.
    */
   int (*peer_chain)(coapd_host *host, coap_session_t *session,
                     const coapd_blob **certs, size_t *count);

@@ -35,6 +35,7 @@ struct est_plugin {
   const coapd_host_api *api;
   pki_ca *ca;
   pki_trust *idevid;
+  bool idevid_allow_expired; /* AUTH-5: an expired IDevID may enroll */
   pop_mode pop;
   bool keygen;
   pki_key_type keygen_type;
@@ -58,6 +59,7 @@ struct est_plugin {
 typedef struct est_session {
   bool classified;
   pki_client_class cls;
+  pki_client_status status;  /* why cls, for the refusal diagnostic */
   uint8_t fp[32];            /* SHA-256 of the client certificate */
   char peer[256];            /* its subject, for logs and the store */
   const void *body_owner;    /* the resource the partial body is for */

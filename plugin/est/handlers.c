@@ -56,8 +56,9 @@ static est_err client_class(est_req *r) {
     der[i] = chain[i].data;
     len[i] = chain[i].len;
   }
+  unsigned flags = r->p->idevid_allow_expired ? PKI_CLASSIFY_IDEVID_EXPIRED_OK : 0;
   est_err rc = pki_client_classify(r->p->ca, r->p->idevid, der, len, count,
-                                   (long long)time(NULL), &s->cls);
+                                   (long long)time(NULL), flags, &s->cls, &s->status);
   if (rc == EST_OK)
     rc = pki_sha256(der[0], len[0], s->fp);
   if (rc != EST_OK)
@@ -66,6 +67,12 @@ static est_err client_class(est_req *r) {
   snprintf(s->peer, sizeof s->peer, "%s", subject ? subject : "?");
   free(subject);
   s->classified = true;
+  /* AUTH-5 (RFC 9148 §3): accepting an expired IDevID is a choice worth a
+   * line per session, so an operator can see who relies on it. */
+  if (s->cls == PKI_CLIENT_IDEVID && s->status == PKI_STATUS_IDEVID_EXPIRED)
+    api->log(api->host, COAPD_LOG_NOTICE,
+             "client '%s' authenticated with an expired IDevID, accepted "
+             "(idevid_allow_expired on)", s->peer);
   return EST_OK;
 }
 
@@ -429,7 +436,7 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
    * is ready (libcoap-4.3.1.md §4a). */
   if (info->post && est_async_finish(&r))
     goto out;
-  policy_input pin = {r.route->fn, r.sess->cls};
+  policy_input pin = {r.route->fn, r.sess->cls, r.sess->status};
   rc = policy_decide(&pin, r.diag, sizeof r.diag);
   if (rc != EST_OK)
     goto out;

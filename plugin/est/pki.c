@@ -684,18 +684,23 @@ static est_err trust_verifies(const pki_trust *t, gnutls_x509_crt_t *chain,
 
 est_err pki_client_classify(const pki_ca *ca, const pki_trust *idevid,
                             const uint8_t *const *der, const size_t *len,
-                            size_t count, long long now,
-                            pki_client_class *out) {
+                            size_t count, long long now, unsigned flags,
+                            pki_client_class *out, pki_client_status *status) {
   est_err err = EST_OK;
   gnutls_x509_crt_t chain[CHAIN_MAX] = {NULL};
   size_t n = 0;
-  bool in_time = true, ok = false;
+  bool expired = false, early = false, ok = false;
+  pki_client_class cls = PKI_CLIENT_UNKNOWN;
+  pki_client_status st = PKI_STATUS_UNTRUSTED;
 
+  if (out)
+    *out = PKI_CLIENT_UNKNOWN;
+  if (status)
+    *status = PKI_STATUS_UNTRUSTED;
   if (!ca || !der || !len || !out || count == 0) {
     err = EST_ERR_INVALID;
     goto out;
   }
-  *out = PKI_CLIENT_UNKNOWN;
   if (count > CHAIN_MAX) {
     err = EST_ERR_TOO_LARGE;
     goto out;
@@ -710,25 +715,48 @@ est_err pki_client_classify(const pki_ca *ca, const pki_trust *idevid,
      * anchors are configuration (our CA was checked at load). */
     long long nb = (long long)gnutls_x509_crt_get_activation_time(chain[n]);
     long long na = (long long)gnutls_x509_crt_get_expiration_time(chain[n]);
-    if (nb == -1 || na == -1 || now < nb || now > na)
-      in_time = false;
+    /* -1 is GnuTLS's "cannot read it": never accepted, so not "expired". */
+    if (nb == -1 || na == -1 || now < nb)
+      early = true;
+    else if (now > na)
+      expired = true;
   }
-  if (!in_time)
-    goto out;
+  /* Trust first, time second: an untrusted chain is untrusted whatever
+   * its dates, and the class names the diagnostic of a dated one. */
   err = trust_verifies(ca->bag, chain, (unsigned)n, &ok);
   if (err != EST_OK)
     goto out;
   if (ok) {
-    *out = PKI_CLIENT_LDEVID;
-    goto out;
-  }
-  if (idevid) {
+    cls = PKI_CLIENT_LDEVID;
+  } else if (idevid) {
     err = trust_verifies(idevid, chain, (unsigned)n, &ok);
     if (err != EST_OK)
       goto out;
     if (ok)
-      *out = PKI_CLIENT_IDEVID;
+      cls = PKI_CLIENT_IDEVID;
   }
+  if (cls == PKI_CLIENT_UNKNOWN)
+    goto out;
+  /* A certificate not yet valid is an error somewhere (a clock, an issuer);
+   * AUTH-5 allows only the expired IDevID (decisions.md §5). Our own
+   * certificates are renewed with sren before they expire, so an expired
+   * LDevID is never taken. */
+  if (early) {
+    st = PKI_STATUS_NOT_YET_VALID;
+    cls = PKI_CLIENT_UNKNOWN;
+  } else if (expired && cls == PKI_CLIENT_LDEVID) {
+    st = PKI_STATUS_LDEVID_EXPIRED;
+    cls = PKI_CLIENT_UNKNOWN;
+  } else if (expired) {
+    st = PKI_STATUS_IDEVID_EXPIRED;
+    if (!(flags & PKI_CLASSIFY_IDEVID_EXPIRED_OK))
+      cls = PKI_CLIENT_UNKNOWN;
+  } else {
+    st = PKI_STATUS_VALID;
+  }
+  *out = cls;
+  if (status)
+    *status = st;
 out:
   for (size_t i = 0; i < CHAIN_MAX; i++)
     if (chain[i])

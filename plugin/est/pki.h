@@ -67,22 +67,49 @@ void pki_trust_free(pki_trust *trust);
 
 /** How a DTLS client authenticated (decisions.md §5). */
 typedef enum pki_client_class {
-  PKI_CLIENT_UNKNOWN = 0, /**< chains to neither our CA nor a mfr CA */
+  PKI_CLIENT_UNKNOWN = 0, /**< not accepted: see pki_client_status */
   PKI_CLIENT_LDEVID = 1,  /**< issued by our CA */
   PKI_CLIENT_IDEVID = 2   /**< chains to a manufacturer trust anchor */
 } pki_client_class;
 
 /**
+ * Why pki_client_classify() gave the class it gave. Trust is decided
+ * first, with time ignored; then the validity periods of the certificates
+ * the peer sent are checked at `now`.
+ */
+typedef enum pki_client_status {
+  PKI_STATUS_VALID = 0,          /**< verifies and every certificate is in time */
+  PKI_STATUS_UNTRUSTED = 1,      /**< chains to neither our CA nor a mfr CA */
+  PKI_STATUS_LDEVID_EXPIRED = 2, /**< issued by our CA, a certificate is past
+                                      notAfter: never accepted */
+  PKI_STATUS_IDEVID_EXPIRED = 3, /**< chains to a mfr CA, a certificate is past
+                                      notAfter: IDEVID only with
+                                      PKI_CLASSIFY_IDEVID_EXPIRED_OK */
+  PKI_STATUS_NOT_YET_VALID = 4,  /**< verifies, but a certificate is before
+                                      notBefore (or has a date GnuTLS cannot
+                                      read): never accepted */
+  PKI_STATUS__MAX
+} pki_client_status;
+
+/** pki_client_classify() flag: AUTH-5, accept an expired IDevID. */
+#define PKI_CLASSIFY_IDEVID_EXPIRED_OK 0x1u
+
+/**
  * Classify a peer chain (DER, leaf first, as the DTLS stack gave it).
  * LDEVID if it verifies against the CA bag, else IDEVID if it verifies
- * against @p idevid (may be NULL), else UNKNOWN. Expiry is checked at
- * @p now (seconds since the epoch). Returns EST_OK with *out set, or
- * EST_ERR_MALFORMED if a certificate does not parse.
+ * against @p idevid (may be NULL), else UNKNOWN. Every certificate the
+ * peer sent must be within its validity period at @p now (seconds since
+ * the epoch); the one exception is an IDevID chain with a certificate past
+ * its notAfter (and none before its notBefore) when @p flags has
+ * PKI_CLASSIFY_IDEVID_EXPIRED_OK (RFC 9148 §3, AUTH-5). A chain refused
+ * for time gets UNKNOWN. *status (may be NULL) says why. Returns EST_OK
+ * with *out set, or EST_ERR_MALFORMED if a certificate does not parse.
  */
 est_err pki_client_classify(const pki_ca *ca, const pki_trust *idevid,
                             const uint8_t *const *der, const size_t *len,
-                            size_t count, long long now,
-                            pki_client_class *out) EST_MUST_CHECK;
+                            size_t count, long long now, unsigned flags,
+                            pki_client_class *out,
+                            pki_client_status *status) EST_MUST_CHECK;
 
 /**
  * Parse a DER PKCS#10 CSR (at most PKI_CSR_MAX bytes): EST_ERR_TOO_LARGE,

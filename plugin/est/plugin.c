@@ -93,6 +93,19 @@ static est_err opt_keygen(opt_ctx *o, const char *v) {
   return EST_OK;
 }
 
+/* AUTH-5 (RFC 9148 §3, decisions.md §5): an expired IDevID may enroll. */
+static est_err opt_idevid_allow_expired(opt_ctx *o, const char *v) {
+  if (strcmp(v, "on") == 0)
+    o->p->idevid_allow_expired = true;
+  else if (strcmp(v, "off") == 0)
+    o->p->idevid_allow_expired = false;
+  else {
+    snprintf(o->err, sizeof o->err, "idevid_allow_expired must be on or off");
+    return EST_ERR_CONFIG;
+  }
+  return EST_OK;
+}
+
 static est_err opt_keygen_type(opt_ctx *o, const char *v) {
   if (pki_key_type_parse(v, &o->p->keygen_type) != EST_OK) {
     snprintf(o->err, sizeof o->err, "keygen_type must be ec-p256, rsa-2048 or rsa-3072");
@@ -177,6 +190,7 @@ static const struct {
   {"ldevid_policy", opt_ldevid_policy}, {"retry_after", opt_retry_after},
   {"pending_ttl", opt_pending_ttl}, {"max_pending_per_client", opt_max_pending},
   {"db_busy_timeout", opt_db_busy},
+  {"idevid_allow_expired", opt_idevid_allow_expired},
 };
 
 /* Plugin file options are relative to the config file's folder. */
@@ -503,6 +517,13 @@ static int est_init(const coapd_host_api *api, void **state) {
            p->acfg.idevid == APPROVAL_AUTO ? "auto" : "manual",
            p->acfg.ldevid == APPROVAL_AUTO ? "auto" : "manual",
            o.db_path ? "" : ", no db_path: issued certificates are not recorded");
+  /* The plugin cannot see the host config: say what else it needs. */
+  if (p->idevid_allow_expired)
+    api->log(api->host, COAPD_LOG_WARNING,
+             "idevid_allow_expired on (RFC 9148 section 3): expired IDevIDs may enroll%s; "
+             "coapd needs dtls_allow_expired yes too, or their DTLS handshake fails%s",
+             p->acfg.idevid == APPROVAL_AUTO ? " without an operator (idevid_policy auto)" : "",
+             p->idevid ? "" : "; without idevid_trust there are no IDevIDs at all");
   *state = p;
   return 0;
 }

@@ -9,13 +9,30 @@ static est_err deny(char *diag, size_t diag_len, const char *why) {
   return EST_ERR_FORBIDDEN;
 }
 
+static const char *refusal(pki_client_status st) {
+  switch (st) {
+  case PKI_STATUS_LDEVID_EXPIRED:
+    return "client certificate has expired (issued by this CA; "
+           "re-enroll before it expires)";
+  case PKI_STATUS_IDEVID_EXPIRED:
+    return "client certificate (IDevID) has expired; this server does not "
+           "accept expired IDevIDs";
+  case PKI_STATUS_NOT_YET_VALID:
+    return "client certificate is not yet valid";
+  case PKI_STATUS_VALID:
+  case PKI_STATUS_UNTRUSTED:
+  case PKI_STATUS__MAX:
+    break;
+  }
+  return "client certificate is not from this CA or a trusted manufacturer";
+}
+
 est_err policy_decide(const policy_input *in, char *diag, size_t diag_len) {
   /* AUTH-3: every function needs an authenticated client; one that chains
-   * to neither our CA nor a manufacturer anchor gets nothing. */
+   * to neither our CA nor a manufacturer anchor gets nothing, and neither
+   * does one refused for its dates (AUTH-5, decisions.md §5). */
   if (in->cls == PKI_CLIENT_UNKNOWN)
-    return deny(diag, diag_len,
-                "client certificate is not from this CA or a trusted "
-                "manufacturer");
+    return deny(diag, diag_len, refusal(in->status));
   switch (in->fn) {
   case EST_FN_CRTS:
   case EST_FN_ATT:

@@ -4,7 +4,8 @@
 # est_start [plugin_opt lines...]: make a PKI (once per test), write a config
 # with the given extra plugin options and start coapd on a free port
 # (127.0.0.1 and ::1). Defaults: idevid_policy auto, db_path $T/est.db.
-# Sets PORT, PKI, CONF.
+# EST_HOST_EXTRA, if set, holds extra coapd lines (newline-separated) for
+# the host part of the config. Sets PORT, PKI, CONF.
 est_start() {
   PKI=$T/pki
   [ -f "$PKI/ca.crt" ] || it_pki "$PKI"
@@ -19,6 +20,7 @@ est_start() {
     echo "dtls_key $PKI/server.key"
     echo "dtls_ca $PKI/trust.pem"
     echo "log_level ${EST_LOG_LEVEL:-info}"
+    [ -z "${EST_HOST_EXTRA:-}" ] || printf '%s\n' "$EST_HOST_EXTRA"
     echo "plugin $EST_PLUGIN"
     # Defaults, unless the caller gives the option itself.
     case "$given" in *" ca_cert "*) ;; *) echo "plugin_opt_ca_cert $PKI/ca.crt" ;; esac

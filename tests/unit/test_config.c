@@ -251,6 +251,45 @@ static void test_numbers(void **state) {
   coapd_config_free(cfg);
 }
 
+/* dtls_allow_expired yes|no (AUTH-5): exact words, default no, once. */
+static void test_bool(void **state) {
+  (void)state;
+  char err[256];
+  coapd_config *cfg = NULL;
+  assert_int_equal(parse(BASE, &cfg, err, sizeof err), EST_OK);
+  assert_int_equal(cfg->dtls_allow_expired.value, 0);
+  assert_int_equal(cfg->dtls_allow_expired.line, 0);
+  coapd_config_free(cfg);
+  assert_int_equal(parse(BASE "dtls_allow_expired   yes  \n", &cfg, err,
+                         sizeof err),
+                   EST_OK);
+  assert_int_equal(cfg->dtls_allow_expired.value, 1);
+  assert_int_equal(cfg->dtls_allow_expired.line, 5);
+  coapd_config_free(cfg);
+  assert_int_equal(parse(BASE "# off\ndtls_allow_expired no\n", &cfg, err,
+                         sizeof err),
+                   EST_OK);
+  assert_int_equal(cfg->dtls_allow_expired.value, 0);
+  assert_int_equal(cfg->dtls_allow_expired.line, 6);
+  coapd_config_free(cfg);
+
+  const char *bad[] = {"Yes", "YES", "true", "1", "on", "y", "yes no", "nope"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char text[256], want[256];
+    snprintf(text, sizeof text, BASE "dtls_allow_expired %s\n", bad[i]);
+    snprintf(want, sizeof want,
+             "t.conf:5: bad value '%s' for dtls_allow_expired (yes|no)", bad[i]);
+    expect_err(text, EST_ERR_CONFIG, want);
+  }
+  expect_err(BASE "dtls_allow_expired\n", EST_ERR_CONFIG,
+             "t.conf:5: missing value for 'dtls_allow_expired'");
+  expect_err(BASE "dtls_allow_expired no\n\ndtls_allow_expired yes\n",
+             EST_ERR_CONFIG,
+             "t.conf:7: duplicate 'dtls_allow_expired' (first set on line 5)");
+  expect_err(BASE "dtls_allow_expiry yes\n", EST_ERR_CONFIG,
+             "t.conf:5: unknown key 'dtls_allow_expiry'");
+}
+
 static void test_listen(void **state) {
   (void)state;
   const char *tail = "dtls_cert c\ndtls_key k\ndtls_ca a\n";
@@ -602,7 +641,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_full),       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_log_levels), cmocka_unit_test(test_keys_errors),
-      cmocka_unit_test(test_numbers),    cmocka_unit_test(test_listen),
+      cmocka_unit_test(test_numbers),    cmocka_unit_test(test_bool),
+      cmocka_unit_test(test_listen),
       cmocka_unit_test(test_plugins),    cmocka_unit_test(test_required),
       cmocka_unit_test(test_caps),       cmocka_unit_test(test_bytes),
       cmocka_unit_test(test_api_edges),  cmocka_unit_test(test_files),

@@ -1390,9 +1390,10 @@ static void test_p7_certs_only(void **state) {
 
 /* ---- classification ------------------------------------------------------ */
 
-static pki_client_class classify(const fx *f, const pki_trust *idevid,
-                                 gnutls_x509_crt_t *chain, size_t n,
-                                 long long now) {
+static pki_client_class classify_ex(const fx *f, const pki_trust *idevid,
+                                    gnutls_x509_crt_t *chain, size_t n,
+                                    long long now, unsigned flags,
+                                    pki_client_status *st) {
   gnutls_datum_t d[4];
   const uint8_t *der[4];
   size_t len[4];
@@ -1402,11 +1403,30 @@ static pki_client_class classify(const fx *f, const pki_trust *idevid,
     len[i] = d[i].size;
   }
   pki_client_class cls = (pki_client_class)99;
-  assert_int_equal(pki_client_classify(f->ec, idevid, der, len, n, now, &cls),
-                   EST_OK);
+  if (st)
+    *st = (pki_client_status)99;
+  assert_int_equal(
+      pki_client_classify(f->ec, idevid, der, len, n, now, flags, &cls, st),
+      EST_OK);
   for (size_t i = 0; i < n; i++)
     gnutls_free(d[i].data);
   return cls;
+}
+
+static pki_client_class classify(const fx *f, const pki_trust *idevid,
+                                 gnutls_x509_crt_t *chain, size_t n,
+                                 long long now) {
+  return classify_ex(f, idevid, chain, n, now, 0, NULL);
+}
+
+/* Class and status in one go, for the table-like date tests. */
+static void expect_class(const fx *f, const pki_trust *idevid,
+                         gnutls_x509_crt_t *chain, size_t n, long long now,
+                         unsigned flags, pki_client_class want_cls,
+                         pki_client_status want_st) {
+  pki_client_status st;
+  assert_int_equal(classify_ex(f, idevid, chain, n, now, flags, &st), want_cls);
+  assert_int_equal(st, want_st);
 }
 
 static void test_classify(void **state) {
@@ -1469,17 +1489,125 @@ static void test_classify(void **state) {
   const uint8_t *der[1] = {junk};
   size_t len[1] = {sizeof junk};
   pki_client_class cls;
+  pki_client_status st;
   assert_int_equal(
-      pki_client_classify(f->ec, idev, der, len, 1, now, &cls),
+      pki_client_classify(f->ec, idev, der, len, 1, now, 0, &cls, &st),
       EST_ERR_MALFORMED);
+  assert_int_equal(cls, PKI_CLIENT_UNKNOWN);
+  assert_int_equal(st, PKI_STATUS_UNTRUSTED);
   assert_int_equal(
-      pki_client_classify(f->ec, idev, der, len, 0, now, &cls),
+      pki_client_classify(f->ec, idev, der, len, 0, now, 0, &cls, &st),
+      EST_ERR_INVALID);
+  assert_int_equal(
+      pki_client_classify(f->ec, idev, der, len, 1, now, 0, NULL, &st),
       EST_ERR_INVALID);
 
   gnutls_x509_crt_deinit(srv);
   gnutls_x509_crt_deinit(fake);
   gnutls_x509_crt_deinit(other);
   gnutls_x509_crt_deinit(ld);
+  pki_trust_free(idev);
+}
+
+/* AUTH-5 (RFC 9148 §3, decisions.md §5): only an expired IDevID may be
+ * accepted, and only with the flag; trust is decided before time. */
+static void test_classify_dates(void **state) {
+  fx *f = *state;
+  const unsigned ok = PKI_CLASSIFY_IDEVID_EXPIRED_OK;
+  long long now = (long long)time(NULL);
+  char diag[256] = "";
+  pki_trust *idev = NULL;
+  assert_int_equal(pki_trust_load(f->mfr_pem, &idev, diag, sizeof diag),
+                   EST_OK);
+  const unsigned ku = GNUTLS_KEY_DIGITAL_SIGNATURE;
+  const unsigned ca_ku = GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN;
+
+  /* In time: VALID, with or without the flag. */
+  expect_class(f, idev, &f->idev, 1, now, 0, PKI_CLIENT_IDEVID,
+               PKI_STATUS_VALID);
+  expect_class(f, idev, &f->idev, 1, now, ok, PKI_CLIENT_IDEVID,
+               PKI_STATUS_VALID);
+
+  /* An expired IDevID: refused by default, an IDevID with the flag. */
+  gnutls_x509_crt_t old_idev =
+      cert_new(f->idev_key, "CN=acme-0002,serialNumber=0002", -1, 0,
+               now - 3000 * DAY, now - DAY, f->mfr, f->mfr_key);
+  expect_class(f, idev, &old_idev, 1, now, 0, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_IDEVID_EXPIRED);
+  expect_class(f, idev, &old_idev, 1, now, ok, PKI_CLIENT_IDEVID,
+               PKI_STATUS_IDEVID_EXPIRED);
+  /* Without manufacturer anchors it is nobody's. */
+  expect_class(f, NULL, &old_idev, 1, now, ok, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_UNTRUSTED);
+
+  /* An expired LDevID is never taken, flag or not. */
+  gnutls_x509_crt_t ld = issue(f->ec, f->cli_ec, &DEV42, NULL, NULL);
+  gnutls_x509_crt_t old_ld = cert_new(f->cli_ec, "CN=dev42,O=Example", 0, ku,
+                                      now - 800 * DAY, now - DAY, f->ec_ca,
+                                      f->ec_key);
+  expect_class(f, idev, &old_ld, 1, now, 0, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_LDEVID_EXPIRED);
+  expect_class(f, idev, &old_ld, 1, now, ok, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_LDEVID_EXPIRED);
+  expect_class(f, idev, &ld, 1, now + 400 * DAY, ok, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_LDEVID_EXPIRED);
+
+  /* Not yet valid: never, for either class. */
+  gnutls_x509_crt_t new_idev =
+      cert_new(f->idev_key, "CN=acme-0003,serialNumber=0003", -1, 0,
+               now + DAY, now + 3000 * DAY, f->mfr, f->mfr_key);
+  expect_class(f, idev, &new_idev, 1, now, 0, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_NOT_YET_VALID);
+  expect_class(f, idev, &new_idev, 1, now, ok, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_NOT_YET_VALID);
+  expect_class(f, idev, &ld, 1, now - 400 * DAY, ok, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_NOT_YET_VALID);
+
+  /* An expired intermediate the peer sends counts like an expired leaf. */
+  gnutls_x509_privkey_t sub_key = ec_key_new(GNUTLS_ECC_CURVE_SECP256R1);
+  gnutls_x509_crt_t sub =
+      cert_new(sub_key, "CN=Manufacturer Sub CA,O=Acme", 1, ca_ku,
+               now - 3000 * DAY, now - DAY, f->mfr, f->mfr_key);
+  gnutls_x509_crt_t sub_leaf =
+      cert_new(f->cli_ec2, "CN=acme-0004,serialNumber=0004", -1, 0,
+               now - 2000 * DAY, now + 3000 * DAY, sub, sub_key);
+  gnutls_x509_crt_t ichain[2] = {sub_leaf, sub};
+  expect_class(f, idev, ichain, 2, now, 0, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_IDEVID_EXPIRED);
+  expect_class(f, idev, ichain, 2, now, ok, PKI_CLIENT_IDEVID,
+               PKI_STATUS_IDEVID_EXPIRED);
+  /* Our issuing CA's name and key, but an expired copy of it. */
+  gnutls_x509_crt_t old_ca =
+      cert_new(f->ec_key, "CN=Test Issuing CA,O=Example", 1, ca_ku,
+               now - 3000 * DAY, now - DAY, f->root, f->root_key);
+  gnutls_x509_crt_t lchain[2] = {ld, old_ca};
+  expect_class(f, idev, lchain, 2, now, ok, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_LDEVID_EXPIRED);
+  /* Expired and not yet valid at once: not yet valid wins (never taken). */
+  gnutls_x509_crt_t mixed[2] = {new_idev, f->mfr};
+  gnutls_x509_crt_t old_mfr =
+      cert_new(f->mfr_key, "CN=Manufacturer CA,O=Acme", 1, ca_ku,
+               now - 3000 * DAY, now - DAY, NULL, NULL);
+  mixed[1] = old_mfr;
+  expect_class(f, idev, mixed, 2, now, ok, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_NOT_YET_VALID);
+
+  /* Untrusted stays untrusted whatever its dates. */
+  gnutls_x509_crt_t other = cert_new(f->cli_ec, "CN=rogue", 0, ku,
+                                     now - 800 * DAY, now - DAY, f->rsa_ca,
+                                     f->rsa_key);
+  expect_class(f, idev, &other, 1, now, ok, PKI_CLIENT_UNKNOWN,
+               PKI_STATUS_UNTRUSTED);
+
+  /* status may be NULL. */
+  assert_int_equal(classify_ex(f, idev, &old_idev, 1, now, ok, NULL),
+                   PKI_CLIENT_IDEVID);
+
+  gnutls_x509_crt_t all[] = {old_idev, ld,  old_ld,  new_idev, sub,
+                             sub_leaf, old_ca, old_mfr, other};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    gnutls_x509_crt_deinit(all[i]);
+  gnutls_x509_privkey_deinit(sub_key);
   pki_trust_free(idev);
 }
 
@@ -1520,7 +1648,7 @@ static void *issuer_thread(void *p) {
     }
     const uint8_t *der[1] = {cert};
     if (pki_client_classify(a->f->ec, NULL, der, &len, 1,
-                            (long long)time(NULL), &cls) != EST_OK ||
+                            (long long)time(NULL), 0, &cls, NULL) != EST_OK ||
         cls != PKI_CLIENT_LDEVID)
       a->failures++;
     free(cert);
@@ -1568,6 +1696,7 @@ int main(void) {
       cmocka_unit_test(test_keygen),
       cmocka_unit_test(test_p7_certs_only),
       cmocka_unit_test(test_classify),
+      cmocka_unit_test(test_classify_dates),
       cmocka_unit_test(test_trust_load_errors),
       cmocka_unit_test(test_threads),
   };
