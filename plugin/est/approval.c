@@ -40,6 +40,7 @@ est_err approval_open(const approval_config *cfg, approval **out, char *diag,
     store_options_init(&o);
     o.create = true;
     o.busy_timeout_ms = cfg->busy_timeout_ms;
+    o.synchronous_normal = cfg->sync_normal;
     rc = store_open(cfg->db_path, &o, &a->s, diag, diag_len);
   }
   if (rc != EST_OK) {

@@ -35,6 +35,7 @@ typedef struct approval_config {
   unsigned pending_ttl;         /**< seconds a request stays pending/approved */
   unsigned max_pending;         /**< live requests per client certificate */
   int busy_timeout_ms;          /**< how long a store write may wait */
+  bool sync_normal;             /**< synchronous=NORMAL instead of FULL */
 } approval_config;
 
 /** Parse "auto" / "manual". */

@@ -176,6 +176,19 @@ static est_err opt_db_busy(opt_ctx *o, const char *v) {
   return rc;
 }
 
+/* store/README.md: FULL survives power loss, NORMAL only a crash. */
+static est_err opt_db_sync(opt_ctx *o, const char *v) {
+  if (strcmp(v, "full") == 0)
+    o->p->acfg.sync_normal = false;
+  else if (strcmp(v, "normal") == 0)
+    o->p->acfg.sync_normal = true;
+  else {
+    snprintf(o->err, sizeof o->err, "db_synchronous must be full or normal");
+    return EST_ERR_CONFIG;
+  }
+  return EST_OK;
+}
+
 static const struct {
   const char *key;
   opt_fn fn;
@@ -189,7 +202,7 @@ static const struct {
   {"db_path", opt_db_path},     {"idevid_policy", opt_idevid_policy},
   {"ldevid_policy", opt_ldevid_policy}, {"retry_after", opt_retry_after},
   {"pending_ttl", opt_pending_ttl}, {"max_pending_per_client", opt_max_pending},
-  {"db_busy_timeout", opt_db_busy},
+  {"db_busy_timeout", opt_db_busy}, {"db_synchronous", opt_db_sync},
   {"idevid_allow_expired", opt_idevid_allow_expired},
 };
 

@@ -104,7 +104,7 @@ certtool --generate-privkey --key-type=rsa --bits=2048 --outfile "$T/rsa-ca.key"
 printf 'cn = "est-coaps RSA CA"\nca\ncert_signing_key\nexpiration_days = 3650\n' >"$T/rsa-ca.tmpl"
 certtool --generate-self-signed --load-privkey "$T/rsa-ca.key" --template "$T/rsa-ca.tmpl" \
   --outfile "$T/rsa-ca.crt" 2>/dev/null || it_fail "certtool: RSA CA"
-est_start ca_cert\ "$T/rsa-ca.crt" ca_key\ "$T/rsa-ca.key" db_path\ "$T/rsa.db"
+est_start ca_cert\ "$T/rsa-ca.crt" ca_key\ "$T/rsa-ca.key" db_path\ "$T/rsa.db" db_synchronous\ normal
 est_csr "$T/r.key" "$T/r.csr" dev-rsa-ca
 est_req gnutls idevid post /est/sen -t 286 -A 287 -f "$T/r.csr"
 it_expect_code 2.04
@@ -112,5 +112,13 @@ est_der_to_pem "$IT_PAYLOAD_FILE" "$T/rsa-issued.crt"
 est_verify "$T/rsa-issued.crt" "$T/rsa-ca.crt"
 certtool -i --infile "$T/rsa-issued.crt" 2>/dev/null | grep -q "Signature Algorithm: RSA-SHA256" ||
   it_fail "not signed RSA-SHA256"
+[ "$(sqlite3 "$T/rsa.db" 'SELECT count(*) FROM certificates')" = 1 ] || it_fail "not recorded"
 est_stop
+
+# A bad plugin option value stops coapd with the file and line.
+sed -i 's/^plugin_opt_db_synchronous normal$/plugin_opt_db_synchronous sometimes/' "$CONF"
+it_coapd_run badsync -t -c "$CONF"
+[ "$IT_RC" != 0 ] || it_fail "coapd accepted db_synchronous sometimes"
+grep -q "$CONF:[0-9]*: db_synchronous must be full or normal" "$IT_LOG" ||
+  it_fail "no file:line message: $(cat "$IT_LOG")"
 it_pass
