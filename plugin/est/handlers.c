@@ -314,6 +314,17 @@ static void log_issued(est_req *r, const char *what, const uint8_t serial[16],
                  subject ? subject : "?");
 }
 
+/* Does a stored certificate still chain to the CA we serve? Not after the
+ * operator replaced ca_cert/ca_key. */
+static bool from_this_ca(const est_plugin *p, const uint8_t *cert, size_t len) {
+  const uint8_t *der[1] = {cert};
+  size_t l[1] = {len};
+  pki_client_class cls = PKI_CLIENT_UNKNOWN;
+  return pki_client_classify(p->ca, NULL, der, l, 1, (long long)time(NULL), 0, &cls,
+                             NULL) == EST_OK &&
+         cls == PKI_CLIENT_LDEVID;
+}
+
 /* sen and sren, once approved: issue, record, answer (RFC 9148 §4.2). */
 static est_err issue_now(est_req *r, pki_csr *csr, approval_ticket *t) {
   uint8_t *cert = NULL;
@@ -380,6 +391,17 @@ static est_err serve_post(est_req *r, const uint8_t *body, size_t len) {
     rc = EST_ERR_REJECTED;
     break;
   case APPROVAL_RESEND:
+    if (!from_this_ca(r->p, t.cert, t.cert_len)) {
+      /* Issued by a CA we no longer serve: the approval stands, so issue
+       * a certificate from the current CA and record it as a new row. */
+      r->p->api->log(r->p->api->host, COAPD_LOG_NOTICE,
+                     "%s, client '%s', request %lld was issued by another CA, issuing anew",
+                     proto_fn_info(fn)->name, r->sess->peer, (long long)t.request_id);
+      t.verdict = APPROVAL_ISSUE;
+      t.record_direct = true;
+      rc = issue_now(r, csr, &t);
+      break;
+    }
     /* decisions.md §7: the same certificate bytes again. */
     rc = send_cert(r, t.cert, t.cert_len);
     if (rc == EST_OK)

@@ -115,8 +115,22 @@ certtool -i --infile "$T/rsa-issued.crt" 2>/dev/null | grep -q "Signature Algori
 [ "$(sqlite3 "$T/rsa.db" 'SELECT count(*) FROM certificates')" = 1 ] || it_fail "not recorded"
 est_stop
 
+# The CA was replaced: a retry of a request issued by the old CA gets a
+# certificate from the new one (not the stored, now foreign, bytes), and a
+# further retry gets that new certificate again.
+est_start ca_cert\ "$T/rsa-ca.crt" ca_key\ "$T/rsa-ca.key"
+est_req gnutls idevid post /est/sen -t 286 -A 287 -f "$T/a.csr"
+it_expect_code 2.04
+cp "$IT_PAYLOAD_FILE" "$T/a-rsa.der"
+est_der_to_pem "$T/a-rsa.der" "$T/a-rsa.crt"
+est_verify "$T/a-rsa.crt" "$T/rsa-ca.crt"
+est_req openssl idevid post /est/sen -t 286 -A 287 -f "$T/a.csr"
+it_expect_code 2.04
+cmp -s "$IT_PAYLOAD_FILE" "$T/a-rsa.der" || it_fail "the retry after re-issuing got other bytes"
+est_stop
+
 # A bad plugin option value stops coapd with the file and line.
-sed -i 's/^plugin_opt_db_synchronous normal$/plugin_opt_db_synchronous sometimes/' "$CONF"
+echo "plugin_opt_db_synchronous sometimes" >>"$CONF"
 it_coapd_run badsync -t -c "$CONF"
 [ "$IT_RC" != 0 ] || it_fail "coapd accepted db_synchronous sometimes"
 grep -q "$CONF:[0-9]*: db_synchronous must be full or normal" "$IT_LOG" ||
