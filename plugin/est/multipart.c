@@ -127,29 +127,17 @@ struct mp_item {
   size_t len;
 };
 
-static void on_uint8(void *ctx, uint8_t v) {
+/* libcbor has one callback per wire width; all of them mean "a uint". */
+static void set_uint(void *ctx, uint64_t v) {
   struct mp_item *it = ctx;
   it->kind = MP_UINT;
   it->val = v;
 }
 
-static void on_uint16(void *ctx, uint16_t v) {
-  struct mp_item *it = ctx;
-  it->kind = MP_UINT;
-  it->val = v;
-}
-
-static void on_uint32(void *ctx, uint32_t v) {
-  struct mp_item *it = ctx;
-  it->kind = MP_UINT;
-  it->val = v;
-}
-
-static void on_uint64(void *ctx, uint64_t v) {
-  struct mp_item *it = ctx;
-  it->kind = MP_UINT;
-  it->val = v;
-}
+static void on_uint8(void *ctx, uint8_t v) { set_uint(ctx, v); }
+static void on_uint16(void *ctx, uint16_t v) { set_uint(ctx, v); }
+static void on_uint32(void *ctx, uint32_t v) { set_uint(ctx, v); }
+static void on_uint64(void *ctx, uint64_t v) { set_uint(ctx, v); }
 
 /* Only definite byte strings reach this; 0x5F goes to byte_string_start,
  * which stays a no-op and so is rejected as MP_OTHER. */

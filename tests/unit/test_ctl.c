@@ -21,6 +21,7 @@
 
 #include "ctl.h"
 #include "store.h"
+#include "test_db.h"
 
 /* 2026-11-27T18:00:00Z */
 #define T0 1795802400
@@ -34,31 +35,19 @@ static int64_t fake_clock(void *ctx) {
 }
 
 typedef struct fx {
-  char dir[64];
-  char path[128];
+  char dir[TEST_DB_DIR_MAX];
+  char path[TEST_DB_PATH_MAX];
   store *s;
   ctl_ctx ctx;
 } fx;
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  char diag[256];
-  store_options o;
   if (f == NULL)
     return -1;
-  snprintf(f->dir, sizeof f->dir, "/tmp/test_ctl.XXXXXX");
-  if (mkdtemp(f->dir) == NULL)
-    return -1;
-  snprintf(f->path, sizeof f->path, "%s/est.db", f->dir);
   fake_now = T0;
-  store_options_init(&o);
-  o.busy_timeout_ms = 100;
-  o.create = true;
-  o.clock = fake_clock;
-  if (store_open(f->path, &o, &f->s, diag, sizeof diag) != EST_OK) {
-    fprintf(stderr, "setup: %s\n", diag);
+  if (test_db_open("test_ctl", f->dir, f->path, fake_clock, &f->s) != 0)
     return -1;
-  }
   f->ctx.s = f->s;
   f->ctx.actor = "alice";
   f->ctx.may_write = true;
@@ -68,14 +57,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fx *f = *state;
-  char p[160];
   store_close(f->s);
-  unlink(f->path);
-  snprintf(p, sizeof p, "%s-wal", f->path);
-  unlink(p);
-  snprintf(p, sizeof p, "%s-shm", f->path);
-  unlink(p);
-  rmdir(f->dir);
+  test_db_remove(f->dir, f->path);
   free(f);
   return 0;
 }

@@ -36,6 +36,7 @@
 
 #include "ctl.h"
 #include "store.h"
+#include "test_db.h"
 
 /* The plugin's entry points (exported from the .so; declared here). */
 int mosquitto_plugin_version(int supported_version_count,
@@ -309,8 +310,8 @@ static cb_reg *find_cb(int event) {
 /* ================================================================ fixture */
 
 typedef struct fx {
-  char dir[64];
-  char path[128];
+  char dir[TEST_DB_DIR_MAX];
+  char path[TEST_DB_PATH_MAX];
   store *s; /* coapd/estctl: another connection */
   struct mosquitto_plugin_id_t pid;
   void *ud; /* the plugin's userdata while loaded */
@@ -319,31 +320,19 @@ typedef struct fx {
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  char diag[256];
-  store_options o;
   if (f == NULL)
     return -1;
   memset(&W, 0, sizeof W);
   W.fake_clock = true;
   W.now.tv_sec = 1000;
-  snprintf(f->dir, sizeof f->dir, "/tmp/test_mosquitto.XXXXXX");
-  if (mkdtemp(f->dir) == NULL)
+  if (test_db_open("test_mosquitto", f->dir, f->path, NULL, &f->s) != 0)
     return -1;
-  snprintf(f->path, sizeof f->path, "%s/est.db", f->dir);
-  store_options_init(&o);
-  o.busy_timeout_ms = 100;
-  o.create = true;
-  if (store_open(f->path, &o, &f->s, diag, sizeof diag) != EST_OK) {
-    fprintf(stderr, "setup: %s\n", diag);
-    return -1;
-  }
   *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
   fx *f = *state;
-  char p[160];
   size_t n_cbs;
   long allocs;
   if (f->ud != NULL)
@@ -352,12 +341,7 @@ static int teardown(void **state) {
   n_cbs = W.n_cbs;
   allocs = W.allocs;
   store_close(f->s);
-  unlink(f->path);
-  snprintf(p, sizeof p, "%s-wal", f->path);
-  unlink(p);
-  snprintf(p, sizeof p, "%s-shm", f->path);
-  unlink(p);
-  rmdir(f->dir);
+  test_db_remove(f->dir, f->path);
   free(f);
   /* Every callback unregistered and every mosquitto_malloc block freed. */
   assert_int_equal(n_cbs, 0);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "test_db.h"
 
 /* ------------------------------------------------------------ wraps */
 
@@ -82,48 +83,24 @@ static int64_t fake_clock(void *ctx) {
 }
 
 typedef struct fx {
-  char dir[64];
-  char path[128];
+  char dir[TEST_DB_DIR_MAX];
+  char path[TEST_DB_PATH_MAX];
   store *s;
   sqlite3 *db; /* the store's own connection */
 } fx;
 
-static store_options test_options(void) {
-  store_options o;
-  store_options_init(&o);
-  o.busy_timeout_ms = 100;
-  o.create = true;
-  o.clock = fake_clock;
-  return o;
-}
+static store_options test_options(void) { return test_db_options(fake_clock); }
 
-static void remove_db(const char *path) {
-  char p[160];
-  unlink(path);
-  snprintf(p, sizeof p, "%s-wal", path);
-  unlink(p);
-  snprintf(p, sizeof p, "%s-shm", path);
-  unlink(p);
-  snprintf(p, sizeof p, "%s-journal", path);
-  unlink(p);
-}
+static void remove_db(const char *path) { test_db_remove_files(path); }
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  char diag[256];
   if (f == NULL)
     return -1;
-  snprintf(f->dir, sizeof f->dir, "/tmp/test_store.XXXXXX");
-  if (mkdtemp(f->dir) == NULL)
-    return -1;
-  snprintf(f->path, sizeof f->path, "%s/est.db", f->dir);
   fake_now = T0;
   disarm();
-  store_options o = test_options();
-  if (store_open(f->path, &o, &f->s, diag, sizeof diag) != EST_OK) {
-    fprintf(stderr, "setup: %s\n", diag);
+  if (test_db_open("test_store", f->dir, f->path, fake_clock, &f->s) != 0)
     return -1;
-  }
   f->db = last_db;
   *state = f;
   return 0;
@@ -133,8 +110,7 @@ static int teardown(void **state) {
   fx *f = *state;
   disarm();
   store_close(f->s);
-  remove_db(f->path);
-  rmdir(f->dir);
+  test_db_remove(f->dir, f->path);
   free(f);
   return 0;
 }
