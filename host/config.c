@@ -70,8 +70,7 @@ const char *coapd_log_level_name(int level) {
   return level_names[level - 3];
 }
 
-__attribute__((format(printf, 3, 4))) static void
-set_err(char *err, size_t errlen, const char *fmt, ...) {
+void coapd_errf(char *err, size_t errlen, const char *fmt, ...) {
   if (!err || errlen == 0)
     return;
   va_list ap;
@@ -391,7 +390,7 @@ static est_err check_required(parser *p) {
     missing = "dtls_ca";
   if (!missing)
     return EST_OK;
-  set_err(p->err, p->errlen, "%s: missing required key '%s'", p->path, missing);
+  coapd_errf(p->err, p->errlen, "%s: missing required key '%s'", p->path, missing);
   return EST_ERR_CONFIG;
 }
 
@@ -406,7 +405,7 @@ est_err coapd_config_parse_buf(const char *text, size_t len, const char *path,
   if (!out || (!text && len))
     return EST_ERR_INVALID;
   if (len > COAPD_CONFIG_MAX_BYTES) {
-    set_err(err, errlen, "%s: larger than %u bytes", p.path,
+    coapd_errf(err, errlen, "%s: larger than %u bytes", p.path,
             COAPD_CONFIG_MAX_BYTES);
     return EST_ERR_TOO_LARGE;
   }
@@ -450,7 +449,7 @@ est_err coapd_config_parse_buf(const char *text, size_t len, const char *path,
 
 out:
   if (rc == EST_ERR_NOMEM)
-    set_err(err, errlen, "%s: out of memory", p.path);
+    coapd_errf(err, errlen, "%s: out of memory", p.path);
   if (rc != EST_OK) {
     coapd_config_free(p.cfg);
     return rc;
@@ -471,18 +470,18 @@ est_err coapd_config_parse_file(const char *path, coapd_config **out, char *err,
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0) {
-    set_err(err, errlen, "%s: %s", path, strerror(errno));
+    coapd_errf(err, errlen, "%s: %s", path, strerror(errno));
     goto out;
   }
   if (!S_ISREG(st.st_mode)) {
-    set_err(err, errlen, "%s: not a regular file", path);
+    coapd_errf(err, errlen, "%s: not a regular file", path);
     goto out;
   }
   /* Read at most one byte past the cap, whatever st_size says. */
   buf = malloc(COAPD_CONFIG_MAX_BYTES + 1);
   if (!buf) {
     rc = EST_ERR_NOMEM;
-    set_err(err, errlen, "%s: out of memory", path);
+    coapd_errf(err, errlen, "%s: out of memory", path);
     goto out;
   }
   while (len <= COAPD_CONFIG_MAX_BYTES) {
@@ -490,7 +489,7 @@ est_err coapd_config_parse_file(const char *path, coapd_config **out, char *err,
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0) {
-      set_err(err, errlen, "%s: %s", path, strerror(errno));
+      coapd_errf(err, errlen, "%s: %s", path, strerror(errno));
       goto out;
     }
     if (r == 0)
@@ -547,11 +546,11 @@ static est_err check_file(const coapd_config *cfg, const char *key,
   struct stat st;
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0 || fstat(fd, &st) != 0) {
-    set_err(err, errlen, "%s:%u: %s '%s': %s", cfg->path, line, key, path,
+    coapd_errf(err, errlen, "%s:%u: %s '%s': %s", cfg->path, line, key, path,
             strerror(errno));
     rc = EST_ERR_CONFIG;
   } else if (!S_ISREG(st.st_mode)) {
-    set_err(err, errlen, "%s:%u: %s '%s': %s", cfg->path, line, key, path,
+    coapd_errf(err, errlen, "%s:%u: %s '%s': %s", cfg->path, line, key, path,
             S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
     rc = EST_ERR_CONFIG;
   }
@@ -584,7 +583,7 @@ est_err coapd_config_check_files(const coapd_config *cfg,
     char file[COAPD_CONFIG_MAX_PATH + 256];
     const coapd_plugin_conf *pc = &cfg->plugins[i];
     if (coapd_config_plugin_file(pc, plugin_dir, file, sizeof file) != EST_OK) {
-      set_err(err, errlen, "%s:%u: plugin '%s': path too long", cfg->path,
+      coapd_errf(err, errlen, "%s:%u: plugin '%s': path too long", cfg->path,
               pc->line, pc->path);
       return EST_ERR_CONFIG;
     }

@@ -149,6 +149,11 @@ est_err coapd_config_check_files(const coapd_config *cfg,
                                  const char *plugin_dir, char *err,
                                  size_t errlen) EST_MUST_CHECK;
 
+/** printf into the error buffer @p err of @p errlen bytes (NULL/0: no-op);
+ *  every host error message is written through this. */
+void coapd_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /** "error", "warning", "notice", "info" or "debug" for 3..7, else "?". */
 const char *coapd_log_level_name(int level);
 

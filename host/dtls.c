@@ -15,14 +15,6 @@
 
 #define KEYID_MAX 64
 
-__attribute__((format(printf, 3, 4))) static void
-set_err(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 /* Import every PEM certificate of @p f; the caller frees the list. */
 static est_err load_certs(const coapd_config *cfg, const char *key,
                           const coapd_file_key *f, gnutls_x509_crt_t **crts,
@@ -30,14 +22,14 @@ static est_err load_certs(const coapd_config *cfg, const char *key,
   gnutls_datum_t d = {NULL, 0};
   int r = gnutls_load_file(f->path, &d);
   if (r < 0) {
-    set_err(err, errlen, "%s:%u: %s '%s': %s", cfg->path, f->line, key, f->path,
+    coapd_errf(err, errlen, "%s:%u: %s '%s': %s", cfg->path, f->line, key, f->path,
             gnutls_strerror(r));
     return EST_ERR_CONFIG;
   }
   r = gnutls_x509_crt_list_import2(crts, n, &d, GNUTLS_X509_FMT_PEM, 0);
   gnutls_free(d.data);
   if (r < 0 || *n == 0) {
-    set_err(err, errlen, "%s:%u: %s '%s': no PEM certificate (%s)", cfg->path,
+    coapd_errf(err, errlen, "%s:%u: %s '%s': no PEM certificate (%s)", cfg->path,
             f->line, key, f->path, r < 0 ? gnutls_strerror(r) : "empty file");
     if (r >= 0)
       gnutls_free(*crts);
@@ -76,7 +68,7 @@ est_err coapd_dtls_check(const coapd_config *cfg, char *err, size_t errlen) {
   if (r >= 0)
     r = gnutls_x509_privkey_import2(key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
   if (r < 0) {
-    set_err(err, errlen,
+    coapd_errf(err, errlen,
             "%s:%u: dtls_key '%s': not an unencrypted PEM private key (%s)",
             cfg->path, cfg->dtls_key.line, cfg->dtls_key.path,
             gnutls_strerror(r));
@@ -89,7 +81,7 @@ est_err coapd_dtls_check(const coapd_config *cfg, char *err, size_t errlen) {
       gnutls_x509_privkey_get_key_id(key, GNUTLS_KEYID_USE_SHA256, id_key,
                                      &lk) < 0 ||
       lc != lk || memcmp(id_crt, id_key, lc) != 0) {
-    set_err(err, errlen, "%s:%u: dtls_key does not match dtls_cert (line %u)",
+    coapd_errf(err, errlen, "%s:%u: dtls_key does not match dtls_cert (line %u)",
             cfg->path, cfg->dtls_key.line, cfg->dtls_cert.line);
     rc = EST_ERR_KEY_MISMATCH;
     goto out;
@@ -171,12 +163,12 @@ static est_err add_unknown_resource(coap_context_t *ctx) {
 est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
   const coapd_config *cfg = app->cfg;
   if (!coap_dtls_is_supported()) {
-    set_err(err, errlen, "libcoap was built without DTLS support");
+    coapd_errf(err, errlen, "libcoap was built without DTLS support");
     return EST_ERR_TLS;
   }
   app->ctx = coap_new_context(NULL);
   if (!app->ctx) {
-    set_err(err, errlen, "coap_new_context failed");
+    coapd_errf(err, errlen, "coap_new_context failed");
     return EST_ERR_NOMEM;
   }
   coap_set_app_data(app->ctx, app);
@@ -214,7 +206,7 @@ est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
   pki.pki_key.key.pem.private_key = cfg->dtls_key.path;
   pki.pki_key.key.pem.ca_file = cfg->dtls_ca.path;
   if (coap_context_set_pki(app->ctx, &pki) != 1) {
-    set_err(err, errlen,
+    coapd_errf(err, errlen,
             "%s:%u: dtls_cert/dtls_key/dtls_ca rejected by libcoap", cfg->path,
             cfg->dtls_cert.line);
     return EST_ERR_TLS;
@@ -225,7 +217,7 @@ est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
                                           cfg->max_handshake_sessions.value);
   coap_register_event_handler(app->ctx, on_event);
   if (add_unknown_resource(app->ctx) != EST_OK) {
-    set_err(err, errlen, "out of memory");
+    coapd_errf(err, errlen, "out of memory");
     return EST_ERR_NOMEM;
   }
   return EST_OK;
@@ -273,13 +265,13 @@ est_err coapd_dtls_endpoints(coapd_app *app, char *err, size_t errlen) {
      * (0.0.0.0 and 127.0.0.1, same port) are caught too. */
     int e = probe(&a);
     if (e) {
-      set_err(err, errlen, "%s:%u: listen %s %u: %s", cfg->path, l->line,
+      coapd_errf(err, errlen, "%s:%u: listen %s %u: %s", cfg->path, l->line,
               l->addr, l->port,
               e == EADDRINUSE ? "address already in use" : strerror(e));
       return e == EADDRINUSE ? EST_ERR_ADDR_IN_USE : EST_ERR_IO;
     }
     if (!coap_new_endpoint(app->ctx, &a, COAP_PROTO_DTLS)) {
-      set_err(err, errlen, "%s:%u: listen %s %u: cannot open DTLS endpoint",
+      coapd_errf(err, errlen, "%s:%u: listen %s %u: cannot open DTLS endpoint",
               cfg->path, l->line, l->addr, l->port);
       return EST_ERR_IO;
     }

@@ -26,14 +26,6 @@ struct coapd_sess {
   sess_slot slot[];
 };
 
-__attribute__((format(printf, 3, 4))) static void
-set_err(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 /* ---- session data ---------------------------------------------------- */
 
 static void sess_free(coapd_app *app, coapd_sess *s) {
@@ -261,32 +253,32 @@ static est_err check_desc(coapd_app *app, coapd_host *h, char *err,
   const char *where = cfg->path;
   unsigned line = h->conf->line;
   if (d->abi_version != COAPD_PLUGIN_ABI_VERSION) {
-    set_err(err, errlen, "%s:%u: plugin '%s': ABI version %u, coapd needs %u",
+    coapd_errf(err, errlen, "%s:%u: plugin '%s': ABI version %u, coapd needs %u",
             where, line, h->file, (unsigned)d->abi_version,
             COAPD_PLUGIN_ABI_VERSION);
     return EST_ERR_ABI;
   }
   if (d->size < sizeof(coapd_plugin)) {
-    set_err(err, errlen,
+    coapd_errf(err, errlen,
             "%s:%u: plugin '%s': descriptor size %u, coapd needs at least %zu",
             where, line, h->file, (unsigned)d->size, sizeof(coapd_plugin));
     return EST_ERR_ABI;
   }
   if (!name_ok(d->name)) {
-    set_err(err, errlen,
+    coapd_errf(err, errlen,
             "%s:%u: plugin '%s': missing or bad name (1-%d printable bytes)",
             where, line, h->file, PLUGIN_NAME_MAX);
     return EST_ERR_ABI;
   }
   if (!d->init || !d->fini) {
-    set_err(err, errlen, "%s:%u: plugin '%s': descriptor lacks init or fini",
+    coapd_errf(err, errlen, "%s:%u: plugin '%s': descriptor lacks init or fini",
             where, line, h->file);
     return EST_ERR_ABI;
   }
   for (size_t i = 0; i < app->nplugins; i++) {
     if (app->plugins[i].initialised &&
         strcmp(app->plugins[i].desc->name, d->name) == 0) {
-      set_err(err, errlen,
+      coapd_errf(err, errlen,
               "%s:%u: plugin '%s': name '%s' already used by the plugin on "
               "line %u",
               where, line, h->file, d->name, app->plugins[i].conf->line);
@@ -302,7 +294,7 @@ static est_err load_one(coapd_app *app, coapd_host *h, char *err,
   est_err rc;
   if (coapd_config_plugin_file(h->conf, app->plugin_dir, h->file,
                                sizeof h->file) != EST_OK) {
-    set_err(err, errlen, "%s:%u: plugin '%s': path too long", cfg->path,
+    coapd_errf(err, errlen, "%s:%u: plugin '%s': path too long", cfg->path,
             h->conf->line, h->conf->path);
     return EST_ERR_CONFIG;
   }
@@ -311,14 +303,14 @@ static est_err load_one(coapd_app *app, coapd_host *h, char *err,
   h->dl = dlopen(h->file, RTLD_NOW | RTLD_LOCAL);
   if (!h->dl) {
     const char *e = dlerror();
-    set_err(err, errlen, "%s:%u: plugin '%s': %s", cfg->path, h->conf->line,
+    coapd_errf(err, errlen, "%s:%u: plugin '%s': %s", cfg->path, h->conf->line,
             h->file, e ? e : "dlopen failed");
     return EST_ERR_CONFIG;
   }
   dlerror();
   h->desc = dlsym(h->dl, COAPD_PLUGIN_SYMBOL);
   if (!h->desc) {
-    set_err(err, errlen, "%s:%u: plugin '%s': no symbol '%s'", cfg->path,
+    coapd_errf(err, errlen, "%s:%u: plugin '%s': no symbol '%s'", cfg->path,
             h->conf->line, h->file, COAPD_PLUGIN_SYMBOL);
     rc = EST_ERR_ABI;
     goto fail;
@@ -327,7 +319,7 @@ static est_err load_one(coapd_app *app, coapd_host *h, char *err,
     goto fail;
   build_api(h);
   if (h->desc->init(&h->api, &h->state) != 0) {
-    set_err(err, errlen, "%s:%u: plugin '%s' (%s): init failed", cfg->path,
+    coapd_errf(err, errlen, "%s:%u: plugin '%s' (%s): init failed", cfg->path,
             h->conf->line, h->desc->name, h->file);
     rc = EST_ERR_CONFIG;
     goto fail;
@@ -352,7 +344,7 @@ est_err coapd_plugins_load(coapd_app *app, char *err, size_t errlen) {
     return EST_OK;
   app->plugins = calloc(n, sizeof *app->plugins);
   if (!app->plugins) {
-    set_err(err, errlen, "out of memory");
+    coapd_errf(err, errlen, "out of memory");
     return EST_ERR_NOMEM;
   }
   for (size_t i = 0; i < n; i++) {
