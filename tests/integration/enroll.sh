@@ -1,18 +1,13 @@
 #!/usr/bin/env bash
 # est-enroll against the real coapd + est_coaps.so. One case per run:
 #   bash enroll.sh CASE     (ctest: it.enroll_CASE)
-# Exit 0 pass, 1 fail, 77 skip (the server lacks what the case needs).
-# Needs COAPD, EST_PLUGIN, EST_ENROLL; ESTCTL for the approval cases.
+# Exit 0 pass, 1 fail. Needs COAPD, EST_PLUGIN, EST_ENROLL and ESTCTL.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
 CASE=${1:?usage: enroll.sh CASE}
 it_init "enroll_$CASE"
 [ -x "${EST_ENROLL:-}" ] || it_fail "EST_ENROLL is not set to an executable"
-
-skip() {
-  echo "SKIP: enroll_$CASE: $*"
-  exit 77
-}
+[ -x "${ESTCTL:-}" ] || it_fail "ESTCTL is not set to an executable"
 
 # ee NAME ARGS...: run est-enroll (bounded), output in $T/NAME.{out,err};
 # sets RC. Fails on a sanitizer report.
@@ -41,21 +36,6 @@ g() {
 pub_cert() { est_cert_pubkey "$1"; }
 pub_key() { est_key_pubkey "$1"; }
 mode_of() { stat -c %a "$1"; }
-
-# Start the server only if it takes these plugin options: coapd -t with
-# est_start's own config; 77 when an option is unknown to this plugin.
-start_or_skip() {
-  eval "saved_$(declare -f it_coapd_start)"
-  it_coapd_start() { it_coapd_run probe -t -c "$1"; }
-  est_start "$@"
-  eval "$(declare -f saved_it_coapd_start | sed '1s/^saved_//')"
-  if [ "$IT_RC" != 0 ]; then
-    grep -q "unknown est-coaps option" "$IT_LOG" &&
-      skip "the plugin does not know: $(grep -o "plugin_opt_[a-z_]*" "$IT_LOG" | head -1)"
-    it_fail "coapd -t rejected the config: $(tail -3 "$IT_LOG")"
-  fi
-  est_start "$@"
-}
 
 case_commands() {
   est_start keygen\ on csr_attrs\ "$EST_TEST_DATA/csrattrs.der"
@@ -302,8 +282,7 @@ case_renew() {
 # The approval queue (decisions.md §7): exit 3 when still pending at
 # --max-wait; the same key continues the same request on the next run.
 case_pending() {
-  [ -x "${ESTCTL:-}" ] || skip "no estctl"
-  start_or_skip idevid_policy\ manual retry_after\ 2
+  est_start idevid_policy\ manual retry_after\ 2
   ctl() { "$ESTCTL" --db "$T/est.db" "$@"; }
   ee p1 $(g idevid) enroll --subject CN=pend-1 --key-file "$T/d.key" --out "$T/d.crt" --max-wait 0
   expect_rc 3 p1
@@ -327,8 +306,7 @@ case_pending() {
 # An operator approves (or rejects) while est-enroll waits: it retries
 # after Max-Age on new DTLS sessions with fresh PoP bindings.
 case_approve() {
-  [ -x "${ESTCTL:-}" ] || skip "no estctl"
-  start_or_skip idevid_policy\ manual retry_after\ 2 pop_linking\ require keygen\ on
+  est_start idevid_policy\ manual retry_after\ 2 pop_linking\ require keygen\ on
   ctl() { "$ESTCTL" --db "$T/est.db" "$@"; }
   pending_id() { # wait for a pending request; print its id
     local i id
