@@ -4,7 +4,7 @@
  *
  * 0 is success and errors are negative. Values are append-only: never
  * renumber or reuse one, because logs, JSON replies and tests carry them.
- * CoAP codes are derived from these in exactly one place (proto_err_code()).
+ * CoAP codes are derived from these in exactly one place (status_coap(), plugin/est/status.h).
  */
 #ifndef EST_ERR_H
 #define EST_ERR_H

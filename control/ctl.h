@@ -25,8 +25,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "est_err.h"
-#include "store.h"
+#include "common/est_err.h"
+#include "store/store.h"
 
 /** Cap on one control message (envelope) in bytes. */
 #define CTL_MSG_MAX 65536u

@@ -14,7 +14,7 @@
 
 #include "coapd/plugin.h"
 #include "config.h"
-#include "est_err.h"
+#include "common/est_err.h"
 
 /** The fixed log line tests wait for: all endpoints open, plugins ready. */
 #define COAPD_READY_TEXT "coapd: ready"

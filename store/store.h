@@ -50,7 +50,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 #ifdef __cplusplus
 extern "C" {

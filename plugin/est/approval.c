@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store.h"
+#include "store/store.h"
 
 /* A store that cannot be written right now: ask the device to come back
  * soon rather than fail it (RFC 9148 §4.7). */

@@ -15,9 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 #include "pki.h"
-#include "proto.h"
+#include "proto/resource.h"
 
 typedef struct approval approval;
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "est_plugin.h"
-#include "multipart.h"
+#include "proto/multipart.h"
 
 struct est_job {
   worker_job wj; /* first: the worker hands this pointer back */

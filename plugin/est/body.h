@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 typedef struct body_asm {
   uint8_t *buf;   /**< reassembled bytes so far (malloc) */

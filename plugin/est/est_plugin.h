@@ -12,11 +12,11 @@
 #include "body.h"
 #include "pki.h"
 #include "pop.h"
-#include "proto.h"
+#include "proto/resource.h"
 #include "worker.h"
 
 #define EST_MAX_LABELS 16
-#define EST_LABEL_MAX 32
+#define EST_LABEL_MAX (PROTO_LABEL_MAX + 1) /* with the NUL */
 #define EST_ROOT_MAX 64
 /* Two roots, each unlabelled plus every label, times the functions. */
 #define EST_MAX_ROUTES (2 * (1 + EST_MAX_LABELS) * EST_FN__MAX)

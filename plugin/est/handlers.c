@@ -7,6 +7,7 @@
 
 #include "est_plugin.h"
 #include "policy.h"
+#include "status.h"
 
 #define BINDING_MAX 64
 #define CHAIN_MAX 16
@@ -91,10 +92,10 @@ void est_echo_block1(est_req *r) {
 }
 
 void est_send_error(est_req *r, est_err err) {
-  unsigned code = proto_err_code(err);
+  unsigned code = status_coap(err);
   const char *msg = r->diag[0] ? r->diag : est_strerror(err);
   uint8_t buf[4];
-  coap_pdu_set_code(r->resp, PROTO_COAP_CODE(code));
+  coap_pdu_set_code(r->resp, STATUS_COAP_PDU(code));
   if (err == EST_ERR_TOO_LARGE)
     /* RFC 7959 §4: 4.13 carries Size1 = the largest body we take. */
     coap_add_option(r->resp, COAP_OPTION_SIZE1,
@@ -134,7 +135,7 @@ est_err est_send_owned(est_req *r, unsigned code, const uint8_t *data, size_t le
     return EST_ERR_NOMEM;
   b->len = len;
   memcpy(b->data, data, len);
-  coap_pdu_set_code(r->resp, PROTO_COAP_CODE(code));
+  coap_pdu_set_code(r->resp, STATUS_COAP_PDU(code));
   est_echo_block1(r);
   /* On failure libcoap has already called release_owned. */
   if (!coap_add_data_large_response(r->resource, r->session, r->pdu, r->resp, r->query,

@@ -12,6 +12,8 @@
  */
 #include "pki.h"
 
+#include "proto/der.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -203,50 +205,6 @@ out:
   if (f)
     fclose(f);
   return err;
-}
-
-/* ---- DER walking ----------------------------------------------------------
- * Just enough to find TLV boundaries: one-byte tags, definite lengths of at
- * most four bytes. GnuTLS does the real parsing; this gives us the exact
- * outer length (trailing bytes) and the raw subject and SPKI of a CSR. */
-
-typedef struct der_tlv {
-  uint8_t tag;
-  size_t off;  /* of the tag byte */
-  size_t hdr;  /* tag + length bytes */
-  size_t len;  /* content length */
-} der_tlv;
-
-static bool der_next(const uint8_t *p, size_t end, size_t off, der_tlv *t) {
-  if (off >= end || end - off < 2)
-    return false;
-  uint8_t tag = p[off];
-  if ((tag & 0x1f) == 0x1f)
-    return false;
-  size_t i = off + 1;
-  size_t len = p[i++];
-  if (len & 0x80) {
-    size_t nb = len & 0x7f;
-    if (nb == 0 || nb > 4 || end - i < nb)
-      return false;
-    len = 0;
-    for (size_t k = 0; k < nb; k++)
-      len = (len << 8) | p[i++];
-  }
-  if (end - i < len)
-    return false;
-  t->tag = tag;
-  t->off = off;
-  t->hdr = i - off;
-  t->len = len;
-  return true;
-}
-
-static size_t der_end(const der_tlv *t) { return t->off + t->hdr + t->len; }
-
-bool pki_der_one_sequence(const uint8_t *der, size_t len) {
-  der_tlv t;
-  return der && der_next(der, len, 0, &t) && t.tag == 0x30 && der_end(&t) == len;
 }
 
 /* CertificationRequest ::= SEQUENCE { certificationRequestInfo SEQUENCE {

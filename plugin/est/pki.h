@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 /** Caps on inputs, so no parser sees an unbounded buffer. */
 #define PKI_CSR_MAX 16384u       /**< a DER CSR */
@@ -178,13 +178,6 @@ est_err pki_keygen_issue(pki_ca *ca, const pki_csr *csr, pki_key_type type,
 /** Wrap one DER certificate as DER PKCS#7 certs-only (CF 281). */
 est_err pki_p7_certs_only(const uint8_t *cert, size_t cert_len, uint8_t **p7,
                           size_t *p7_len) EST_MUST_CHECK;
-
-/**
- * True if @p der is exactly one definite-length DER SEQUENCE: the outer
- * check for blobs GnuTLS has no parser for, such as CsrAttrs (RFC 7030
- * §4.5.2).
- */
-bool pki_der_one_sequence(const uint8_t *der, size_t len);
 
 /** A certificate's subject as an RFC 4514 string (malloc), or NULL. */
 char *pki_cert_subject(const uint8_t *der, size_t len);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "est_plugin.h"
+#include "proto/der.h"
 
 #define CSR_ATTRS_MAX 65536u
 #define MAX_BODY_LIMIT (1024u * 1024u)
@@ -264,25 +265,24 @@ static est_err parse_labels(opt_ctx *o) {
       snprintf(o->err, sizeof o->err, "labels: at most %d", EST_MAX_LABELS);
       return EST_ERR_CONFIG;
     }
-    if (n == 0 || n >= EST_LABEL_MAX) {
-      snprintf(o->err, sizeof o->err, "labels: each label needs 1 to %d characters",
-               EST_LABEL_MAX - 1);
+    if (n == 0 || n > PROTO_LABEL_MAX) {
+      snprintf(o->err, sizeof o->err, "labels: each label needs 1 to %u characters",
+               PROTO_LABEL_MAX);
       return EST_ERR_CONFIG;
     }
     char *l = p->labels[p->label_count];
     memcpy(l, s, n);
     l[n] = '\0';
-    for (size_t i = 0; i < n; i++)
-      if (!isalnum((unsigned char)l[i]) && !strchr("._-~", l[i])) {
-        snprintf(o->err, sizeof o->err, "labels: '%s' has a character not allowed in a path", l);
-        return EST_ERR_CONFIG;
-      }
-    /* RFC 7030 §3.2.2: a label must not equal an operation name. */
-    for (int fn = 0; fn < EST_FN__MAX; fn++)
-      if (strcmp(l, proto_fn_info((est_fn)fn)->name) == 0) {
-        snprintf(o->err, sizeof o->err, "labels: '%s' is an EST function name", l);
-        return EST_ERR_CONFIG;
-      }
+    est_err lrc = proto_label_check(l);
+    if (lrc == EST_ERR_EXISTS) {
+      /* RFC 7030 §3.2.2: a label must not equal an operation name. */
+      snprintf(o->err, sizeof o->err, "labels: '%s' is an EST function name", l);
+      return EST_ERR_CONFIG;
+    }
+    if (lrc != EST_OK) {
+      snprintf(o->err, sizeof o->err, "labels: '%s' has a character not allowed in a path", l);
+      return EST_ERR_CONFIG;
+    }
     for (size_t j = 0; j < p->label_count; j++)
       if (strcmp(p->labels[j], l) == 0) {
         snprintf(o->err, sizeof o->err, "labels: '%s' given twice", l);
@@ -369,7 +369,7 @@ static est_err load_files(opt_ctx *o) {
     if (resolve_path(p, o->csr_attrs, a, sizeof a) != EST_OK)
       return EST_ERR_TOO_LARGE;
     rc = read_file(a, CSR_ATTRS_MAX, &p->csr_attrs, &p->csr_attrs_len, diag, sizeof diag);
-    if (rc == EST_OK && !pki_der_one_sequence(p->csr_attrs, p->csr_attrs_len)) {
+    if (rc == EST_OK && !der_one_sequence(p->csr_attrs, p->csr_attrs_len)) {
       snprintf(diag, sizeof diag, "'%s' is not one DER SEQUENCE (CsrAttrs)", a);
       rc = EST_ERR_CONFIG;
     }

@@ -8,9 +8,9 @@
 
 #include <stddef.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 #include "pki.h"
-#include "proto.h"
+#include "proto/resource.h"
 
 /** What the decision is based on. */
 typedef struct policy_input {

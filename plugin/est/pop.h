@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 typedef enum pop_mode { POP_OFF = 0, POP_VERIFY, POP_REQUIRE, POP__MAX } pop_mode;
 

@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 typedef struct worker worker;
 

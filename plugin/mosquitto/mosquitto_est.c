@@ -31,8 +31,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "ctl.h"
-#include "store.h"
+#include "control/ctl.h"
+#include "store/store.h"
 
 /* mosq_plugin_EXPORT is empty on Linux and the header redefines it, so the
  * entry points are exported by hand under -fvisibility=hidden (ref §1.1). */

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "body.h"
+#include "plugin/est/body.h"
 
 #define FUZZ_MAX 4096u
 

@@ -17,8 +17,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "ctl.h"
-#include "store.h"
+#include "control/ctl.h"
+#include "store/store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

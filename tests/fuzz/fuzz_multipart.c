@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "multipart.h"
+#include "proto/multipart.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "store/store.h"
 
 static uint8_t der[256];
 

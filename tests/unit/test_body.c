@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "body.h"
+#include "plugin/est/body.h"
 
 #define BODY_MAX 4096u
 

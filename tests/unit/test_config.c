@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "host/config.h"
 
 #define BASE                                                                   \
   "listen 127.0.0.1 5684\n"                                                    \

@@ -19,8 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ctl.h"
-#include "store.h"
+#include "control/ctl.h"
+#include "store/store.h"
 #include "test_db.h"
 
 /* 2026-11-27T18:00:00Z */

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "store/store.h"
 
 #define TEST_DB_DIR_MAX 64
 #define TEST_DB_PATH_MAX 128

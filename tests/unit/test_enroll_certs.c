@@ -15,10 +15,10 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
-#include "certs.h"
-#include "csr.h"
-#include "files.h"
-#include "pki.h"
+#include "tools/enroll/certs.h"
+#include "tools/enroll/csr.h"
+#include "tools/enroll/files.h"
+#include "plugin/est/pki.h"
 
 typedef struct fixture {
   gnutls_x509_privkey_t ca_key, other_ca_key, leaf_key, other_key;

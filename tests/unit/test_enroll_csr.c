@@ -16,9 +16,9 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
-#include "csr.h"
-#include "files.h"
-#include "pki.h"
+#include "tools/enroll/csr.h"
+#include "tools/enroll/files.h"
+#include "plugin/est/pki.h"
 
 static gnutls_x509_privkey_t p256;
 

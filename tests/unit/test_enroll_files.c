@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "files.h"
+#include "tools/enroll/files.h"
 
 static char dir[] = "/tmp/test_enroll_files.XXXXXX";
 

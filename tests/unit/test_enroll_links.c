@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "links.h"
+#include "proto/links.h"
 
 /* RFC 9148 §4.1 example (DISC-3), with its line breaks. */
 static const char rfc_example[] =

@@ -10,9 +10,9 @@
 
 #include <cmocka.h>
 
-#include "multipart.h"
-#include "ops.h"
-#include "proto.h"
+#include "proto/multipart.h"
+#include "tools/enroll/ops.h"
+#include "proto/resource.h"
 
 static const uint8_t key_der[] = {0x30, 0x03, 0x02, 0x01, 0x00};
 static const uint8_t cert_der[] = {0x30, 0x02, 0x05, 0x00};

@@ -7,8 +7,8 @@
 
 #include <cmocka.h>
 
-#include "ops.h"
-#include "retry.h"
+#include "tools/enroll/ops.h"
+#include "tools/enroll/retry.h"
 
 static void success_codes(void **state) {
   (void)state;

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 static void test_every_code_named(void **state) {
   (void)state;

@@ -34,8 +34,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "ctl.h"
-#include "store.h"
+#include "control/ctl.h"
+#include "store/store.h"
 #include "test_db.h"
 
 /* The plugin's entry points (exported from the .so; declared here). */

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "multipart.h"
+#include "proto/multipart.h"
 
 /* Vectors produced once with python3-cbor2 5.4.6 (cbor2.dumps), which
  * writes preferred serialization. */

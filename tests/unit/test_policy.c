@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "policy.h"
+#include "plugin/est/policy.h"
 
 static est_err decide_st(est_fn fn, pki_client_class cls, pki_client_status st,
                          char *diag) {

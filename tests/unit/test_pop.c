@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "pop.h"
+#include "plugin/est/pop.h"
 
 /* Channel bindings and their base64 (RFC 4648 §4), computed with Python's
  * base64.b64encode. The tls-unique value has '+' and '/' in its base64. */

@@ -1,5 +1,5 @@
 /* Protocol mapping: Content-Format checks, Accept negotiation
- * (decisions.md §3) and the error-to-CoAP-code table (decisions.md §4). */
+ * (docs/decisions.md §3) and CA labels (RFC 7030 §3.2.2). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "proto.h"
+#include "proto/resource.h"
 
 static void test_fn_table(void **state) {
   (void)state;
@@ -76,35 +76,24 @@ static void test_negotiate(void **state) {
   expect_cf(EST_FN__MAX, -1, 1, EST_ERR_INVALID, 0);
 }
 
-static void test_error_codes(void **state) {
+static void test_label_check(void **state) {
   (void)state;
-  /* decisions.md §4. */
-  assert_int_equal(proto_err_code(EST_OK), 0);
-  assert_int_equal(proto_err_code(EST_ERR_BAD_CSR), 400);
-  assert_int_equal(proto_err_code(EST_ERR_CSR_SIGNATURE), 400);
-  assert_int_equal(proto_err_code(EST_ERR_BAD_REQUEST), 400);
-  assert_int_equal(proto_err_code(EST_ERR_UNAUTHENTICATED), 401);
-  assert_int_equal(proto_err_code(EST_ERR_FORBIDDEN), 403);
-  assert_int_equal(proto_err_code(EST_ERR_POP_LINKING), 403);
-  assert_int_equal(proto_err_code(EST_ERR_SUBJECT_MISMATCH), 403);
-  assert_int_equal(proto_err_code(EST_ERR_CA_REQUEST), 403);
-  assert_int_equal(proto_err_code(EST_ERR_REJECTED), 403);
-  assert_int_equal(proto_err_code(EST_ERR_NOT_FOUND), 404);
-  assert_int_equal(proto_err_code(EST_ERR_METHOD), 405);
-  assert_int_equal(proto_err_code(EST_ERR_NOT_ACCEPTABLE), 406);
-  assert_int_equal(proto_err_code(EST_ERR_INCOMPLETE), 408);
-  assert_int_equal(proto_err_code(EST_ERR_TOO_LARGE), 413);
-  assert_int_equal(proto_err_code(EST_ERR_CONTENT_FORMAT), 415);
-  assert_int_equal(proto_err_code(EST_ERR_PENDING), 503);
-  assert_int_equal(proto_err_code(EST_ERR_BUSY), 503);
-  assert_int_equal(proto_err_code(EST_ERR_NOMEM), 500);
-  assert_int_equal(proto_err_code(EST_ERR_PKI), 500);
-  assert_int_equal(proto_err_code((est_err)-999), 500);
-  /* Never a success code for an error, never 2.01 (RC-1). */
-  for (int e = -1; e > EST_ERR__LAST; e--)
-    assert_true(proto_err_code((est_err)e) >= 400);
-  assert_int_equal(PROTO_COAP_CODE(403), (4 << 5) | 3);
-  assert_int_equal(PROTO_COAP_CODE(205), (2 << 5) | 5);
+  char max[PROTO_LABEL_MAX + 2];
+  memset(max, 'a', PROTO_LABEL_MAX);
+  max[PROTO_LABEL_MAX] = '\0';
+  assert_int_equal(proto_label_check("arbitraryLabel1"), EST_OK);
+  assert_int_equal(proto_label_check("a.b_c~d-e"), EST_OK);
+  assert_int_equal(proto_label_check(max), EST_OK);
+  max[PROTO_LABEL_MAX] = 'a';
+  max[PROTO_LABEL_MAX + 1] = '\0';
+  assert_int_equal(proto_label_check(max), EST_ERR_INVALID);
+  assert_int_equal(proto_label_check(""), EST_ERR_INVALID);
+  assert_int_equal(proto_label_check("a/b"), EST_ERR_INVALID);
+  assert_int_equal(proto_label_check("a b"), EST_ERR_INVALID);
+  assert_int_equal(proto_label_check(NULL), EST_ERR_INVALID);
+  /* RFC 7030 §3.2.2: not an operation name. */
+  assert_int_equal(proto_label_check("sen"), EST_ERR_EXISTS);
+  assert_int_equal(proto_label_check("skc"), EST_ERR_EXISTS);
 }
 
 int main(void) {
@@ -112,7 +101,7 @@ int main(void) {
     cmocka_unit_test(test_fn_table),
     cmocka_unit_test(test_content_format),
     cmocka_unit_test(test_negotiate),
-    cmocka_unit_test(test_error_codes),
+    cmocka_unit_test(test_label_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "store/store.h"
 #include "test_db.h"
 
 /* ------------------------------------------------------------ wraps */

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "csr.h"
-#include "multipart.h"
-#include "ops.h"
-#include "proto.h"
+#include "tools/enroll/csr.h"
+#include "proto/multipart.h"
+#include "tools/enroll/ops.h"
+#include "proto/resource.h"
 
 #define PATH_LEN 256
 #define SUBJECT_LEN 128

@@ -15,8 +15,8 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
-#include "certs.h"
-#include "client.h"
+#include "tools/enroll/certs.h"
+#include "tools/enroll/client.h"
 
 /** What is measured. */
 typedef enum bench_scn {

@@ -14,7 +14,7 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 #define EC_CERTS_MAX 512u /**< certificates in one list */
 

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 /** Cap on any response body (a certificate bag, a keygen answer). */
 #define EC_BODY_MAX 65536u

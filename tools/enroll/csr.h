@@ -13,7 +13,7 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 #define EC_CSR_MAX 16384u       /**< largest CSR we build */
 #define EC_KEY_FILE_MAX 65536u  /**< largest key file we read */

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 /** Cap on any PEM file we read (certificates, keys, trust bundles). */
 #define EC_FILE_MAX 1048576u

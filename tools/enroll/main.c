@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "links.h"
+#include "proto/links.h"
 #include "ops.h"
 
 #define SAN_MAX 64
@@ -133,20 +133,6 @@ static bool parse_ulong(const char *s, unsigned long min, unsigned long max,
   if (errno || *end || v < min || v > max)
     return false;
   *out = v;
-  return true;
-}
-
-static bool label_ok(const char *l) {
-  size_t n = strlen(l);
-  if (n == 0 || n > 63)
-    return false;
-  for (size_t i = 0; i < n; i++)
-    if (!isalnum((unsigned char)l[i]) && !strchr("._~-", l[i]))
-      return false;
-  /* RFC 7030 §3.2.2: a label is not an operation name. */
-  for (int fn = 0; fn < EST_FN__MAX; fn++)
-    if (strcmp(l, proto_fn_info((est_fn)fn)->name) == 0)
-      return false;
   return true;
 }
 
@@ -323,7 +309,7 @@ int main(int argc, char **argv) {
     if (r.root[0] != '/' || ec_uri_parse(r.root, &u) != EST_OK || u.has_authority)
       return usage_error("--root '%s': want an absolute path like /est", r.root);
   }
-  if (r.label && !label_ok(r.label))
+  if (r.label && proto_label_check(r.label) != EST_OK)
     return usage_error("--label '%s': 1-63 of A-Z a-z 0-9 . _ ~ -, not a function name",
                        r.label);
   if (r.out && ((r.key_file && strcmp(r.out, r.key_file) == 0) ||

@@ -15,8 +15,8 @@
 
 #include "certs.h"
 #include "files.h"
-#include "pki.h"
-#include "proto.h"
+#include "proto/der.h"
+#include "proto/resource.h"
 #include "retry.h"
 
 #define WELL_KNOWN_ROOT "/.well-known/est"
@@ -548,7 +548,7 @@ static est_err cmd_csrattrs(op *o) {
   if (rc != EST_OK)
     return rc;
   if (resp.code != 205 || resp.cf != CF_CSRATTRS ||
-      !pki_der_one_sequence(resp.body, resp.len)) {
+      !der_one_sequence(resp.body, resp.len)) {
     set_diag(o, "att: not a DER CsrAttrs with Content-Format 285 (got %d)", resp.cf);
     rc = EST_ERR_MALFORMED;
   } else {

@@ -13,9 +13,9 @@
 
 #include "client.h"
 #include "csr.h"
-#include "est_err.h"
-#include "links.h"
-#include "multipart.h"
+#include "common/est_err.h"
+#include "proto/links.h"
+#include "proto/multipart.h"
 
 /** Default for --max-wait, in seconds. */
 #define EC_DEFAULT_MAX_WAIT 300u

@@ -20,8 +20,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "ctl.h"
-#include "store.h"
+#include "control/ctl.h"
+#include "store/store.h"
 
 enum {
   EXIT_OK = 0,

@@ -1,11 +1,12 @@
 /* application/multipart-core (CF 62, RFC 8710) for /skg and /skc
  * (RFC 9148 §4.8): encode with libcbor, decode strictly without allocating. */
+#define _DEFAULT_SOURCE /* explicit_bzero */
 #include "multipart.h"
 
 #include <cbor.h>
-#include <gnutls/gnutls.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Bytes a CBOR head (major type + argument) takes in preferred
  * serialization (RFC 8949 §4.2.1); libcbor emits heads this way. */
@@ -28,8 +29,8 @@ static void wipe_items(cbor_item_t *arr) {
   size_t n = cbor_array_size(arr);
   for (size_t i = 0; i < n; i++) {
     if (cbor_isa_bytestring(items[i]) && cbor_bytestring_handle(items[i]))
-      gnutls_memset(cbor_bytestring_handle(items[i]), 0,
-                    cbor_bytestring_length(items[i]));
+      explicit_bzero(cbor_bytestring_handle(items[i]),
+                     cbor_bytestring_length(items[i]));
   }
 }
 
@@ -40,8 +41,8 @@ static bool push_item(cbor_item_t *arr, cbor_item_t *item) {
     return false;
   bool ok = cbor_array_push(arr, item);
   if (!ok && cbor_isa_bytestring(item) && cbor_bytestring_handle(item))
-    gnutls_memset(cbor_bytestring_handle(item), 0,
-                  cbor_bytestring_length(item));
+    explicit_bzero(cbor_bytestring_handle(item),
+                   cbor_bytestring_length(item));
   cbor_decref(&item);
   return ok;
 }
@@ -106,7 +107,7 @@ est_err mp_encode(const mp_part *parts, size_t n, uint8_t **out,
 
 out:
   if (buf) {
-    gnutls_memset(buf, 0, total);
+    explicit_bzero(buf, total);
     free(buf);
   }
   if (arr) {

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 /** Cap on a multipart body we decode. */
 #define MP_BODY_MAX 65536u

@@ -1,5 +1,9 @@
-/* EST-coaps protocol mapping (RFC 9148 §4.1-§4.5, decisions.md §2-§4). */
-#include "proto.h"
+/* EST-coaps resources and Content-Formats (RFC 9148 §4.1-§4.5,
+ * docs/decisions.md §2-§3). */
+#include "resource.h"
+
+#include <ctype.h>
+#include <string.h>
 
 /* RFC 9148 §4.1 and §8.2: rt values and the ct values a client may ask
  * for; multi-valued ct is a quoted space-separated list (RFC 6690). */
@@ -76,58 +80,17 @@ est_err proto_negotiate(est_fn fn, int accept, size_t ca_count,
   return rc;
 }
 
-unsigned proto_err_code(est_err err) {
-  /* decisions.md §4 and RFC 9148 §4.5 (RC-3, RC-5). No default: -Wswitch
-   * flags a new error code that has not been mapped. */
-  switch (err) {
-  case EST_OK:
-    return 0;
-  case EST_ERR_BAD_CSR:
-  case EST_ERR_CSR_SIGNATURE:
-  case EST_ERR_BAD_REQUEST:
-  case EST_ERR_MALFORMED:
-  case EST_ERR_INVALID:
-    return 400;
-  case EST_ERR_UNAUTHENTICATED:
-    return 401;
-  case EST_ERR_FORBIDDEN:
-  case EST_ERR_POP_LINKING:
-  case EST_ERR_SUBJECT_MISMATCH:
-  case EST_ERR_CA_REQUEST:
-  case EST_ERR_REJECTED:
-    return 403;
-  case EST_ERR_NOT_FOUND:
-    return 404;
-  case EST_ERR_METHOD:
-    return 405;
-  case EST_ERR_NOT_ACCEPTABLE:
-    return 406;
-  case EST_ERR_INCOMPLETE:
-    return 408;
-  case EST_ERR_TOO_LARGE:
-    return 413;
-  case EST_ERR_CONTENT_FORMAT:
-    return 415;
-  /* RFC 9148 §4.7: a transient condition is "try again later". */
-  case EST_ERR_PENDING:
-  case EST_ERR_UNAVAILABLE:
-  case EST_ERR_BUSY:
-    return 503;
-  case EST_ERR_NOMEM:
-  case EST_ERR_IO:
-  case EST_ERR_CONFIG:
-  case EST_ERR_PKI:
-  case EST_ERR_INTERNAL:
-  case EST_ERR_TLS:
-  case EST_ERR_ABI:
-  case EST_ERR_KEY_MISMATCH:
-  case EST_ERR_ADDR_IN_USE:
-  case EST_ERR_EXISTS:
-  case EST_ERR_STATE:
-  case EST_ERR_STORE:
-  case EST_ERR_SCHEMA:
-  case EST_ERR__LAST:
-    break;
-  }
-  return 500;
+est_err proto_label_check(const char *label) {
+  size_t n = label ? strlen(label) : 0;
+  if (n == 0 || n > PROTO_LABEL_MAX)
+    return EST_ERR_INVALID;
+  /* An unreserved path segment (RFC 3986 §2.3). */
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)label[i]) && !strchr("._~-", label[i]))
+      return EST_ERR_INVALID;
+  /* RFC 7030 §3.2.2: a label must not equal an operation name. */
+  for (int fn = 0; fn < EST_FN__MAX; fn++)
+    if (strcmp(label, fn_table[fn].name) == 0)
+      return EST_ERR_EXISTS;
+  return EST_OK;
 }

@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "est_err.h"
-#include "proto.h"
+#include "common/est_err.h"
+#include "resource.h"
 
 #define EC_LINKS_BODY_MAX 65536u /**< cap on a discovery document */
 #define EC_LINK_TARGET_MAX 256u  /**< longest URI-Reference we keep */

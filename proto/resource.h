@@ -1,16 +1,17 @@
 /**
- * @file proto.h
- * @brief EST-coaps protocol mapping: functions, Content-Formats, Accept,
- * and the one place where an est_err becomes a CoAP response code.
+ * @file resource.h
+ * @brief The EST-coaps resources (RFC 9148 Table 1), their Content-Formats
+ * and Accept negotiation, shared by server and client. Pure tables and
+ * functions: no libcoap, no server state.
  */
-#ifndef EST_PROTO_H
-#define EST_PROTO_H
+#ifndef PROTO_RESOURCE_H
+#define PROTO_RESOURCE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "est_err.h"
+#include "common/est_err.h"
 
 /** Content-Formats (RFC 9148 §8.1, RFC 8710). */
 enum {
@@ -61,15 +62,15 @@ est_err proto_check_cf(est_fn fn, int cf) EST_MUST_CHECK;
 est_err proto_negotiate(est_fn fn, int accept, size_t ca_count,
                         unsigned *out) EST_MUST_CHECK;
 
+/** Longest CA label (RFC 7030 §3.2.2), in bytes. */
+#define PROTO_LABEL_MAX 63u
+
 /**
- * The CoAP response code for an error, as the class*100+detail number
- * (e.g. 403 for 4.03); 500 for anything unexpected, 0 for EST_OK (success
- * codes depend on the method). The only mapping of internal errors to CoAP
- * codes (decisions.md §4).
+ * Check a CA label for use as the path segment ROOT/LABEL/FN: 1 to
+ * PROTO_LABEL_MAX unreserved characters (A-Z a-z 0-9 . _ ~ -). EST_OK,
+ * EST_ERR_INVALID for a bad length or character, EST_ERR_EXISTS when it
+ * equals a function name (RFC 7030 §3.2.2).
  */
-unsigned proto_err_code(est_err err);
+est_err proto_label_check(const char *label) EST_MUST_CHECK;
 
-/** Convert class*100+detail to libcoap's COAP_RESPONSE_CODE() value. */
-#define PROTO_COAP_CODE(n) ((((n) / 100) << 5) | ((n) % 100))
-
-#endif /* EST_PROTO_H */
+#endif /* PROTO_RESOURCE_H */

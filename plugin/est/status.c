@@ -1,0 +1,59 @@
+/* The one mapping of project errors to CoAP response codes
+ * (docs/decisions.md §4, RFC 9148 §4.5). */
+#include "status.h"
+
+unsigned status_coap(est_err err) {
+  /* No default: -Wswitch
+   * flags a new error code that has not been mapped. */
+  switch (err) {
+  case EST_OK:
+    return 0;
+  case EST_ERR_BAD_CSR:
+  case EST_ERR_CSR_SIGNATURE:
+  case EST_ERR_BAD_REQUEST:
+  case EST_ERR_MALFORMED:
+  case EST_ERR_INVALID:
+    return 400;
+  case EST_ERR_UNAUTHENTICATED:
+    return 401;
+  case EST_ERR_FORBIDDEN:
+  case EST_ERR_POP_LINKING:
+  case EST_ERR_SUBJECT_MISMATCH:
+  case EST_ERR_CA_REQUEST:
+  case EST_ERR_REJECTED:
+    return 403;
+  case EST_ERR_NOT_FOUND:
+    return 404;
+  case EST_ERR_METHOD:
+    return 405;
+  case EST_ERR_NOT_ACCEPTABLE:
+    return 406;
+  case EST_ERR_INCOMPLETE:
+    return 408;
+  case EST_ERR_TOO_LARGE:
+    return 413;
+  case EST_ERR_CONTENT_FORMAT:
+    return 415;
+  /* RFC 9148 §4.7: a transient condition is "try again later". */
+  case EST_ERR_PENDING:
+  case EST_ERR_UNAVAILABLE:
+  case EST_ERR_BUSY:
+    return 503;
+  case EST_ERR_NOMEM:
+  case EST_ERR_IO:
+  case EST_ERR_CONFIG:
+  case EST_ERR_PKI:
+  case EST_ERR_INTERNAL:
+  case EST_ERR_TLS:
+  case EST_ERR_ABI:
+  case EST_ERR_KEY_MISMATCH:
+  case EST_ERR_ADDR_IN_USE:
+  case EST_ERR_EXISTS:
+  case EST_ERR_STATE:
+  case EST_ERR_STORE:
+  case EST_ERR_SCHEMA:
+  case EST_ERR__LAST:
+    break;
+  }
+  return 500;
+}

@@ -1,0 +1,21 @@
+/**
+ * @file status.h
+ * @brief Project errors to protocol status codes: the only place where an
+ * est_err becomes a CoAP response code (docs/decisions.md §4).
+ */
+#ifndef EST_STATUS_H
+#define EST_STATUS_H
+
+#include "common/est_err.h"
+
+/**
+ * The CoAP response code for @p err as class*100+detail (403 for 4.03);
+ * 500 for anything unexpected, 0 for EST_OK (success codes depend on the
+ * method).
+ */
+unsigned status_coap(est_err err);
+
+/** class*100+detail (403) to the CoAP code byte (RFC 7252 §3: c.dd). */
+#define STATUS_COAP_PDU(n) ((((n) / 100) << 5) | ((n) % 100))
+
+#endif /* EST_STATUS_H */
