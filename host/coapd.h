@@ -9,11 +9,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <coap3/coap.h>
 
 #include "coapd/plugin.h"
 #include "config.h"
+#include "tick.h"
 #include "common/est_err.h"
 
 /** The fixed log line tests wait for: all endpoints open, plugins ready. */
@@ -23,9 +25,6 @@
 #define COAPD_CHAIN_MAX 10u
 /** Most fds all plugins together may watch. */
 #define COAPD_WATCH_MAX 64u
-/** tick() delays are clamped to this range (ms). */
-#define COAPD_TICK_MIN_MS 1u
-#define COAPD_TICK_MAX_MS 1000u
 
 typedef struct coapd_app coapd_app;
 typedef struct coapd_loop coapd_loop;
@@ -54,6 +53,8 @@ struct coapd_app {
   coapd_host *plugins;  /**< cfg->nplugins entries */
   size_t nplugins;      /**< how many were loaded (<= cfg->nplugins) */
   coapd_sess *sessions; /**< every session with host data attached */
+  /** When each plugin's tick is next due (tick.h); slot i is plugins[i]. */
+  uint64_t tick_due[COAPD_CONFIG_MAX_PLUGINS];
 };
 
 /* log.c */
@@ -98,8 +99,15 @@ void coapd_loop_unwatch_all(coapd_loop *loop, coapd_host *owner);
  * app->plugins for coapd_plugins_fini()/coapd_plugins_unload(). */
 est_err coapd_plugins_load(coapd_app *app, char *err,
                            size_t errlen) EST_MUST_CHECK;
-/** Call each plugin's tick; return the smallest delay asked for (ms). */
-uint32_t coapd_plugins_tick(coapd_app *app, uint64_t now_ms);
+/** Tick each plugin whose deadline has come (tick.h); return the earliest
+ * deadline of all (COAPD_TICK_NEVER if no plugin ticks). */
+uint64_t coapd_plugins_tick(coapd_app *app, uint64_t now_ms);
+/** `coapd --help-plugin PATH`: dlopen @p path (a bare name under
+ * @p plugin_dir) and print its option table to @p out. EST_ERR_ABI if it is
+ * not a plugin, EST_ERR_CONFIG if it cannot be opened, with the reason in
+ * @p err. */
+est_err coapd_plugin_help(const char *path, const char *plugin_dir, FILE *out,
+                          char *err, size_t errlen) EST_MUST_CHECK;
 /** Free all session data, then fini in reverse order. No dlclose. */
 void coapd_plugins_fini(coapd_app *app);
 /** dlclose every plugin; after coap_free_context(). */

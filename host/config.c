@@ -1,6 +1,7 @@
 /* coapd config parser: mosquitto.conf-style `key value` lines. No libcoap
  * here, so the unit tests and the fuzzer can use it without a network. */
 #include "config.h"
+#include "common/opts.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,34 +28,56 @@ typedef enum key_kind {
   KIND_BOOL
 } key_kind;
 
+/* Numbers and words are parsed by common/opts, as plugin options are, so a
+ * bad value reads the same in coapd.conf whoever parses it. */
+static const char *const level_names[] = {"error", "warning", "notice",
+                                          "info",  "debug",   NULL};
+/* mosquitto.conf's boolean words; a yes/no key is an enum of these. */
+static const char *const yes_no[] = {"yes", "no", NULL};
+
 typedef struct key_def {
-  const char *name;
   key_kind kind;
   size_t off; /* offset of the coapd_file/num/bool_key in the config */
-  unsigned min, max;
+  /* The name always; type, range and words for the scalar kinds. */
+  coapd_opt spec;
 } key_def;
 
 static const key_def keys[] = {
-    {"listen", KIND_LISTEN, 0, 0, 0},
-    {"dtls_cert", KIND_FILE, offsetof(coapd_config, dtls_cert), 0, 0},
-    {"dtls_key", KIND_FILE, offsetof(coapd_config, dtls_key), 0, 0},
-    {"dtls_ca", KIND_FILE, offsetof(coapd_config, dtls_ca), 0, 0},
-    {"plugin", KIND_PLUGIN, 0, 0, 0},
-    {"log_level", KIND_LOG_LEVEL, 0, 0, 0},
-    {"session_timeout", KIND_NUMBER, offsetof(coapd_config, session_timeout), 1,
-     86400},
-    {"max_idle_sessions", KIND_NUMBER,
-     offsetof(coapd_config, max_idle_sessions), 1, 1000000},
-    {"max_handshake_sessions", KIND_NUMBER,
-     offsetof(coapd_config, max_handshake_sessions), 1, 100000},
-    {"dtls_verify_depth", KIND_NUMBER,
-     offsetof(coapd_config, dtls_verify_depth), 1, 16},
-    {"dtls_allow_expired", KIND_BOOL,
-     offsetof(coapd_config, dtls_allow_expired), 0, 0},
+    {KIND_LISTEN, 0, {.name = "listen"}},
+    {KIND_FILE, offsetof(coapd_config, dtls_cert), {.name = "dtls_cert"}},
+    {KIND_FILE, offsetof(coapd_config, dtls_key), {.name = "dtls_key"}},
+    {KIND_FILE, offsetof(coapd_config, dtls_ca), {.name = "dtls_ca"}},
+    {KIND_PLUGIN, 0, {.name = "plugin"}},
+    {KIND_LOG_LEVEL,
+     0,
+     {.name = "log_level", .type = COAPD_OPT_ENUM, .words = level_names}},
+    {KIND_NUMBER,
+     offsetof(coapd_config, session_timeout),
+     {.name = "session_timeout",
+      .type = COAPD_OPT_INT,
+      .min = 1,
+      .max = 86400}},
+    {KIND_NUMBER,
+     offsetof(coapd_config, max_idle_sessions),
+     {.name = "max_idle_sessions",
+      .type = COAPD_OPT_INT,
+      .min = 1,
+      .max = 1000000}},
+    {KIND_NUMBER,
+     offsetof(coapd_config, max_handshake_sessions),
+     {.name = "max_handshake_sessions",
+      .type = COAPD_OPT_INT,
+      .min = 1,
+      .max = 100000}},
+    {KIND_NUMBER,
+     offsetof(coapd_config, dtls_verify_depth),
+     {.name = "dtls_verify_depth", .type = COAPD_OPT_INT, .min = 1, .max = 16}},
+    {KIND_BOOL,
+     offsetof(coapd_config, dtls_allow_expired),
+     {.name = "dtls_allow_expired", .type = COAPD_OPT_ENUM, .words = yes_no}},
 };
 
-static const char *const level_names[] = {"error", "warning", "notice", "info",
-                                          "debug"};
+#define NKEYS (sizeof keys / sizeof keys[0])
 
 typedef struct parser {
   coapd_config *cfg;
@@ -103,23 +126,6 @@ static char *dup_n(const char *s, size_t n) {
     d[n] = '\0';
   }
   return d;
-}
-
-/* Decimal digits only: no sign, no spaces, no hex; overflow-checked. */
-static int parse_uint(const char *s, size_t n, unsigned min, unsigned max,
-                      unsigned *out) {
-  unsigned long v = 0;
-  if (n == 0 || n > 10)
-    return -1;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] < '0' || s[i] > '9')
-      return -1;
-    v = v * 10 + (unsigned long)(s[i] - '0');
-  }
-  if (v < min || v > max)
-    return -1;
-  *out = (unsigned)v;
-  return 0;
 }
 
 /* Join a relative path to the config file's directory, so a config works
@@ -174,10 +180,17 @@ static est_err key_listen(parser *p, const char *val, size_t n) {
   else
     return fail(p, "bad address '%s' (IPv4 or IPv6 literal)", l->addr);
 
-  unsigned port;
-  if (parse_uint(val + ps, plen, 1, 65535, &port) != 0)
-    return fail(p, "bad port '%.*s' (1-65535)",
-                (int)(plen < ECHO_MAX ? plen : ECHO_MAX), val + ps);
+  /* The port is parsed like every other number (common/opts.h). */
+  static const coapd_opt port_spec = {
+      .name = "listen PORT", .type = COAPD_OPT_INT, .min = 1, .max = 65535};
+  char pbuf[COAPD_CONFIG_MAX_LINE + 1], problem[EST_OPTS_ERR_MAX];
+  est_optval pv;
+  memcpy(pbuf, val + ps, plen); /* plen < n <= COAPD_CONFIG_MAX_LINE */
+  pbuf[plen] = '\0';
+  if (est_opts_value(&port_spec, NULL, pbuf, &pv, problem, sizeof problem) !=
+      EST_OK)
+    return fail(p, "%s", problem);
+  unsigned port = (unsigned)pv.num;
   l->port = (uint16_t)port;
   l->line = p->line;
 
@@ -199,8 +212,9 @@ static est_err key_file(parser *p, const key_def *k, const char *val,
                         size_t n) {
   coapd_file_key *f = (coapd_file_key *)((char *)p->cfg + k->off);
   if (f->line)
-    return fail(p, "duplicate '%s' (first set on line %u)", k->name, f->line);
-  est_err rc = resolve_path(p, k->name, val, n, &f->path);
+    return fail(p, "duplicate '%s' (first set on line %u)", k->spec.name,
+                f->line);
+  est_err rc = resolve_path(p, k->spec.name, val, n, &f->path);
   if (rc == EST_OK)
     f->line = p->line;
   return rc;
@@ -276,50 +290,64 @@ static est_err key_plugin_opt(parser *p, const char *key, size_t klen,
   return EST_OK;
 }
 
-static est_err key_log_level(parser *p, const char *val, size_t n) {
-  coapd_config *cfg = p->cfg;
-  if (cfg->log_level_line)
-    return fail(p, "duplicate 'log_level' (first set on line %u)",
-                cfg->log_level_line);
-  for (int i = 0; i < 5; i++) {
-    if (strlen(level_names[i]) == n && memcmp(level_names[i], val, n) == 0) {
-      cfg->log_level = i + 3;
-      cfg->log_level_line = p->line;
-      return EST_OK;
-    }
-  }
-  return fail(p, "bad log_level '%.*s' (error|warning|notice|info|debug)",
-              (int)(n < ECHO_MAX ? n : ECHO_MAX), val);
-}
-
-static est_err key_number(parser *p, const key_def *k, const char *val,
+/* log_level, the numbers and yes/no: once each, value parsed by
+ * est_opts_value() (common/opts.h). */
+static est_err key_scalar(parser *p, const key_def *k, const char *val,
                           size_t n) {
-  coapd_num_key *num = (coapd_num_key *)((char *)p->cfg + k->off);
-  if (num->line)
-    return fail(p, "duplicate '%s' (first set on line %u)", k->name, num->line);
-  if (parse_uint(val, n, k->min, k->max, &num->value) != 0)
-    return fail(p, "bad number '%.*s' for %s (%u-%u)",
-                (int)(n < ECHO_MAX ? n : ECHO_MAX), val, k->name, k->min,
-                k->max);
-  num->line = p->line;
+  coapd_config *cfg = p->cfg;
+  unsigned *line;
+  char buf[COAPD_CONFIG_MAX_LINE + 1], problem[EST_OPTS_ERR_MAX];
+  est_optval v;
+  switch (k->kind) {
+  case KIND_LOG_LEVEL:
+    line = &cfg->log_level_line;
+    break;
+  case KIND_NUMBER:
+    line = &((coapd_num_key *)((char *)cfg + k->off))->line;
+    break;
+  case KIND_BOOL:
+    line = &((coapd_bool_key *)((char *)cfg + k->off))->line;
+    break;
+  default:
+    return EST_ERR_INTERNAL;
+  }
+  if (*line)
+    return fail(p, "duplicate '%s' (first set on line %u)", k->spec.name,
+                *line);
+  /* The value is a slice of a line, and lines fit the buffer. */
+  if (n > COAPD_CONFIG_MAX_LINE)
+    return EST_ERR_INTERNAL;
+  memcpy(buf, val, n);
+  buf[n] = '\0';
+  if (est_opts_value(&k->spec, NULL, buf, &v, problem, sizeof problem) !=
+      EST_OK)
+    return fail(p, "%s", problem);
+  if (k->kind == KIND_LOG_LEVEL)
+    cfg->log_level = v.word + 3; /* syslog numbering, error = 3 */
+  else if (k->kind == KIND_NUMBER)
+    ((coapd_num_key *)((char *)cfg + k->off))->value = (unsigned)v.num;
+  else
+    ((coapd_bool_key *)((char *)cfg + k->off))->value = v.word == 0; /* yes */
+  *line = p->line;
   return EST_OK;
 }
 
-/* Exactly "yes" or "no", like mosquitto.conf's boolean keys. */
-static est_err key_bool(parser *p, const key_def *k, const char *val,
-                        size_t n) {
-  coapd_bool_key *b = (coapd_bool_key *)((char *)p->cfg + k->off);
-  if (b->line)
-    return fail(p, "duplicate '%s' (first set on line %u)", k->name, b->line);
-  if (n == 3 && memcmp(val, "yes", 3) == 0)
-    b->value = 1;
-  else if (n == 2 && memcmp(val, "no", 2) == 0)
-    b->value = 0;
-  else
-    return fail(p, "bad value '%.*s' for %s (yes|no)",
-                (int)(n < ECHO_MAX ? n : ECHO_MAX), val, k->name);
-  b->line = p->line;
-  return EST_OK;
+/* The same did-you-mean as for plugin options (common/opts.h). */
+static est_err unknown_key(parser *p, const char *key, size_t klen) {
+  const char *names[NKEYS];
+  char k[EST_OPTS_NAME_MAX + 1];
+  int ek = (int)(klen < ECHO_MAX ? klen : ECHO_MAX);
+  const char *near = NULL;
+  for (size_t i = 0; i < NKEYS; i++)
+    names[i] = keys[i].spec.name;
+  if (klen <= EST_OPTS_NAME_MAX) {
+    memcpy(k, key, klen);
+    k[klen] = '\0';
+    near = est_opts_suggest(k, names, NKEYS);
+  }
+  if (near)
+    return fail(p, "unknown key '%.*s'; did you mean '%s'?", ek, key, near);
+  return fail(p, "unknown key '%.*s'", ek, key);
 }
 
 /* One non-comment line: split KEY and VALUE, dispatch. */
@@ -338,8 +366,9 @@ static est_err parse_line(parser *p, const char *s, size_t n) {
   int ek = (int)(klen < ECHO_MAX ? klen : ECHO_MAX);
 
   const key_def *k = NULL;
-  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-    if (strlen(keys[i].name) == klen && memcmp(keys[i].name, s, klen) == 0) {
+  for (size_t i = 0; i < NKEYS; i++) {
+    if (strlen(keys[i].spec.name) == klen &&
+        memcmp(keys[i].spec.name, s, klen) == 0) {
       k = &keys[i];
       break;
     }
@@ -347,7 +376,7 @@ static est_err parse_line(parser *p, const char *s, size_t n) {
   int is_opt = !k && klen >= strlen(OPT_PREFIX) &&
                memcmp(s, OPT_PREFIX, strlen(OPT_PREFIX)) == 0;
   if (!k && !is_opt)
-    return fail(p, "unknown key '%.*s'", ek, s);
+    return unknown_key(p, s, klen);
   if (vlen == 0)
     return fail(p, "missing value for '%.*s'", ek, s);
   if (is_opt)
@@ -360,11 +389,9 @@ static est_err parse_line(parser *p, const char *s, size_t n) {
   case KIND_PLUGIN:
     return key_plugin(p, val, vlen);
   case KIND_LOG_LEVEL:
-    return key_log_level(p, val, vlen);
   case KIND_NUMBER:
-    return key_number(p, k, val, vlen);
   case KIND_BOOL:
-    return key_bool(p, k, val, vlen);
+    return key_scalar(p, k, val, vlen);
   }
   return EST_ERR_INTERNAL;
 }

@@ -45,6 +45,7 @@ static int add_fd(int ep, int fd, uint64_t tag) {
   return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* Arm the tick timer for @p ms from now; 0 disarms it (no plugin ticks). */
 static void arm(coapd_loop *l, uint32_t ms) {
   struct itimerspec its;
   memset(&its, 0, sizeof its);
@@ -153,11 +154,17 @@ void coapd_loop_unwatch_all(coapd_loop *l, coapd_host *owner) {
   }
 }
 
+/* The timer fired: tick the plugins that are due and sleep until the next
+ * deadline of any plugin, so one that asks for 10 s sleeps 10 s however
+ * often another ticks (tick.h). libcoap's timers need no slot here: they
+ * wake its own fd. */
 static void tick(coapd_loop *l) {
   uint64_t expirations;
   ssize_t r = read(l->tfd, &expirations, sizeof expirations);
   (void)r;
-  arm(l, coapd_plugins_tick(l->app, coapd_now_ms()));
+  uint64_t next = coapd_plugins_tick(l->app, coapd_now_ms());
+  /* Read the clock again: the ticks themselves took time. */
+  arm(l, coapd_tick_wait(next, coapd_now_ms()));
 }
 
 /* Returns 1 when a stop signal came. */

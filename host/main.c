@@ -1,9 +1,11 @@
 /* coapd: a small CoAP-over-DTLS server that loads plugins.
  *
- * Exit status: 0 clean stop (SIGTERM/SIGINT) or config OK with -t;
- * 1 configuration or startup error; 2 usage error; 3 runtime failure. */
+ * Exit status: 0 clean stop (SIGTERM/SIGINT), config OK with -t, or help
+ * printed; 1 configuration or startup error, or --help-plugin of something
+ * that is not a plugin; 2 usage error; 3 runtime failure. */
 #include "coapd.h"
 
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +28,13 @@ enum { EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
 static void usage(FILE *f) {
   fprintf(f,
           "usage: coapd -c FILE [-t]\n"
+          "       coapd --help-plugin PLUGIN\n"
           "       coapd -h | -V\n"
           "  -c FILE  configuration file (mosquitto.conf style)\n"
           "  -t       check the configuration (load plugins, run their init)"
           " and exit\n"
+          "  --help-plugin PLUGIN\n"
+          "           print the options PLUGIN (a .so) takes and exit\n"
           "  -h       this help\n"
           "  -V       print the version\n"
           "Plugins named without a '/' are looked up in %s\n"
@@ -45,15 +50,39 @@ static void version(void) {
                                                    : ", libcoap not on GnuTLS");
 }
 
+enum { OPT_HELP_PLUGIN = 256 };
+
+static const struct option long_opts[] = {
+    {"help-plugin", required_argument, NULL, OPT_HELP_PLUGIN},
+    {NULL, 0, NULL, 0}};
+
+static const char *plugin_dir(void) {
+  const char *d = getenv("COAPD_PLUGIN_PATH");
+  return d && *d ? d : COAPD_PLUGIN_DIR;
+}
+
+/* --help-plugin: no config, no libcoap context, nothing but the table. */
+static int help_plugin(const char *path) {
+  char err[ERR_MAX] = "";
+  if (coapd_plugin_help(path, plugin_dir(), stdout, err, sizeof err) ==
+      EST_OK)
+    return 0;
+  fprintf(stderr, "coapd: %s\n", err);
+  return EXIT_CONFIG;
+}
+
 int main(int argc, char **argv) {
-  const char *conf = NULL;
+  const char *conf = NULL, *help_path = NULL;
   int check_only = 0, opt, status = EXIT_CONFIG;
   char err[ERR_MAX] = "";
   coapd_app app;
   memset(&app, 0, sizeof app);
 
-  while ((opt = getopt(argc, argv, "c:thV")) != -1) {
+  while ((opt = getopt_long(argc, argv, "c:thV", long_opts, NULL)) != -1) {
     switch (opt) {
+    case OPT_HELP_PLUGIN:
+      help_path = optarg;
+      break;
     case 'c':
       conf = optarg;
       break;
@@ -71,7 +100,9 @@ int main(int argc, char **argv) {
       return EXIT_USAGE;
     }
   }
-  if (!conf || optind != argc) {
+  if (help_path && !conf && !check_only && optind == argc)
+    return help_plugin(help_path);
+  if (!conf || help_path || optind != argc) {
     usage(stderr);
     return EXIT_USAGE;
   }
@@ -88,9 +119,7 @@ int main(int argc, char **argv) {
   coap_startup();
   coapd_log_setup(COAPD_DEFAULT_LOG_LEVEL);
 
-  app.plugin_dir = getenv("COAPD_PLUGIN_PATH");
-  if (!app.plugin_dir || !*app.plugin_dir)
-    app.plugin_dir = COAPD_PLUGIN_DIR;
+  app.plugin_dir = plugin_dir();
 
   if (coapd_config_parse_file(conf, &app.cfg, err, sizeof err) != EST_OK)
     goto out;

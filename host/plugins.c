@@ -9,7 +9,11 @@
 
 #include <gnutls/gnutls.h>
 
+#include "common/opts.h"
+
 #define PLUGIN_NAME_MAX 64
+/* How plugin options are written in coapd.conf, for messages and help. */
+#define OPT_PREFIX "plugin_opt_"
 
 /* Host data attached to a session with coap_session_set_app_data: one
  * slot per plugin. Also kept in a list, because coap_free_context() frees
@@ -258,10 +262,13 @@ static est_err check_desc(coapd_app *app, coapd_host *h, char *err,
             COAPD_PLUGIN_ABI_VERSION);
     return EST_ERR_ABI;
   }
-  if (d->size < sizeof(coapd_plugin)) {
+  /* Append-only (plugin.h): a descriptor from ABI 1.0 is still fine; the
+   * members after it are read only where COAPD_PLUGIN_HAS() says so. */
+  if (d->size < COAPD_PLUGIN_SIZE_1_0) {
     coapd_errf(err, errlen,
             "%s:%u: plugin '%s': descriptor size %u, coapd needs at least %zu",
-            where, line, h->file, (unsigned)d->size, sizeof(coapd_plugin));
+            where, line, h->file, (unsigned)d->size,
+            (size_t)COAPD_PLUGIN_SIZE_1_0);
     return EST_ERR_ABI;
   }
   if (!name_ok(d->name)) {
@@ -286,6 +293,39 @@ static est_err check_desc(coapd_app *app, coapd_host *h, char *err,
     }
   }
   return EST_OK;
+}
+
+/* The option table of @p d, or NULL: none, or a descriptor from before
+ * ABI 1.1 that has no such member. */
+static const coapd_opt_table *desc_options(const coapd_plugin *d) {
+  return COAPD_PLUGIN_HAS(d, options) ? d->options : NULL;
+}
+
+/* With a table, refuse bad plugin_opt_ lines before init() sees them, with
+ * the same parser and text the plugin itself uses (common/opts.h). A plugin
+ * without one checks its own options, as under ABI 1.0. */
+static est_err check_options(coapd_app *app, coapd_host *h, char *err,
+                             size_t errlen) {
+  const coapd_config *cfg = app->cfg;
+  const coapd_opt_table *t = desc_options(h->desc);
+  est_opts o;
+  if (!t)
+    return EST_OK;
+  if (est_opts_begin(&o, t, NULL, OPT_PREFIX) != EST_OK) {
+    coapd_errf(err, errlen, "%s:%u: plugin '%s': bad option table: %s",
+               cfg->path, h->conf->line, h->desc->name, est_opts_error(&o));
+    return EST_ERR_ABI;
+  }
+  est_err rc = EST_OK;
+  for (size_t i = 0; i < h->conf->nopts && rc == EST_OK; i++) {
+    const coapd_option *opt = &h->conf->opts[i];
+    rc = est_opts_set(&o, opt->key, opt->value, cfg->path, opt->line);
+  }
+  if (rc == EST_OK)
+    rc = est_opts_end(&o, cfg->path, h->conf->line);
+  if (rc != EST_OK)
+    coapd_errf(err, errlen, "%s", est_opts_error(&o));
+  return rc == EST_OK ? EST_OK : EST_ERR_CONFIG;
 }
 
 static est_err load_one(coapd_app *app, coapd_host *h, char *err,
@@ -315,7 +355,8 @@ static est_err load_one(coapd_app *app, coapd_host *h, char *err,
     rc = EST_ERR_ABI;
     goto fail;
   }
-  if ((rc = check_desc(app, h, err, errlen)) != EST_OK)
+  if ((rc = check_desc(app, h, err, errlen)) != EST_OK ||
+      (rc = check_options(app, h, err, errlen)) != EST_OK)
     goto fail;
   build_api(h);
   if (h->desc->init(&h->api, &h->state) != 0) {
@@ -325,6 +366,9 @@ static est_err load_one(coapd_app *app, coapd_host *h, char *err,
     goto fail;
   }
   h->initialised = 1;
+  /* The first tick comes at once; it sets the plugin's own schedule. */
+  if (h->desc->tick)
+    app->tick_due[h->index] = coapd_now_ms();
   coapd_log(COAPD_LOG_INFO, "plugin '%s' %s loaded from %s", h->desc->name,
             h->desc->version ? h->desc->version : "?", h->file);
   return EST_OK;
@@ -340,6 +384,8 @@ fail:
 
 est_err coapd_plugins_load(coapd_app *app, char *err, size_t errlen) {
   size_t n = app->cfg->nplugins;
+  for (size_t i = 0; i < COAPD_CONFIG_MAX_PLUGINS; i++)
+    app->tick_due[i] = COAPD_TICK_NEVER;
   if (n == 0)
     return EST_OK;
   app->plugins = calloc(n, sizeof *app->plugins);
@@ -361,17 +407,14 @@ est_err coapd_plugins_load(coapd_app *app, char *err, size_t errlen) {
   return EST_OK;
 }
 
-uint32_t coapd_plugins_tick(coapd_app *app, uint64_t now_ms) {
-  uint32_t next = COAPD_TICK_MAX_MS;
-  for (size_t i = 0; i < app->nplugins; i++) {
-    coapd_host *h = &app->plugins[i];
-    if (!h->initialised || !h->desc->tick)
-      continue;
-    uint32_t d = h->desc->tick(h->state, now_ms);
-    if (d < next)
-      next = d;
-  }
-  return next < COAPD_TICK_MIN_MS ? COAPD_TICK_MIN_MS : next;
+static uint32_t tick_one(void *ctx, size_t i, uint64_t now_ms) {
+  coapd_host *h = &((coapd_app *)ctx)->plugins[i];
+  /* Only initialised plugins with a tick get a deadline (load_one). */
+  return h->desc->tick(h->state, now_ms);
+}
+
+uint64_t coapd_plugins_tick(coapd_app *app, uint64_t now_ms) {
+  return coapd_tick_run(app->tick_due, app->nplugins, now_ms, tick_one, app);
 }
 
 void coapd_plugins_fini(coapd_app *app) {
@@ -383,6 +426,7 @@ void coapd_plugins_fini(coapd_app *app) {
       continue;
     h->desc->fini(h->state);
     h->initialised = 0;
+    app->tick_due[i] = COAPD_TICK_NEVER;
     h->state = NULL;
     if (app->loop)
       coapd_loop_unwatch_all(app->loop, h);
@@ -399,4 +443,86 @@ void coapd_plugins_unload(coapd_app *app) {
   free(app->plugins);
   app->plugins = NULL;
   app->nplugins = 0;
+}
+
+/* ---- --help-plugin ---------------------------------------------------- */
+
+est_err coapd_plugin_help(const char *path, const char *plugin_dir, FILE *out,
+                          char *err, size_t errlen) {
+  est_err rc = EST_ERR_ABI;
+  char file[COAPD_CONFIG_MAX_PATH + 256], why[EST_OPTS_ERR_MAX];
+  const coapd_opt_table *t = NULL;
+  const char *what = NULL, *version = NULL;
+  void *dl = NULL;
+  /* Found the way a `plugin` line finds it: a bare name (no '/') in the
+   * plugin dir (coapd_config_plugin_file). */
+  int n = !path || !*path ? -1
+          : strchr(path, '/')
+              ? snprintf(file, sizeof file, "%s", path)
+              : snprintf(file, sizeof file, "%s/%s",
+                         plugin_dir ? plugin_dir : ".", path);
+  if (n < 0 || (size_t)n >= sizeof file) {
+    coapd_errf(err, errlen, "--help-plugin: empty or too long path");
+    return EST_ERR_INVALID;
+  }
+  /* RTLD_LAZY: a library of another host (mosquitto_est.so) names that
+   * host's functions, which are absent here and never called. */
+  dl = dlopen(file, RTLD_LAZY | RTLD_LOCAL);
+  if (!dl) {
+    const char *e = dlerror();
+    coapd_errf(err, errlen, "cannot open a plugin: %s",
+               e ? e : "dlopen failed");
+    return EST_ERR_CONFIG;
+  }
+  const coapd_plugin *d = dlsym(dl, COAPD_PLUGIN_SYMBOL);
+  if (d) {
+    if (d->abi_version != COAPD_PLUGIN_ABI_VERSION ||
+        d->size < COAPD_PLUGIN_SIZE_1_0 || !name_ok(d->name)) {
+      coapd_errf(err, errlen,
+                 "%s: not a coapd plugin of ABI %u (ABI %u, descriptor size "
+                 "%u, or a bad name)",
+                 file, COAPD_PLUGIN_ABI_VERSION, (unsigned)d->abi_version,
+                 (unsigned)d->size);
+      goto out;
+    }
+    what = d->name;
+    version = d->version;
+    t = desc_options(d);
+  } else {
+    /* Not a coapd plugin, but it may publish its options (options.h). */
+    t = dlsym(dl, COAPD_OPTIONS_SYMBOL);
+    if (!t) {
+      coapd_errf(err, errlen,
+                 "%s: not a plugin: no symbol '%s' or '%s'", file,
+                 COAPD_PLUGIN_SYMBOL, COAPD_OPTIONS_SYMBOL);
+      goto out;
+    }
+  }
+  if (t && est_opts_table_check(t, why, sizeof why) != EST_OK) {
+    coapd_errf(err, errlen, "%s: bad option table: %s", file, why);
+    goto out;
+  }
+  if (d) {
+    fprintf(out, "coapd plugin %s %s (%s)\n", what, version ? version : "?",
+            file);
+    if (!t) {
+      fprintf(out, "It publishes no option table (coapd plugin ABI 1.1); "
+                   "it checks its " OPT_PREFIX " lines itself.\n");
+      rc = fflush(out) == 0 ? EST_OK : EST_ERR_IO;
+      goto out;
+    }
+    fprintf(out, "Options: one '" OPT_PREFIX "NAME VALUE' line each, after "
+                 "its 'plugin' line in coapd.conf.\n\n");
+  } else {
+    fprintf(out, "%s (%s), not a coapd plugin\n", t->name ? t->name : "?",
+            file);
+    fprintf(out, "Options: one '" OPT_PREFIX "NAME VALUE' line each, after "
+                 "its plugin line in its host's configuration.\n\n");
+  }
+  rc = est_opts_help(t, OPT_PREFIX, out);
+  if (rc != EST_OK)
+    coapd_errf(err, errlen, "writing the help: %s", est_strerror(rc));
+out:
+  dlclose(dl);
+  return rc;
 }

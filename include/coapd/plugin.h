@@ -6,7 +6,9 @@
  * @ref COAPD_PLUGIN_SYMBOL of type ::coapd_plugin. The host checks
  * `abi_version` and `size` before it calls anything, and refuses a plugin
  * whose ABI major version differs or whose descriptor is smaller than the
- * host expects.
+ * first ABI 1 descriptor (@ref COAPD_PLUGIN_SIZE_1_0). The descriptor is
+ * append-only too: a member added later is read only if the plugin's
+ * `size` covers it (COAPD_PLUGIN_HAS()), so older plugins keep loading.
  *
  * The host passes ::coapd_host_api to init(). That struct is only ever
  * appended to; it carries its own `size`, so a plugin built against a newer
@@ -24,12 +26,22 @@
 #include <stdint.h>
 #include <coap3/coap.h>
 
+#include "options.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /** ABI version: bump on any incompatible change to this header. */
 #define COAPD_PLUGIN_ABI_VERSION 1u
+
+/**
+ * Revision of ABI 1 this header describes. Informational: neither side
+ * checks it, members added in a revision are found by `size`.
+ *  - 1.0: the first release.
+ *  - 1.1: coapd_plugin.options (include/coapd/options.h).
+ */
+#define COAPD_PLUGIN_ABI_MINOR 1u
 
 /** Name of the descriptor symbol the host looks up with dlsym(). */
 #define COAPD_PLUGIN_SYMBOL "coapd_plugin_entry"
@@ -91,6 +103,8 @@ typedef struct coapd_host_api {
    * the i-th of them in file order. Keys come without the `plugin_opt_`
    * prefix. Returns 0 and sets *key, *value (borrowed, valid until fini),
    * or -1 if @p i is out of range. A plugin should refuse unknown keys.
+   * With an option table (coapd_plugin.options) the host has checked these
+   * lines against it before init().
    */
   size_t (*option_count)(coapd_host *host);
   int (*option_at)(coapd_host *host, size_t i, const char **key,
@@ -171,7 +185,31 @@ typedef struct coapd_plugin {
    * plugin next wants a tick; the host may call it earlier.
    */
   uint32_t (*tick)(void *state, uint64_t now_ms);
+
+  /* ---- ABI 1.1 ---- */
+
+  /**
+   * The plugin's option table, or NULL. With a table, the host checks every
+   * `plugin_opt_KEY VALUE` line of this plugin against it before init():
+   * an unknown key (with a did-you-mean hint), a repeated key, a bad value
+   * or a missing required option stops coapd with `FILE:LINE: problem`,
+   * and init() is not called. The plugin should still parse its options
+   * with the same table (est-coaps' plugins use common/opts.h), so an older
+   * host that skips the check refuses the same lines with the same text.
+   * `coapd --help-plugin PATH` prints the table. The table is borrowed for
+   * as long as the plugin is loaded, and its check functions may be called
+   * before init(). Read it only if COAPD_PLUGIN_HAS(d, options).
+   */
+  const coapd_opt_table *options;
 } coapd_plugin;
+
+/** True if descriptor @p d was built with member @p member. */
+#define COAPD_PLUGIN_HAS(d, member)                                          \
+  ((d)->size >= offsetof(coapd_plugin, member) + sizeof((d)->member))
+
+/** Size of the ABI 1.0 descriptor (up to `tick`): the least a host takes. */
+#define COAPD_PLUGIN_SIZE_1_0                                                \
+  (offsetof(coapd_plugin, tick) + sizeof(((const coapd_plugin *)0)->tick))
 
 #ifdef __cplusplus
 }

@@ -7,205 +7,203 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/opts.h"
 #include "est_plugin.h"
 #include "proto/der.h"
 
 #define CSR_ATTRS_MAX 65536u
 #define MAX_BODY_LIMIT (1024u * 1024u)
+/* How the options are written in coapd.conf, for messages. */
+#define OPT_PREFIX "plugin_opt_"
 
+/* Every option as the table (est_options) stores it; apply_options() then
+ * moves the values into the plugin state. */
 typedef struct opt_ctx {
   est_plugin *p;
+  const char *root;
   const char *ca_cert;
   const char *ca_key;
   const char *idevid_trust;
   const char *csr_attrs;
   const char *labels;
   const char *db_path;
-  char err[256];
+  long long cert_days, max_body, retry_after, pending_ttl, max_pending,
+      db_busy_timeout;
+  int pop_linking, keygen_type, idevid_policy, ldevid_policy, db_synchronous;
+  bool keygen, idevid_allow_expired;
 } opt_ctx;
 
-typedef est_err (*opt_fn)(opt_ctx *o, const char *value);
-
-static est_err parse_uint(const char *s, unsigned long min, unsigned long max,
-                          unsigned long *out) {
-  char *end = NULL;
-  if (!s || !isdigit((unsigned char)s[0]))
-    return EST_ERR_INVALID;
-  errno = 0;
-  unsigned long v = strtoul(s, &end, 10);
-  if (errno || *end || v < min || v > max)
-    return EST_ERR_INVALID;
-  *out = v;
-  return EST_OK;
-}
-
-static est_err opt_root(opt_ctx *o, const char *v) {
+/* A root is an absolute path without a trailing slash, like "/est". */
+static int check_root(const char *v, char *why, size_t why_len) {
   size_t n = strlen(v);
-  /* A root is an absolute path without a trailing slash, like "/est". */
   if (n < 2 || n >= EST_ROOT_MAX || v[0] != '/' || v[n - 1] == '/' ||
       strstr(v, "//") || strcmp(v, "/.well-known/est") == 0) {
-    snprintf(o->err, sizeof o->err,
-             "root must look like /est (at most %d characters, not "
-             "/.well-known/est)", EST_ROOT_MAX - 1);
-    return EST_ERR_CONFIG;
+    snprintf(why, why_len,
+             "must look like /est, at most %d characters, not "
+             "/.well-known/est", EST_ROOT_MAX - 1);
+    return -1;
   }
   for (const char *c = v; *c; c++)
     if (!isalnum((unsigned char)*c) && !strchr("/._-~", *c)) {
-      snprintf(o->err, sizeof o->err, "root has a character not allowed in a path");
-      return EST_ERR_CONFIG;
+      snprintf(why, why_len, "a character not allowed in a path");
+      return -1;
     }
-  memcpy(o->p->root, v, n + 1);
-  return EST_OK;
+  return 0;
 }
 
-static est_err opt_ca_cert(opt_ctx *o, const char *v) { o->ca_cert = v; return EST_OK; }
-static est_err opt_ca_key(opt_ctx *o, const char *v) { o->ca_key = v; return EST_OK; }
-static est_err opt_idevid(opt_ctx *o, const char *v) { o->idevid_trust = v; return EST_OK; }
-static est_err opt_csr_attrs(opt_ctx *o, const char *v) { o->csr_attrs = v; return EST_OK; }
-static est_err opt_labels(opt_ctx *o, const char *v) { o->labels = v; return EST_OK; }
-
-static est_err opt_cert_days(opt_ctx *o, const char *v) {
-  unsigned long d;
-  if (parse_uint(v, 1, 36500, &d) != EST_OK) {
-    snprintf(o->err, sizeof o->err, "cert_days must be a number of days from 1 to 36500");
-    return EST_ERR_CONFIG;
+/* Each label: not empty, path-safe, not an EST function name, once. The
+ * table has already capped their number. Labels are taken exactly as
+ * written between the commas: a blank is not a path character, so "a, b"
+ * is refused here although a LIST would trim it. */
+static int check_labels(const char *v, char *why, size_t why_len) {
+  char seen[EST_MAX_LABELS][EST_LABEL_MAX];
+  size_t count = 0;
+  for (const char *s = *v ? v : NULL; s; count++) {
+    const char *e = strchr(s, ',');
+    size_t n = e ? (size_t)(e - s) : strlen(s);
+    if (count == EST_MAX_LABELS) {
+      snprintf(why, why_len, "at most %d labels", EST_MAX_LABELS);
+      return -1;
+    }
+    if (n == 0 || n > PROTO_LABEL_MAX) {
+      snprintf(why, why_len, "each label needs 1 to %u characters",
+               PROTO_LABEL_MAX);
+      return -1;
+    }
+    char *l = seen[count];
+    memcpy(l, s, n);
+    l[n] = '\0';
+    est_err lrc = proto_label_check(l);
+    if (lrc == EST_ERR_EXISTS) {
+      /* RFC 7030 §3.2.2: a label must not equal an operation name. */
+      snprintf(why, why_len, "'%s' is an EST function name", l);
+      return -1;
+    }
+    if (lrc != EST_OK) {
+      snprintf(why, why_len, "'%s' has a character not allowed in a path", l);
+      return -1;
+    }
+    for (size_t j = 0; j < count; j++)
+      if (strcmp(seen[j], l) == 0) {
+        snprintf(why, why_len, "'%s' given twice", l);
+        return -1;
+      }
+    s = e ? e + 1 : NULL;
   }
-  o->p->cert_days = (unsigned)d;
-  return EST_OK;
+  return 0;
 }
 
-static est_err opt_pop(opt_ctx *o, const char *v) {
-  if (pop_mode_parse(v, &o->p->pop) != EST_OK) {
-    snprintf(o->err, sizeof o->err, "pop_linking must be off, verify or require");
-    return EST_ERR_CONFIG;
-  }
-  return EST_OK;
-}
-
-static est_err opt_keygen(opt_ctx *o, const char *v) {
-  if (strcmp(v, "on") == 0)
-    o->p->keygen = true;
-  else if (strcmp(v, "off") == 0)
-    o->p->keygen = false;
-  else {
-    snprintf(o->err, sizeof o->err, "keygen must be on or off");
-    return EST_ERR_CONFIG;
-  }
-  return EST_OK;
-}
-
-/* AUTH-5 (RFC 9148 §3, decisions.md §5): an expired IDevID may enroll. */
-static est_err opt_idevid_allow_expired(opt_ctx *o, const char *v) {
-  if (strcmp(v, "on") == 0)
-    o->p->idevid_allow_expired = true;
-  else if (strcmp(v, "off") == 0)
-    o->p->idevid_allow_expired = false;
-  else {
-    snprintf(o->err, sizeof o->err, "idevid_allow_expired must be on or off");
-    return EST_ERR_CONFIG;
-  }
-  return EST_OK;
-}
-
-static est_err opt_keygen_type(opt_ctx *o, const char *v) {
-  if (pki_key_type_parse(v, &o->p->keygen_type) != EST_OK) {
-    snprintf(o->err, sizeof o->err, "keygen_type must be ec-p256, rsa-2048 or rsa-3072");
-    return EST_ERR_CONFIG;
-  }
-  return EST_OK;
-}
-
-static est_err opt_max_body(opt_ctx *o, const char *v) {
-  unsigned long n;
-  /* A CSR needs a few hundred bytes; post-quantum ones a few KiB. */
-  if (parse_uint(v, 1024, MAX_BODY_LIMIT, &n) != EST_OK) {
-    snprintf(o->err, sizeof o->err, "max_body must be a byte count from 1024 to %u",
-             MAX_BODY_LIMIT);
-    return EST_ERR_CONFIG;
-  }
-  o->p->max_body = n;
-  return EST_OK;
-}
-
-static est_err opt_db_path(opt_ctx *o, const char *v) { o->db_path = v; return EST_OK; }
-
-static est_err opt_policy(opt_ctx *o, const char *v, approval_policy *out, const char *name) {
-  if (approval_policy_parse(v, out) != EST_OK) {
-    snprintf(o->err, sizeof o->err, "%s must be auto or manual", name);
-    return EST_ERR_CONFIG;
-  }
-  return EST_OK;
-}
-
-static est_err opt_idevid_policy(opt_ctx *o, const char *v) {
-  return opt_policy(o, v, &o->p->acfg.idevid, "idevid_policy");
-}
-
-static est_err opt_ldevid_policy(opt_ctx *o, const char *v) {
-  return opt_policy(o, v, &o->p->acfg.ldevid, "ldevid_policy");
-}
-
-static est_err opt_seconds(opt_ctx *o, const char *v, unsigned long min, unsigned long max,
-                           unsigned *out, const char *what) {
-  unsigned long n;
-  if (parse_uint(v, min, max, &n) != EST_OK) {
-    snprintf(o->err, sizeof o->err, "%s must be a number from %lu to %lu", what, min, max);
-    return EST_ERR_CONFIG;
-  }
-  *out = (unsigned)n;
-  return EST_OK;
-}
-
-/* Max-Age is a uint of at most 4 bytes (RFC 7252 §5.10.5); a day is plenty. */
-static est_err opt_retry_after(opt_ctx *o, const char *v) {
-  return opt_seconds(o, v, 1, 86400, &o->p->acfg.retry_after, "retry_after (seconds)");
-}
-
-static est_err opt_pending_ttl(opt_ctx *o, const char *v) {
-  return opt_seconds(o, v, 60, 31536000, &o->p->acfg.pending_ttl, "pending_ttl (seconds)");
-}
-
-static est_err opt_max_pending(opt_ctx *o, const char *v) {
-  return opt_seconds(o, v, 1, 1000, &o->p->acfg.max_pending, "max_pending_per_client");
-}
-
-static est_err opt_db_busy(opt_ctx *o, const char *v) {
-  unsigned ms = 0;
-  est_err rc = opt_seconds(o, v, 1, 5000, &ms, "db_busy_timeout (milliseconds)");
-  if (rc == EST_OK)
-    o->p->acfg.busy_timeout_ms = (int)ms;
-  return rc;
-}
-
+/* Word lists; apply_options() maps each word to its enum with the owning
+ * module's own parser, so a word cannot mean different things here. */
+static const char *const pop_words[] = {"off", "verify", "require", NULL};
+static const char *const keygen_words[] = {"ec-p256", "rsa-2048", "rsa-3072",
+                                           NULL};
+static const char *const policy_words[] = {"auto", "manual", NULL};
 /* store/README.md: FULL survives power loss, NORMAL only a crash. */
-static est_err opt_db_sync(opt_ctx *o, const char *v) {
-  if (strcmp(v, "full") == 0)
-    o->p->acfg.sync_normal = false;
-  else if (strcmp(v, "normal") == 0)
-    o->p->acfg.sync_normal = true;
-  else {
-    snprintf(o->err, sizeof o->err, "db_synchronous must be full or normal");
-    return EST_ERR_CONFIG;
+static const char *const sync_words[] = {"full", "normal", NULL};
+
+/* Every option est_coaps.so takes: coapd checks the plugin_opt_ lines
+ * against this before est_init, and parse_options() reads them with it. */
+static const coapd_opt est_option_entries[] = {
+  {.name = "ca_cert", COAPD_OPT_PATH_IN(opt_ctx, ca_cert), .max_len = PATH_MAX - 1,
+   .flags = COAPD_OPT_REQUIRED,
+   .doc = "the issuing CA certificate, PEM, optionally followed by its chain"},
+  {.name = "ca_key", COAPD_OPT_PATH_IN(opt_ctx, ca_key), .max_len = PATH_MAX - 1,
+   .flags = COAPD_OPT_REQUIRED,
+   .doc = "the CA private key, PEM (EC P-256/P-384 or RSA)"},
+  {.name = "cert_days", COAPD_OPT_INT_IN(opt_ctx, cert_days), .min = 1, .max = 36500,
+   .def = "365", .doc = "validity of issued certificates in days (cut to the CA's own)"},
+  {.name = "idevid_trust", COAPD_OPT_PATH_IN(opt_ctx, idevid_trust),
+   .max_len = PATH_MAX - 1,
+   .doc = "PEM bundle of manufacturer CAs whose certificates (IDevIDs) may enroll"},
+  {.name = "root", COAPD_OPT_STRING_IN(opt_ctx, root), .max_len = EST_ROOT_MAX - 1,
+   .check = check_root, .def = "/est",
+   .doc = "the short root; every function is also under /.well-known/est"},
+  {.name = "labels", COAPD_OPT_LIST_IN(opt_ctx, labels), .min = 0,
+   .max = EST_MAX_LABELS, .item_max = PROTO_LABEL_MAX, .check = check_labels,
+   .doc = "CA labels, served as /<root>/<label>/<fn> (RFC 7030 section 3.2.2)"},
+  {.name = "pop_linking", COAPD_OPT_ENUM_IN(opt_ctx, pop_linking), .words = pop_words,
+   .def = "verify",
+   .doc = "challengePassword as tls-unique/tls-exporter: ignore, check if present, require"},
+  {.name = "csr_attrs", COAPD_OPT_PATH_IN(opt_ctx, csr_attrs), .max_len = PATH_MAX - 1,
+   .doc = "a DER CsrAttrs served by att; without it att answers 4.04"},
+  {.name = "keygen", COAPD_OPT_BOOL_IN(opt_ctx, keygen), .def = "off",
+   .doc = "server-side key generation (skg, skc)"},
+  {.name = "keygen_type", COAPD_OPT_ENUM_IN(opt_ctx, keygen_type),
+   .words = keygen_words, .def = "ec-p256",
+   .doc = "the key type server-side key generation makes"},
+  /* A CSR needs a few hundred bytes; post-quantum ones a few KiB. */
+  {.name = "max_body", COAPD_OPT_INT_IN(opt_ctx, max_body), .min = 1024,
+   .max = MAX_BODY_LIMIT, .def = "65536",
+   .doc = "largest request body in bytes; larger gets 4.13 with Size1"},
+  {.name = "db_path", COAPD_OPT_PATH_IN(opt_ctx, db_path), .max_len = PATH_MAX - 1,
+   .doc = "SQLite database of requests, certificates and the audit trail (created if missing)"},
+  {.name = "idevid_policy", COAPD_OPT_ENUM_IN(opt_ctx, idevid_policy),
+   .words = policy_words, .def = "manual",
+   .doc = "IDevID enrollments: issue at once, or wait for an operator"},
+  /* AUTH-5 (RFC 9148 §3, docs/decisions.md §5): an expired IDevID may enroll. */
+  {.name = "idevid_allow_expired", COAPD_OPT_BOOL_IN(opt_ctx, idevid_allow_expired),
+   .def = "off",
+   .doc = "an IDevID past its notAfter may still enroll (RFC 9148 section 3, AUTH-5)"},
+  {.name = "ldevid_policy", COAPD_OPT_ENUM_IN(opt_ctx, ldevid_policy),
+   .words = policy_words, .def = "auto",
+   .doc = "the same for clients holding a certificate from this CA"},
+  /* Max-Age is a uint of at most 4 bytes (RFC 7252 §5.10.5); a day is plenty. */
+  {.name = "retry_after", COAPD_OPT_INT_IN(opt_ctx, retry_after), .min = 1,
+   .max = 86400, .def = "60",
+   .doc = "seconds: Max-Age of the 5.03 a waiting request gets (RFC 9148 section 4.7)"},
+  {.name = "pending_ttl", COAPD_OPT_INT_IN(opt_ctx, pending_ttl), .min = 60,
+   .max = 31536000, .def = "604800",
+   .doc = "seconds a request may stay undecided, or approved but not collected"},
+  {.name = "max_pending_per_client", COAPD_OPT_INT_IN(opt_ctx, max_pending),
+   .min = 1, .max = 1000, .def = "5",
+   .doc = "live requests one client certificate may have waiting"},
+  /* Short: a locked database must not stall the CoAP loop for long. */
+  {.name = "db_busy_timeout", COAPD_OPT_INT_IN(opt_ctx, db_busy_timeout),
+   .min = 1, .max = 5000, .def = "50",
+   .doc = "milliseconds a database write may wait for a lock before the device retries"},
+  {.name = "db_synchronous", COAPD_OPT_ENUM_IN(opt_ctx, db_synchronous),
+   .words = sync_words, .def = "full",
+   .doc = "full: every write survives power loss; normal: only a crash of coapd"},
+};
+
+static const coapd_opt_table est_options =
+    COAPD_OPT_TABLE("est-coaps", est_option_entries);
+
+/* Move the parsed values into the plugin. The words were checked against
+ * the table, so a module parser refusing one is a bug. */
+static est_err apply_options(opt_ctx *o) {
+  est_plugin *p = o->p;
+  const char *item;
+  size_t len;
+  est_opts_list it;
+
+  memcpy(p->root, o->root, strlen(o->root) + 1); /* check_root: fits */
+  p->cert_days = (unsigned)o->cert_days;
+  p->keygen = o->keygen;
+  p->max_body = (size_t)o->max_body;
+  p->idevid_allow_expired = o->idevid_allow_expired;
+  p->acfg.retry_after = (unsigned)o->retry_after;
+  p->acfg.pending_ttl = (unsigned)o->pending_ttl;
+  p->acfg.max_pending = (unsigned)o->max_pending;
+  p->acfg.busy_timeout_ms = (int)o->db_busy_timeout;
+  p->acfg.sync_normal = strcmp(sync_words[o->db_synchronous], "normal") == 0;
+  if (pop_mode_parse(pop_words[o->pop_linking], &p->pop) != EST_OK ||
+      pki_key_type_parse(keygen_words[o->keygen_type], &p->keygen_type) != EST_OK ||
+      approval_policy_parse(policy_words[o->idevid_policy], &p->acfg.idevid) != EST_OK ||
+      approval_policy_parse(policy_words[o->ldevid_policy], &p->acfg.ldevid) != EST_OK)
+    return EST_ERR_INTERNAL;
+  /* check_labels refused empty, long, blank, bad and repeated ones. */
+  est_opts_list_begin(&it, o->labels);
+  while (est_opts_list_next(&it, &item, &len)) {
+    if (len == 0 || len > PROTO_LABEL_MAX || p->label_count == EST_MAX_LABELS)
+      return EST_ERR_INTERNAL;
+    memcpy(p->labels[p->label_count], item, len);
+    p->labels[p->label_count][len] = '\0';
+    p->label_count++;
   }
   return EST_OK;
 }
-
-static const struct {
-  const char *key;
-  opt_fn fn;
-} opt_table[] = {
-  {"root", opt_root},           {"ca_cert", opt_ca_cert},
-  {"ca_key", opt_ca_key},       {"cert_days", opt_cert_days},
-  {"idevid_trust", opt_idevid}, {"pop_linking", opt_pop},
-  {"csr_attrs", opt_csr_attrs}, {"keygen", opt_keygen},
-  {"keygen_type", opt_keygen_type}, {"max_body", opt_max_body},
-  {"labels", opt_labels},
-  {"db_path", opt_db_path},     {"idevid_policy", opt_idevid_policy},
-  {"ldevid_policy", opt_ldevid_policy}, {"retry_after", opt_retry_after},
-  {"pending_ttl", opt_pending_ttl}, {"max_pending_per_client", opt_max_pending},
-  {"db_busy_timeout", opt_db_busy}, {"db_synchronous", opt_db_sync},
-  {"idevid_allow_expired", opt_idevid_allow_expired},
-};
 
 /* Plugin file options are relative to the config file's folder. */
 static est_err resolve_path(const est_plugin *p, const char *v, char *out,
@@ -255,67 +253,31 @@ out:
   return rc;
 }
 
-static est_err parse_labels(opt_ctx *o) {
-  est_plugin *p = o->p;
-  const char *s = o->labels;
-  while (s && *s) {
-    const char *e = strchr(s, ',');
-    size_t n = e ? (size_t)(e - s) : strlen(s);
-    if (p->label_count == EST_MAX_LABELS) {
-      snprintf(o->err, sizeof o->err, "labels: at most %d", EST_MAX_LABELS);
-      return EST_ERR_CONFIG;
-    }
-    if (n == 0 || n > PROTO_LABEL_MAX) {
-      snprintf(o->err, sizeof o->err, "labels: each label needs 1 to %u characters",
-               PROTO_LABEL_MAX);
-      return EST_ERR_CONFIG;
-    }
-    char *l = p->labels[p->label_count];
-    memcpy(l, s, n);
-    l[n] = '\0';
-    est_err lrc = proto_label_check(l);
-    if (lrc == EST_ERR_EXISTS) {
-      /* RFC 7030 §3.2.2: a label must not equal an operation name. */
-      snprintf(o->err, sizeof o->err, "labels: '%s' is an EST function name", l);
-      return EST_ERR_CONFIG;
-    }
-    if (lrc != EST_OK) {
-      snprintf(o->err, sizeof o->err, "labels: '%s' has a character not allowed in a path", l);
-      return EST_ERR_CONFIG;
-    }
-    for (size_t j = 0; j < p->label_count; j++)
-      if (strcmp(p->labels[j], l) == 0) {
-        snprintf(o->err, sizeof o->err, "labels: '%s' given twice", l);
-        return EST_ERR_CONFIG;
-      }
-    p->label_count++;
-    s = e ? e + 1 : NULL;
-  }
-  return EST_OK;
-}
-
+/* Read every plugin_opt_ line through the table (common/opts.h): unknown,
+ * repeated and bad ones are refused as coapd refuses them, then defaults
+ * fill the rest. */
 static est_err parse_options(opt_ctx *o) {
   const coapd_host_api *api = o->p->api;
+  est_opts st;
+  est_err rc = est_opts_begin(&st, &est_options, o, OPT_PREFIX);
   size_t n = api->option_count(api->host);
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && rc == EST_OK; i++) {
     const char *key, *value;
     unsigned line;
     if (api->option_at(api->host, i, &key, &value, &line) != 0)
       return EST_ERR_INTERNAL;
-    size_t k = 0;
-    while (k < sizeof opt_table / sizeof opt_table[0] && strcmp(opt_table[k].key, key) != 0)
-      k++;
-    if (k == sizeof opt_table / sizeof opt_table[0]) {
-      api->log(api->host, COAPD_LOG_ERR, "%s:%u: unknown est-coaps option 'plugin_opt_%s'",
-               api->config_path, line, key);
-      return EST_ERR_CONFIG;
-    }
-    if (opt_table[k].fn(o, value) != EST_OK) {
-      api->log(api->host, COAPD_LOG_ERR, "%s:%u: %s", api->config_path, line, o->err);
-      return EST_ERR_CONFIG;
-    }
+    rc = est_opts_set(&st, key, value, api->config_path, line);
   }
-  return EST_OK;
+  if (rc == EST_OK)
+    rc = est_opts_end(&st, api->config_path, api->config_line);
+  if (rc != EST_OK) {
+    api->log(api->host, COAPD_LOG_ERR, "%s", est_opts_error(&st));
+    return EST_ERR_CONFIG;
+  }
+  rc = apply_options(o);
+  if (rc != EST_OK)
+    api->log(api->host, COAPD_LOG_ERR, "applying the options: %s", est_strerror(rc));
+  return rc;
 }
 
 static est_err load_files(opt_ctx *o) {
@@ -324,11 +286,7 @@ static est_err load_files(opt_ctx *o) {
   char a[PATH_MAX], b[PATH_MAX], diag[PATH_MAX + 128] = "";
   est_err rc;
 
-  if (!o->ca_cert || !o->ca_key) {
-    api->log(api->host, COAPD_LOG_ERR, "%s:%u: est-coaps needs plugin_opt_ca_cert and plugin_opt_ca_key",
-             api->config_path, api->config_line);
-    return EST_ERR_CONFIG;
-  }
+  /* ca_cert and ca_key are required options (est_options). */
   if (resolve_path(p, o->ca_cert, a, sizeof a) != EST_OK ||
       resolve_path(p, o->ca_key, b, sizeof b) != EST_OK)
     return EST_ERR_TOO_LARGE;
@@ -481,28 +439,12 @@ static int est_init(const coapd_host_api *api, void **state) {
     return -1;
   }
   p->api = api;
-  p->cert_days = 365;
-  p->pop = POP_VERIFY;
-  p->keygen = false;
-  p->keygen_type = PKI_KEY_EC_P256;
-  p->max_body = 65536;
   p->wk_fd = -1;
-  p->acfg.idevid = APPROVAL_MANUAL;
-  p->acfg.ldevid = APPROVAL_AUTO;
-  p->acfg.retry_after = 60;
-  p->acfg.pending_ttl = 7 * 86400;
-  p->acfg.max_pending = 5;
-  /* Short: a locked database must not stall the CoAP loop for long. */
-  p->acfg.busy_timeout_ms = 50;
-  strcpy(p->root, "/est");
+  /* Defaults come from the option table (est_options). */
   memset(&o, 0, sizeof o);
   o.p = p;
 
   rc = parse_options(&o);
-  if (rc == EST_OK && parse_labels(&o) != EST_OK) {
-    api->log(api->host, COAPD_LOG_ERR, "%s:%u: %s", api->config_path, api->config_line, o.err);
-    rc = EST_ERR_CONFIG;
-  }
   if (rc == EST_OK)
     rc = load_files(&o);
   if (rc == EST_OK && p->keygen) {
@@ -556,4 +498,5 @@ COAPD_PLUGIN_EXPORT const coapd_plugin coapd_plugin_entry = {
   .init = est_init,
   .fini = est_fini,
   .tick = est_tick,
+  .options = &est_options,
 };

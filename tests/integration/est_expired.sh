@@ -154,7 +154,7 @@ sed 's/^plugin_opt_idevid_allow_expired on$/plugin_opt_idevid_allow_expired yes/
   "$CONF" >"$T/bad-plugin.conf"
 it_coapd_run bad-plugin -t -c "$T/bad-plugin.conf"
 [ "$IT_RC" = 1 ] || it_fail "coapd -t accepted idevid_allow_expired yes (rc $IT_RC)"
-it_expect_log bad-plugin "bad-plugin\.conf:[0-9]+: idevid_allow_expired must be on or off"
+it_expect_log bad-plugin "bad-plugin\.conf:[0-9]+: bad value 'yes' for plugin_opt_idevid_allow_expired \(on\|off\)"
 sed 's/^dtls_allow_expired yes$/dtls_allow_expired on/' "$CONF" >"$T/bad-host.conf"
 it_coapd_run bad-host -t -c "$T/bad-host.conf"
 [ "$IT_RC" = 1 ] || it_fail "coapd -t accepted dtls_allow_expired on (rc $IT_RC)"

@@ -133,6 +133,6 @@ est_stop
 echo "plugin_opt_db_synchronous sometimes" >>"$CONF"
 it_coapd_run badsync -t -c "$CONF"
 [ "$IT_RC" != 0 ] || it_fail "coapd accepted db_synchronous sometimes"
-grep -q "$CONF:[0-9]*: db_synchronous must be full or normal" "$IT_LOG" ||
+grep -q "$CONF:[0-9]*: bad value 'sometimes' for plugin_opt_db_synchronous (full|normal)" "$IT_LOG" ||
   it_fail "no file:line message: $(cat "$IT_LOG")"
 it_pass

@@ -61,11 +61,11 @@ it_coapd_run nofile -c "$T/does-not-exist.conf"
 
 # Parser errors (the unit test covers every one; a few end to end here).
 conf "$T/unknown.conf" "${base[@]}" "listne 127.0.0.1 $PORT"
-expect_error unknown "$T/unknown.conf:7: unknown key 'listne'"
+expect_error unknown "$T/unknown.conf:7: unknown key 'listne'; did you mean 'listen'?"
 conf "$T/dup.conf" "${base[@]}" "dtls_cert $PKI/server.crt"
 expect_error dup "$T/dup.conf:7: duplicate 'dtls_cert' (first set on line 4)"
 conf "$T/port.conf" "${base[@]}" "listen 127.0.0.1 65536"
-expect_error port "$T/port.conf:7: bad port '65536' (1-65535)"
+expect_error port "$T/port.conf:7: bad value '65536' for listen PORT (integer from 1 to 65535)"
 conf "$T/noval.conf" "${base[@]}" "session_timeout"
 expect_error noval "$T/noval.conf:7: missing value for 'session_timeout'"
 conf "$T/opt.conf" "${base[@]}" "plugin_opt_greeting hi" "plugin $TESTPLUG"

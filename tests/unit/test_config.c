@@ -171,10 +171,10 @@ static void test_log_levels(void **state) {
   assert_string_equal(coapd_log_level_name(2), "?");
   assert_string_equal(coapd_log_level_name(8), "?");
   expect_err(BASE "log_level verbose\n", EST_ERR_CONFIG,
-             "t.conf:5: bad log_level 'verbose' "
+             "t.conf:5: bad value 'verbose' for log_level "
              "(error|warning|notice|info|debug)");
   expect_err(BASE "log_level Debug\n", EST_ERR_CONFIG,
-             "t.conf:5: bad log_level 'Debug' "
+             "t.conf:5: bad value 'Debug' for log_level "
              "(error|warning|notice|info|debug)");
   expect_err(BASE "log_level info\nlog_level info\n", EST_ERR_CONFIG,
              "t.conf:6: duplicate 'log_level' (first set on line 5)");
@@ -183,10 +183,10 @@ static void test_log_levels(void **state) {
 static void test_keys_errors(void **state) {
   (void)state;
   expect_err(BASE "listne 127.0.0.1 5684\n", EST_ERR_CONFIG,
-             "t.conf:5: unknown key 'listne'");
+             "t.conf:5: unknown key 'listne'; did you mean 'listen'?");
   expect_err("\n\n# c\nfoo\n", EST_ERR_CONFIG, "t.conf:4: unknown key 'foo'");
   expect_err("LISTEN 127.0.0.1 1\n", EST_ERR_CONFIG,
-             "t.conf:1: unknown key 'LISTEN'");
+             "t.conf:1: unknown key 'LISTEN'; did you mean 'listen'?");
   expect_err(BASE "dtls_cert\n", EST_ERR_CONFIG,
              "t.conf:5: missing value for 'dtls_cert'");
   expect_err(BASE "plugin   \t \n", EST_ERR_CONFIG,
@@ -209,29 +209,41 @@ static void test_numbers(void **state) {
     const char *line, *want;
   } cases[] = {
       {"session_timeout abc",
-       "t.conf:5: bad number 'abc' for session_timeout (1-86400)"},
+       "t.conf:5: bad value 'abc' for session_timeout "
+       "(integer from 1 to 86400)"},
       {"session_timeout 0",
-       "t.conf:5: bad number '0' for session_timeout (1-86400)"},
+       "t.conf:5: bad value '0' for session_timeout "
+       "(integer from 1 to 86400)"},
       {"session_timeout 86401",
-       "t.conf:5: bad number '86401' for session_timeout (1-86400)"},
+       "t.conf:5: bad value '86401' for session_timeout "
+       "(integer from 1 to 86400)"},
       {"session_timeout -1",
-       "t.conf:5: bad number '-1' for session_timeout (1-86400)"},
+       "t.conf:5: bad value '-1' for session_timeout "
+       "(integer from 1 to 86400)"},
       {"session_timeout +5",
-       "t.conf:5: bad number '+5' for session_timeout (1-86400)"},
+       "t.conf:5: bad value '+5' for session_timeout "
+       "(integer from 1 to 86400)"},
       {"session_timeout 0x10",
-       "t.conf:5: bad number '0x10' for session_timeout (1-86400)"},
+       "t.conf:5: bad value '0x10' for session_timeout "
+       "(integer from 1 to 86400)"},
       {"session_timeout 5 s",
-       "t.conf:5: bad number '5 s' for session_timeout (1-86400)"},
+       "t.conf:5: bad value '5 s' for session_timeout "
+       "(integer from 1 to 86400)"},
       {"session_timeout 99999999999",
-       "t.conf:5: bad number '99999999999' for session_timeout (1-86400)"},
+       "t.conf:5: bad value '99999999999' for session_timeout "
+       "(integer from 1 to 86400)"},
       {"session_timeout 4294967296",
-       "t.conf:5: bad number '4294967296' for session_timeout (1-86400)"},
+       "t.conf:5: bad value '4294967296' for session_timeout "
+       "(integer from 1 to 86400)"},
       {"max_idle_sessions 1000001",
-       "t.conf:5: bad number '1000001' for max_idle_sessions (1-1000000)"},
+       "t.conf:5: bad value '1000001' for max_idle_sessions "
+       "(integer from 1 to 1000000)"},
       {"max_handshake_sessions 0",
-       "t.conf:5: bad number '0' for max_handshake_sessions (1-100000)"},
+       "t.conf:5: bad value '0' for max_handshake_sessions "
+       "(integer from 1 to 100000)"},
       {"dtls_verify_depth 17",
-       "t.conf:5: bad number '17' for dtls_verify_depth (1-16)"},
+       "t.conf:5: bad value '17' for dtls_verify_depth "
+       "(integer from 1 to 16)"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char text[256];
@@ -287,7 +299,8 @@ static void test_bool(void **state) {
              EST_ERR_CONFIG,
              "t.conf:7: duplicate 'dtls_allow_expired' (first set on line 5)");
   expect_err(BASE "dtls_allow_expiry yes\n", EST_ERR_CONFIG,
-             "t.conf:5: unknown key 'dtls_allow_expiry'");
+             "t.conf:5: unknown key 'dtls_allow_expiry'; did you mean "
+             "'dtls_allow_expired'?");
 }
 
 static void test_listen(void **state) {
@@ -312,10 +325,14 @@ static void test_listen(void **state) {
        "t.conf:1: bad address "
        "'0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:1' "
        "(IPv4 or IPv6 literal)"},
-      {"listen 127.0.0.1 0", "t.conf:1: bad port '0' (1-65535)"},
-      {"listen 127.0.0.1 65536", "t.conf:1: bad port '65536' (1-65535)"},
-      {"listen 127.0.0.1 coaps", "t.conf:1: bad port 'coaps' (1-65535)"},
-      {"listen 127.0.0.1 -1", "t.conf:1: bad port '-1' (1-65535)"},
+      {"listen 127.0.0.1 0", "t.conf:1: bad value '0' for listen PORT "
+       "(integer from 1 to 65535)"},
+      {"listen 127.0.0.1 65536", "t.conf:1: bad value '65536' for listen PORT "
+       "(integer from 1 to 65535)"},
+      {"listen 127.0.0.1 coaps", "t.conf:1: bad value 'coaps' for listen PORT "
+       "(integer from 1 to 65535)"},
+      {"listen 127.0.0.1 -1", "t.conf:1: bad value '-1' for listen PORT "
+       "(integer from 1 to 65535)"},
       {"listen ::1 5684\nlisten 0:0::1 5684",
        "t.conf:2: duplicate listen 0:0::1 5684 (first on line 1)"},
       {"listen 127.0.0.1 5684\nlisten 127.0.0.1 5684",

@@ -34,6 +34,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/opts.h"
 #include "control/ctl.h"
 #include "store/store.h"
 #include "test_db.h"
@@ -45,6 +46,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                           struct mosquitto_opt *options, int option_count);
 int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options,
                              int option_count);
+/* Its option table, exported for coapd --help-plugin. */
+extern const coapd_opt_table coapd_options_entry;
 
 /* ================================================================ stubs */
 
@@ -565,31 +568,41 @@ static void test_options_errors(void **state) {
   }
 #define OPT(k, v) {(char *)(k), (char *)(v)}
   struct mosquitto_opt none[] = {OPT("operators", "alice")};
-  expect_init_fails(f, none, 1, "plugin_opt_db_path is required");
-  expect_init_fails(f, NULL, 0, "plugin_opt_db_path is required");
+  /* Mosquitto gives no line numbers: messages name "mosquitto.conf". */
+  expect_init_fails(f, none, 1,
+                    "mosquitto.conf: missing required option "
+                    "'plugin_opt_db_path'");
+  expect_init_fails(f, NULL, 0, "missing required option 'plugin_opt_db_path'");
   struct mosquitto_opt unknown[] = {OPT("db_path", f->path),
                                     OPT("operator", "alice")};
-  expect_init_fails(f, unknown, 2, "unknown option plugin_opt_operator");
+  expect_init_fails(f, unknown, 2,
+                    "mosquitto.conf: unknown option 'plugin_opt_operator'; "
+                    "did you mean 'plugin_opt_operators'?");
   char *bad_polls[] = {"abc", "9", "60001", "100x", "", "-100",
                              "99999999999999999999"};
   for (size_t i = 0; i < sizeof bad_polls / sizeof *bad_polls; i++) {
     struct mosquitto_opt o[] = {OPT("db_path", f->path),
                                 OPT("poll_ms", bad_polls[i])};
-    expect_init_fails(f, o, 2, "plugin_opt_poll_ms");
+    char want[160];
+    snprintf(want, sizeof want,
+             "mosquitto.conf: bad value '%s' for plugin_opt_poll_ms "
+             "(integer from 10 to 60000)", bad_polls[i]);
+    expect_init_fails(f, o, 2, want);
   }
   struct mosquitto_opt twice[] = {OPT("db_path", f->path),
                                   OPT("db_path", f->path)};
-  expect_init_fails(f, twice, 2, "given twice");
+  expect_init_fails(f, twice, 2, "mosquitto.conf: duplicate 'plugin_opt_db_path'");
   struct mosquitto_opt empty[] = {OPT("db_path", "")};
-  expect_init_fails(f, empty, 1, "plugin_opt_db_path: empty");
+  expect_init_fails(f, empty, 1, "bad value '' for plugin_opt_db_path (empty)");
   struct mosquitto_opt nullv[] = {OPT("db_path", NULL)};
-  expect_init_fails(f, nullv, 1, "without a key or value");
+  expect_init_fails(f, nullv, 1, "mosquitto.conf: option without a key or value");
   struct mosquitto_opt toomany[] = {OPT("db_path", f->path),
                                     OPT("operators", many)};
-  expect_init_fails(f, toomany, 2, "more than 64 names");
+  expect_init_fails(f, toomany, 2, "for plugin_opt_operators (more than 64 items)");
   struct mosquitto_opt toolong[] = {OPT("db_path", f->path),
                                     OPT("operators", longname)};
-  expect_init_fails(f, toolong, 2, "longer than 1024 bytes");
+  expect_init_fails(f, toolong, 2,
+                    "for plugin_opt_operators (an item longer than 1024 bytes)");
   /* Whole-value caps: the operator list and the path. */
   char *huge = malloc(20000);
   assert_non_null(huge);
@@ -598,12 +611,14 @@ static void test_options_errors(void **state) {
   huge[19999] = '\0';
   struct mosquitto_opt hugeops[] = {OPT("db_path", f->path),
                                     OPT("operators", huge)};
-  expect_init_fails(f, hugeops, 2, "longer than 16384 bytes");
+  expect_init_fails(f, hugeops, 2,
+                    "for plugin_opt_operators (longer than 16384 bytes)");
   memset(huge, 'p', 5000);
   huge[0] = '/';
   huge[5000] = '\0';
   struct mosquitto_opt hugepath[] = {OPT("db_path", huge)};
-  expect_init_fails(f, hugepath, 1, "plugin_opt_db_path: empty or too long");
+  expect_init_fails(f, hugepath, 1,
+                    "for plugin_opt_db_path (longer than 4095 bytes)");
   free(huge);
   /* A missing database is an error and is not created (a typo in the
    * path must not start an empty, silent feed). */
@@ -651,6 +666,16 @@ static void test_options_ok(void **state) {
   unload(f);
   assert_int_equal(load(f, "operators", "", "poll_ms", "60000", NULL),
                    MOSQ_ERR_SUCCESS);
+  unload(f);
+
+  /* The exported table is what init parses with, and well formed. */
+  char why[256];
+  assert_int_equal(est_opts_table_check(&coapd_options_entry, why, sizeof why),
+                   EST_OK);
+  assert_string_equal(coapd_options_entry.name, "mosquitto_est");
+  assert_int_equal(coapd_options_entry.count, 3);
+  assert_string_equal(est_opts_entry(&coapd_options_entry, 2)->name, "poll_ms");
+  assert_string_equal(est_opts_entry(&coapd_options_entry, 2)->def, "500");
 }
 
 static void test_control_operator(void **state) {
