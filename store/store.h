@@ -295,12 +295,12 @@ est_err store_data_version(store *s, uint64_t *v) EST_MUST_CHECK;
  *     issued (send the certificate cert_id again), rejected (4.03 + reason).
  *   - EST_ERR_NOT_FOUND: no live request; create one. If a stale row exists
  *     it is in @p out (id != 0) for logging: a pending/approved row whose
- *     expires <= @p now is marked expired here (audit "expired", actor
- *     "system"); a rejected row whose hold has passed (expires <= now) stays
- *     rejected; an issued row whose certificate is revoked or past not_after
- *     is reported as stale too.
- *   - EST_ERR_BUSY if marking a row expired could not get the write lock.
- * On a read-only handle an overdue row is reported expired without writing.
+ *     expires <= @p now is reported with state expired (it is written as
+ *     expired by store_expire() or by store_request_create() for the same
+ *     key); a rejected row whose hold has passed (expires <= now) stays
+ *     rejected; an issued row whose certificate is revoked or past
+ *     not_after is reported as stale too.
+ * Reads only: nothing is written, also not on a read-write handle.
  */
 est_err store_request_lookup(store *s, const uint8_t spki_sha256[32],
                              const uint8_t client_fp[32], store_fn function,
