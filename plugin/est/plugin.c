@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "async.h"
 #include "est_plugin.h"
+#include "handlers.h"
 #include "proto/der.h"
 
 #define CSR_ATTRS_MAX 65536u
@@ -75,7 +77,7 @@ static est_err opt_cert_days(opt_ctx *o, const char *v) {
 }
 
 static est_err opt_pop(opt_ctx *o, const char *v) {
-  if (pop_mode_parse(v, &o->p->pop) != EST_OK) {
+  if (pop_mode_parse(v, &o->p->ecfg.pop) != EST_OK) {
     snprintf(o->err, sizeof o->err, "pop_linking must be off, verify or require");
     return EST_ERR_CONFIG;
   }
@@ -108,7 +110,7 @@ static est_err opt_idevid_allow_expired(opt_ctx *o, const char *v) {
 }
 
 static est_err opt_keygen_type(opt_ctx *o, const char *v) {
-  if (pki_key_type_parse(v, &o->p->keygen_type) != EST_OK) {
+  if (pki_key_type_parse(v, &o->p->ecfg.keygen_type) != EST_OK) {
     snprintf(o->err, sizeof o->err, "keygen_type must be ec-p256, rsa-2048 or rsa-3072");
     return EST_ERR_CONFIG;
   }
@@ -129,8 +131,8 @@ static est_err opt_max_body(opt_ctx *o, const char *v) {
 
 static est_err opt_db_path(opt_ctx *o, const char *v) { o->db_path = v; return EST_OK; }
 
-static est_err opt_policy(opt_ctx *o, const char *v, approval_policy *out, const char *name) {
-  if (approval_policy_parse(v, out) != EST_OK) {
+static est_err opt_policy(opt_ctx *o, const char *v, enroll_policy *out, const char *name) {
+  if (enroll_policy_parse(v, out) != EST_OK) {
     snprintf(o->err, sizeof o->err, "%s must be auto or manual", name);
     return EST_ERR_CONFIG;
   }
@@ -138,11 +140,11 @@ static est_err opt_policy(opt_ctx *o, const char *v, approval_policy *out, const
 }
 
 static est_err opt_idevid_policy(opt_ctx *o, const char *v) {
-  return opt_policy(o, v, &o->p->acfg.idevid, "idevid_policy");
+  return opt_policy(o, v, &o->p->ecfg.idevid, "idevid_policy");
 }
 
 static est_err opt_ldevid_policy(opt_ctx *o, const char *v) {
-  return opt_policy(o, v, &o->p->acfg.ldevid, "ldevid_policy");
+  return opt_policy(o, v, &o->p->ecfg.ldevid, "ldevid_policy");
 }
 
 static est_err opt_seconds(opt_ctx *o, const char *v, unsigned long min, unsigned long max,
@@ -158,31 +160,31 @@ static est_err opt_seconds(opt_ctx *o, const char *v, unsigned long min, unsigne
 
 /* Max-Age is a uint of at most 4 bytes (RFC 7252 §5.10.5); a day is plenty. */
 static est_err opt_retry_after(opt_ctx *o, const char *v) {
-  return opt_seconds(o, v, 1, 86400, &o->p->acfg.retry_after, "retry_after (seconds)");
+  return opt_seconds(o, v, 1, 86400, &o->p->ecfg.retry_after, "retry_after (seconds)");
 }
 
 static est_err opt_pending_ttl(opt_ctx *o, const char *v) {
-  return opt_seconds(o, v, 60, 31536000, &o->p->acfg.pending_ttl, "pending_ttl (seconds)");
+  return opt_seconds(o, v, 60, 31536000, &o->p->ecfg.pending_ttl, "pending_ttl (seconds)");
 }
 
 static est_err opt_max_pending(opt_ctx *o, const char *v) {
-  return opt_seconds(o, v, 1, 1000, &o->p->acfg.max_pending, "max_pending_per_client");
+  return opt_seconds(o, v, 1, 1000, &o->p->ecfg.max_pending, "max_pending_per_client");
 }
 
 static est_err opt_db_busy(opt_ctx *o, const char *v) {
   unsigned ms = 0;
   est_err rc = opt_seconds(o, v, 1, 5000, &ms, "db_busy_timeout (milliseconds)");
   if (rc == EST_OK)
-    o->p->acfg.busy_timeout_ms = (int)ms;
+    o->p->ecfg.busy_timeout_ms = (int)ms;
   return rc;
 }
 
 /* store/README.md: FULL survives power loss, NORMAL only a crash. */
 static est_err opt_db_sync(opt_ctx *o, const char *v) {
   if (strcmp(v, "full") == 0)
-    o->p->acfg.sync_normal = false;
+    o->p->ecfg.sync_normal = false;
   else if (strcmp(v, "normal") == 0)
-    o->p->acfg.sync_normal = true;
+    o->p->ecfg.sync_normal = true;
   else {
     snprintf(o->err, sizeof o->err, "db_synchronous must be full or normal");
     return EST_ERR_CONFIG;
@@ -349,7 +351,7 @@ static est_err load_files(opt_ctx *o) {
     }
   }
   /* Manual approval needs somewhere to keep the pending requests. */
-  if (!o->db_path && (p->acfg.idevid == APPROVAL_MANUAL || p->acfg.ldevid == APPROVAL_MANUAL)) {
+  if (!o->db_path && (p->ecfg.idevid == ENROLL_MANUAL || p->ecfg.ldevid == ENROLL_MANUAL)) {
     api->log(api->host, COAPD_LOG_ERR,
              "%s:%u: manual approval needs plugin_opt_db_path (or set idevid_policy and "
              "ldevid_policy to auto)", api->config_path, api->config_line);
@@ -357,9 +359,9 @@ static est_err load_files(opt_ctx *o) {
   }
   if (o->db_path && resolve_path(p, o->db_path, b, sizeof b) != EST_OK)
     return EST_ERR_TOO_LARGE;
-  p->acfg.db_path = o->db_path ? b : NULL;
-  rc = approval_open(&p->acfg, &p->appr, diag, sizeof diag);
-  p->acfg.db_path = NULL;
+  p->ecfg.db_path = o->db_path ? b : NULL;
+  rc = enroll_open(&p->ecfg, p->ca, p->api, &p->en, diag, sizeof diag);
+  p->ecfg.db_path = NULL;
   if (rc != EST_OK) {
     api->log(api->host, COAPD_LOG_ERR, "%s: db_path: %s", api->config_path,
              diag[0] ? diag : est_strerror(rc));
@@ -459,7 +461,7 @@ static void est_fini(void *state) {
     p->api->unwatch_fd(p->api->host, p->wk_fd);
     est_async_drop_all(p);
   }
-  approval_close(p->appr);
+  enroll_close(p->en);
   pki_ca_free(p->ca);
   pki_trust_free(p->idevid);
   free(p->csr_attrs);
@@ -482,18 +484,18 @@ static int est_init(const coapd_host_api *api, void **state) {
   }
   p->api = api;
   p->cert_days = 365;
-  p->pop = POP_VERIFY;
+  p->ecfg.pop = POP_VERIFY;
   p->keygen = false;
-  p->keygen_type = PKI_KEY_EC_P256;
+  p->ecfg.keygen_type = PKI_KEY_EC_P256;
   p->max_body = 65536;
   p->wk_fd = -1;
-  p->acfg.idevid = APPROVAL_MANUAL;
-  p->acfg.ldevid = APPROVAL_AUTO;
-  p->acfg.retry_after = 60;
-  p->acfg.pending_ttl = 7 * 86400;
-  p->acfg.max_pending = 5;
+  p->ecfg.idevid = ENROLL_MANUAL;
+  p->ecfg.ldevid = ENROLL_AUTO;
+  p->ecfg.retry_after = 60;
+  p->ecfg.pending_ttl = 7 * 86400;
+  p->ecfg.max_pending = 5;
   /* Short: a locked database must not stall the CoAP loop for long. */
-  p->acfg.busy_timeout_ms = 50;
+  p->ecfg.busy_timeout_ms = 50;
   strcpy(p->root, "/est");
   memset(&o, 0, sizeof o);
   o.p = p;
@@ -525,17 +527,17 @@ static int est_init(const coapd_host_api *api, void **state) {
            "serving %s and /.well-known/est (%zu label(s)), %zu CA cert(s), "
            "pop_linking %s, keygen %s, att %s, idevid_policy %s, ldevid_policy %s%s",
            p->root, p->label_count, pki_ca_cert_count(p->ca),
-           p->pop == POP_OFF ? "off" : p->pop == POP_VERIFY ? "verify" : "require",
+           p->ecfg.pop == POP_OFF ? "off" : p->ecfg.pop == POP_VERIFY ? "verify" : "require",
            p->keygen ? "on" : "off", p->csr_attrs ? "on" : "off",
-           p->acfg.idevid == APPROVAL_AUTO ? "auto" : "manual",
-           p->acfg.ldevid == APPROVAL_AUTO ? "auto" : "manual",
+           p->ecfg.idevid == ENROLL_AUTO ? "auto" : "manual",
+           p->ecfg.ldevid == ENROLL_AUTO ? "auto" : "manual",
            o.db_path ? "" : ", no db_path: issued certificates are not recorded");
   /* The plugin cannot see the host config: say what else it needs. */
   if (p->idevid_allow_expired)
     api->log(api->host, COAPD_LOG_WARNING,
              "idevid_allow_expired on (RFC 9148 section 3): expired IDevIDs may enroll%s; "
              "coapd needs dtls_allow_expired yes too, or their DTLS handshake fails%s",
-             p->acfg.idevid == APPROVAL_AUTO ? " without an operator (idevid_policy auto)" : "",
+             p->ecfg.idevid == ENROLL_AUTO ? " without an operator (idevid_policy auto)" : "",
              p->idevid ? "" : "; without idevid_trust there are no IDevIDs at all");
   *state = p;
   return 0;
@@ -544,8 +546,7 @@ static int est_init(const coapd_host_api *api, void **state) {
 static uint32_t est_tick(void *state, uint64_t now_ms) {
   est_plugin *p = state;
   (void)now_ms;
-  approval_tick(p->appr, (long long)time(NULL));
-  return 10000;
+  return enroll_tick(p->en, (long long)time(NULL)) * 1000u;
 }
 
 COAPD_PLUGIN_EXPORT const coapd_plugin coapd_plugin_entry = {
