@@ -224,34 +224,20 @@ void enroll_job_run(enroll_job *j) {
 
 /* ---- store mapping -------------------------------------------------------- */
 
+/* The functions that enroll, as the store names them; others are
+ * STORE_FN__MAX (the store refuses it). */
 static store_fn fn_to_store(est_fn fn) {
-  switch (fn) {
-  case EST_FN_SEN:
-    return STORE_FN_SEN;
-  case EST_FN_SREN:
-    return STORE_FN_SREN;
-  case EST_FN_SKG:
-    return STORE_FN_SKG;
-  case EST_FN_SKC:
-    return STORE_FN_SKC;
-  case EST_FN_CRTS:
-  case EST_FN_ATT:
-  case EST_FN__MAX:
-    break;
-  }
-  return STORE_FN__MAX;
+  static const store_fn map[EST_FN__MAX] = {
+      [EST_FN_CRTS] = STORE_FN__MAX, [EST_FN_SEN] = STORE_FN_SEN,
+      [EST_FN_SREN] = STORE_FN_SREN, [EST_FN_ATT] = STORE_FN__MAX,
+      [EST_FN_SKG] = STORE_FN_SKG,   [EST_FN_SKC] = STORE_FN_SKC};
+  return (unsigned)fn < EST_FN__MAX ? map[fn] : STORE_FN__MAX;
 }
 
 static store_client_class cls_to_store(pki_client_class c) {
-  switch (c) {
-  case PKI_CLIENT_IDEVID:
-    return STORE_CLIENT_IDEVID;
-  case PKI_CLIENT_LDEVID:
-    return STORE_CLIENT_LDEVID;
-  case PKI_CLIENT_UNKNOWN:
-    break;
-  }
-  return STORE_CLIENT_UNKNOWN;
+  return c == PKI_CLIENT_IDEVID   ? STORE_CLIENT_IDEVID
+         : c == PKI_CLIENT_LDEVID ? STORE_CLIENT_LDEVID
+                                  : STORE_CLIENT_UNKNOWN;
 }
 
 static void fill_new(const enroll *e, const enroll_job *j, store_request_new *n) {
