@@ -803,11 +803,6 @@ static ctl_cmd_id cmd_lookup(const char *name) {
   return CTL_CMD__MAX;
 }
 
-bool ctl_command_writes(const char *command) {
-  ctl_cmd_id id = cmd_lookup(command);
-  return id != CTL_CMD__MAX && ctl_cmds[id].writes;
-}
-
 /* ------------------------------------------------------------ running */
 
 /* {"command": name} plus correlationData copied from @p cmd when it is a

@@ -59,9 +59,6 @@ cJSON *ctl_run(const ctl_ctx *c, const cJSON *cmd, est_err *err);
  */
 char *ctl_run_envelope(const ctl_ctx *c, const char *json, size_t len);
 
-/** True if @p command (e.g. "approveRequest") changes state. */
-bool ctl_command_writes(const char *command);
-
 /**
  * The event for an audit row, or NULL when the action is not an event.
  * Events are published on `est-coaps/v1/events/<kind>`; *kind is one of

@@ -236,14 +236,6 @@ const char *store_fn_name(store_fn fn) {
   return fn_names[fn];
 }
 
-est_err store_fn_parse(const char *name, store_fn *out) {
-  int i = name_index(fn_names, STORE_FN__MAX, name);
-  if (i < 0 || out == NULL)
-    return EST_ERR_INVALID;
-  *out = (store_fn)i;
-  return EST_OK;
-}
-
 const char *store_client_class_name(store_client_class c) {
   if (c < 0 || c >= STORE_CLIENT__MAX)
     return NULL;

@@ -483,8 +483,6 @@ const char *store_state_name(store_req_state st);
 est_err store_state_parse(const char *name, store_req_state *out) EST_MUST_CHECK;
 /** "sen", "sren", "skg", "skc"; "?" otherwise. */
 const char *store_fn_name(store_fn fn);
-/** Parse a function name; EST_ERR_INVALID if unknown. */
-est_err store_fn_parse(const char *name, store_fn *out) EST_MUST_CHECK;
 /** "idevid", "ldevid", or NULL for STORE_CLIENT_UNKNOWN / out of range. */
 const char *store_client_class_name(store_client_class c);
 /** "subject", "idevid"; "?" otherwise. */

@@ -143,7 +143,7 @@ ec_raw -h
 expect_rc 0
 ec_raw --version
 expect_rc 0
-expect_out "^estctl \(est-coaps\) [0-9]"
+expect_out "^estctl \(est-coaps\) [0-9][^,]*, store schema [1-9]"
 for c in list show approve reject preauth certs revoke audit raw events; do
   ec_raw "$c" --help # no --db needed for help
   expect_rc 0

@@ -1340,17 +1340,14 @@ static void test_caps(void **state) {
 static void test_names(void **state) {
   (void)state;
   store_req_state st;
-  store_fn fn;
   store_preauth_kind k;
   for (int i = 0; i < STORE_REQ__MAX; i++) {
     assert_int_equal(store_state_parse(store_state_name((store_req_state)i), &st),
                      EST_OK);
     assert_int_equal(st, i);
   }
-  for (int i = 0; i < STORE_FN__MAX; i++) {
-    assert_int_equal(store_fn_parse(store_fn_name((store_fn)i), &fn), EST_OK);
-    assert_int_equal(fn, i);
-  }
+  for (int i = 0; i < STORE_FN__MAX; i++)
+    assert_string_not_equal(store_fn_name((store_fn)i), "?");
   for (int i = 0; i < STORE_PREAUTH__MAX; i++) {
     assert_int_equal(store_preauth_kind_parse(
                        store_preauth_kind_name((store_preauth_kind)i), &k),
@@ -1372,7 +1369,6 @@ static void test_names(void **state) {
   assert_string_equal(store_preauth_kind_name(STORE_PREAUTH__MAX), "?");
   assert_int_equal(store_state_parse("Pending", &st), EST_ERR_INVALID);
   assert_int_equal(store_state_parse(NULL, &st), EST_ERR_INVALID);
-  assert_int_equal(store_fn_parse("crts", &fn), EST_ERR_INVALID);
   assert_int_equal(store_preauth_kind_parse("ldevid", &k), EST_ERR_INVALID);
   store_request_clear(NULL);
   store_request r = {0};

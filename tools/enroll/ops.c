@@ -330,6 +330,8 @@ static est_err exchange(op *o, est_fn fn, int accept, const csr_src *csr,
     ec_retry d = ec_retry_decide(resp->code, resp->has_max_age, resp->max_age,
                                  mono_s() - start, o->r->max_wait_s);
     diag_text(resp, text, sizeof text);
+    say(o, 2, "%s: attempt %u: %u.%02u, %s", info->name, attempt, resp->code / 100,
+        resp->code % 100, ec_retry_action_name(d.action));
     final = true;
     switch (d.action) {
     case EC_RETRY_DONE:
