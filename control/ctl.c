@@ -1,7 +1,7 @@
 /* The operator command layer (ctl.h): one implementation of every operator
  * command, shared by estctl and the Mosquitto broker plugin. The envelope
  * and reply follow Mosquitto's dynamic-security control topic format
- * (mosquitto-2.0.11.md §0, "$CONTROL/<plugin>/v1"):
+ * (docs/mosquitto-2.0.11.md §0, "$CONTROL/<plugin>/v1"):
  *   {"commands":[{"command":..., ..., "correlationData":...}]}
  *   {"responses":[{"command":..., "data"|"error":..., "correlationData":...}]}
  * Every input is typed strictly and capped; nothing here writes SQL, all
@@ -801,11 +801,6 @@ static ctl_cmd_id cmd_lookup(const char *name) {
     if (name != NULL && strcmp(ctl_cmds[i].name, name) == 0)
       return (ctl_cmd_id)i;
   return CTL_CMD__MAX;
-}
-
-bool ctl_command_writes(const char *command) {
-  ctl_cmd_id id = cmd_lookup(command);
-  return id != CTL_CMD__MAX && ctl_cmds[id].writes;
 }
 
 /* ------------------------------------------------------------ running */

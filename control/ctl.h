@@ -2,7 +2,7 @@
  * @file ctl.h
  * @brief The operator command layer: one implementation of every operator
  * command, shared by the estctl CLI and the Mosquitto broker plugin. Only
- * the front ends differ (decisions.md §7, issue "MQTT-bridged control").
+ * the front ends differ (docs/decisions.md §7, issue "MQTT-bridged control").
  *
  * The wire format is Mosquitto's dynamic-security one, carried on
  * `$CONTROL/est-coaps/v1`:
@@ -58,9 +58,6 @@ cJSON *ctl_run(const ctl_ctx *c, const cJSON *cmd, est_err *err);
  * with command "" (still a valid reply).
  */
 char *ctl_run_envelope(const ctl_ctx *c, const char *json, size_t len);
-
-/** True if @p command (e.g. "approveRequest") changes state. */
-bool ctl_command_writes(const char *command);
 
 /**
  * The event for an audit row, or NULL when the action is not an event.

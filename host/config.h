@@ -29,7 +29,7 @@ extern "C" {
 #define COAPD_CONFIG_MAX_OPT_KEY 64u          /**< KEY in plugin_opt_KEY */
 #define COAPD_CONFIG_MAX_PATH 1024u           /**< a resolved file path */
 
-/** Defaults of the housekeeping keys (see performance.md, scaling traps). */
+/** Defaults of the housekeeping keys (see docs/performance.md, scaling traps). */
 #define COAPD_DEFAULT_SESSION_TIMEOUT 300u
 #define COAPD_DEFAULT_MAX_IDLE_SESSIONS 1000u
 #define COAPD_DEFAULT_MAX_HANDSHAKE_SESSIONS 100u

@@ -1,5 +1,5 @@
 /* DTLS setup: key/cert checks with GnuTLS, the libcoap context with PKI
- * (libcoap-4.3.1.md §2 order), and the coaps endpoints. */
+ * (docs/libcoap-4.3.1.md §2 order), and the coaps endpoints. */
 #include "coapd.h"
 
 #include <arpa/inet.h>
@@ -173,7 +173,7 @@ est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
   }
   coap_set_app_data(app->ctx, app);
   /* Without COAP_BLOCK_SINGLE_BODY: plugins reassemble Block1 themselves
-   * (decisions.md #11, libcoap-4.3.1.md §7 #1/#2). */
+   * (docs/decisions.md §11, docs/libcoap-4.3.1.md §7 #1/#2). */
   coap_context_set_block_mode(app->ctx, COAP_BLOCK_USE_LIBCOAP);
 
   coap_dtls_pki_t pki;
@@ -186,7 +186,7 @@ est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
   pki.cert_chain_verify_depth = (uint8_t)cfg->dtls_verify_depth.value;
   pki.allow_no_crl = 1;
   pki.allow_expired_crl = 1;
-  /* AUTH-5 (RFC 9148 §3, decisions.md §5): a server MAY accept an expired
+  /* AUTH-5 (RFC 9148 §3, docs/decisions.md §5): a server MAY accept an expired
    * IDevID, but only the plugin can tell an IDevID from an LDevID. With
    * this set, libcoap 4.3.1 (GnuTLS) clears only GNUTLS_CERT_EXPIRED and
    * GNUTLS_CERT_NOT_ACTIVATED from the verify status: the chain must still
@@ -239,7 +239,7 @@ static void fill_addr(const coapd_listen *l, coap_address_t *a) {
 }
 
 /* libcoap sets SO_REUSEADDR on its UDP sockets, so a second server would
- * silently share the port (libcoap-4.3.1.md §7 #8). A plain bind without
+ * silently share the port (docs/libcoap-4.3.1.md §7 #8). A plain bind without
  * it fails with EADDRINUSE while anyone holds the port. */
 static int probe(const coap_address_t *a) {
   int fd = socket(a->addr.sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -1,5 +1,5 @@
 /* The I/O loop: one epoll set holding libcoap's own epoll fd (Debian builds
- * libcoap with epoll, libcoap-4.3.1.md §5 variant B), a timerfd for plugin
+ * libcoap with epoll, docs/libcoap-4.3.1.md §5 variant B), a timerfd for plugin
  * ticks, a signalfd for SIGTERM/SIGINT and the fds plugins watch. */
 #include "coapd.h"
 

@@ -154,7 +154,7 @@ int main(int argc, char **argv) {
 out:
   if (err[0])
     coapd_log_always(COAPD_LOG_ERR, "%s", err);
-  /* Teardown order (libcoap-4.3.1.md §5): session data and plugin fini,
+  /* Teardown order (docs/libcoap-4.3.1.md §5): session data and plugin fini,
    * coap_free_context, dlclose, coap_cleanup. */
   coapd_plugins_fini(&app);
   coapd_loop_free(app.loop);

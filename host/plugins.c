@@ -17,7 +17,7 @@
 
 /* Host data attached to a session with coap_session_set_app_data: one
  * slot per plugin. Also kept in a list, because coap_free_context() frees
- * sessions without a SERVER_SESSION_DEL event (libcoap-4.3.1.md §5). */
+ * sessions without a SERVER_SESSION_DEL event (docs/libcoap-4.3.1.md §5). */
 typedef struct sess_slot {
   void *data;
   void (*free_fn)(void *data);
@@ -105,7 +105,7 @@ static int api_session_data_set(coapd_host *host, coap_session_t *session,
 static gnutls_session_t tls_of(coap_session_t *session) {
   coap_tls_library_t lib = COAP_TLS_LIBRARY_NOTLS;
   void *tls = session ? coap_session_get_tls(session, &lib) : NULL;
-  /* The pointer is backend-specific (libcoap-4.3.1.md §5). */
+  /* The pointer is backend-specific (docs/libcoap-4.3.1.md §5). */
   return tls && lib == COAP_TLS_LIBRARY_GNUTLS ? (gnutls_session_t)tls : NULL;
 }
 
@@ -339,7 +339,7 @@ static est_err load_one(coapd_app *app, coapd_host *h, char *err,
     return EST_ERR_CONFIG;
   }
   /* RTLD_LOCAL keeps plugins apart; never RTLD_DEEPBIND, which would give
-   * the plugin its own libcoap instance (libcoap-4.3.1.md §5). */
+   * the plugin its own libcoap instance (docs/libcoap-4.3.1.md §5). */
   h->dl = dlopen(h->file, RTLD_NOW | RTLD_LOCAL);
   if (!h->dl) {
     const char *e = dlerror();

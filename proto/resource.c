@@ -38,7 +38,7 @@ est_err proto_negotiate(est_fn fn, int accept, size_t ca_count,
   est_err rc = EST_ERR_NOT_ACCEPTABLE;
   switch (fn) {
   case EST_FN_CRTS:
-    /* ACC-6 / decisions.md §3: 287 carries one certificate, so only a
+    /* ACC-6 / docs/decisions.md §3: 287 carries one certificate, so only a
      * single-certificate CA bag can be sent that way. */
     if (accept < 0 || accept == CF_PKCS7_CERTS_ONLY) {
       *out = CF_PKCS7_CERTS_ONLY;

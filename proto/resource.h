@@ -55,7 +55,7 @@ est_err proto_check_cf(est_fn fn, int cf) EST_MUST_CHECK;
 
 /**
  * Pick the response Content-Format from Accept (-1 = absent), per
- * decisions.md §3: none -> 281 (285 for att, 62 for skg/skc); 287 on
+ * docs/decisions.md §3: none -> 281 (285 for att, 62 for skg/skc); 287 on
  * crts only when @p ca_count == 1. EST_OK with *out, or
  * EST_ERR_NOT_ACCEPTABLE.
  */

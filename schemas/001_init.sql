@@ -1,4 +1,4 @@
--- est-coaps store, schema version 1 (decisions.md §7).
+-- est-coaps store, schema version 1 (docs/decisions.md §7).
 --
 -- Applied by store_open() inside one transaction; PRAGMA user_version then
 -- becomes 1. Never edit a released migration: add 002_*.sql instead.

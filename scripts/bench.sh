@@ -101,7 +101,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Pin deliberately on a 2-core machine (performance.md): the server gets
+# Pin deliberately on a 2-core machine (docs/performance.md): the server gets
 # CPU 0, the client workers CPU 1, so neither steals the other's core.
 ncpu=$(nproc)
 srv_cmd=()
@@ -180,7 +180,7 @@ start=$(date +%s)
 deadline=$((start + budget))
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 # How fast the server's CPU signs right now, before and after the rows: the
-# yardstick for scaling performance.md's ceilings (a shared VM drifts).
+# yardstick for scaling docs/performance.md's ceilings (a shared VM drifts).
 cal_before=$("${srv_cmd[@]}" "$bench" --calibrate)
 
 # row SERVER LABEL est-bench-args...: one run of one row against that
@@ -219,7 +219,7 @@ row() {
 
 # Three servers, all started now and idle until their rows: the P-256 CA
 # with the store at its default synchronous=FULL, the same without a store,
-# and an RSA-2048 CA (performance.md: ~1.3 ms per signature).
+# and an RSA-2048 CA (docs/performance.md: ~1.3 ms per signature).
 start_server full "ca_cert $T/pki/ca.crt" "ca_key $T/pki/ca.key" "db_path $T/full.db"
 start_server nodb "ca_cert $T/pki/ca.crt" "ca_key $T/pki/ca.key"
 start_server rsa "ca_cert $T/pki/rsa-ca.crt" "ca_key $T/pki/rsa-ca.key" "db_path $T/rsa.db"

@@ -1,5 +1,5 @@
 /* The est-coaps store: SQLite persistence of requests, certificates,
- * pre-authorisations and the audit trail (decisions.md §7). See store.h. */
+ * pre-authorisations and the audit trail (docs/decisions.md §7). See store.h. */
 #define _POSIX_C_SOURCE 200809L
 
 #include "store.h"
@@ -87,7 +87,7 @@ static const char *const stmt_sql[ST__MAX] = {
   [ST_AUDIT_INSERT] =
     "INSERT INTO audit (time, actor, action, request_id, cert_serial, detail)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-  /* The newest row for the retry key (decisions.md §7). */
+  /* The newest row for the retry key (docs/decisions.md §7). */
   [ST_REQ_LOOKUP] =
     "SELECT " REQ_COLS ", c.revoked_at, c.not_after FROM requests r"
     " LEFT JOIN certificates c ON c.id = r.cert_id"
@@ -234,14 +234,6 @@ const char *store_fn_name(store_fn fn) {
   if (fn < 0 || fn >= STORE_FN__MAX)
     return "?";
   return fn_names[fn];
-}
-
-est_err store_fn_parse(const char *name, store_fn *out) {
-  int i = name_index(fn_names, STORE_FN__MAX, name);
-  if (i < 0 || out == NULL)
-    return EST_ERR_INVALID;
-  *out = (store_fn)i;
-  return EST_OK;
 }
 
 const char *store_client_class_name(store_client_class c) {
@@ -1051,57 +1043,36 @@ est_err store_request_lookup(store *s, const uint8_t spki_sha256[32],
   if (function < 0 || function >= STORE_FN__MAX)
     return fail(s, EST_ERR_INVALID, "bad EST function %d", (int)function);
 
-  /* Twice at most: if another process decided on the row between our read
-   * and our expiry write, read it again. */
-  for (int attempt = 0; attempt < 2; attempt++) {
-    sqlite3_stmt *st = stmt(s, ST_REQ_LOOKUP);
-    int src = lookup_bind(st, spki_sha256, client_fp, function);
-    if (src != SQLITE_OK)
-      return db_fail(s, src, "lookup bind");
-    src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-      sqlite3_reset(st);
-      return fail(s, EST_ERR_NOT_FOUND, "no request for this key");
-    }
-    if (src != SQLITE_ROW) {
-      rc = db_fail(s, src, "lookup");
-      sqlite3_reset(st);
-      return rc;
-    }
-    liveness lv = classify(st, now);
-    rc = read_request(s, st, out);
-    /* Reset now: a stepped statement keeps a read snapshot open. */
+  sqlite3_stmt *st = stmt(s, ST_REQ_LOOKUP);
+  int src = lookup_bind(st, spki_sha256, client_fp, function);
+  if (src != SQLITE_OK)
+    return db_fail(s, src, "lookup bind");
+  src = sqlite3_step(st);
+  if (src == SQLITE_DONE) {
     sqlite3_reset(st);
-    if (rc != EST_OK)
-      return rc;
-    if (lv == LIVE)
-      return EST_OK;
-    if (lv == STALE)
-      return fail(s, EST_ERR_NOT_FOUND, "request %" PRId64 " is %s%s", out->id,
-                  store_state_name(out->state),
-                  out->state == STORE_REQ_EXPIRED ? "" : " and no longer holds");
-
-    /* Overdue: expire it, durably and with its audit row. */
-    if (s->read_only) {
-      out->state = STORE_REQ_EXPIRED;
-      return fail(s, EST_ERR_NOT_FOUND, "request %" PRId64 " has expired",
-                  out->id);
-    }
-    bool changed = false;
-    if ((rc = tx_begin(s)) != EST_OK)
-      return rc;
-    rc = expire_locked(s, out->id, now, &changed);
-    if ((rc = tx_end(s, rc)) != EST_OK)
-      return rc;
-    if (changed) {
-      out->state = STORE_REQ_EXPIRED;
-      out->updated = now;
-      return fail(s, EST_ERR_NOT_FOUND, "request %" PRId64 " has expired",
-                  out->id);
-    }
-    store_request_clear(out);
+    return fail(s, EST_ERR_NOT_FOUND, "no request for this key");
   }
-  return fail(s, EST_ERR_BUSY, "request changed concurrently; retry");
+  if (src != SQLITE_ROW) {
+    rc = db_fail(s, src, "lookup");
+    sqlite3_reset(st);
+    return rc;
+  }
+  liveness lv = classify(st, now);
+  rc = read_request(s, st, out);
+  /* Reset now: a stepped statement keeps a read snapshot open. */
+  sqlite3_reset(st);
+  if (rc != EST_OK)
+    return rc;
+  if (lv == LIVE)
+    return EST_OK;
+  if (lv == STALE)
+    return fail(s, EST_ERR_NOT_FOUND, "request %" PRId64 " is %s%s", out->id,
+                store_state_name(out->state),
+                out->state == STORE_REQ_EXPIRED ? "" : " and no longer holds");
+  /* Overdue: report it expired. Reads do not write; store_expire() and
+   * store_request_create() record the expiry with its audit row. */
+  out->state = STORE_REQ_EXPIRED;
+  return fail(s, EST_ERR_NOT_FOUND, "request %" PRId64 " has expired", out->id);
 }
 
 /* Inside a write transaction: insert a request row; *id gets its id. */

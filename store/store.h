@@ -2,7 +2,7 @@
  * @file store.h
  * @brief Persistent state of est-coaps: enrollment requests awaiting an
  * operator, issued certificates, pre-authorisations and the audit trail
- * (decisions.md §7). The whole public interface of the store module.
+ * (docs/decisions.md §7). The whole public interface of the store module.
  *
  * One SQLite file in WAL mode is shared by three processes: coapd's EST
  * plugin (writes on the CoAP loop, so it opens with a short busy timeout),
@@ -92,7 +92,7 @@ typedef enum store_fn {
   STORE_FN__MAX /**< sentinel */
 } store_fn;
 
-/** How the client authenticated (decisions.md §5). */
+/** How the client authenticated (docs/decisions.md §5). */
 typedef enum store_client_class {
   STORE_CLIENT_UNKNOWN = 0, /**< not recorded (NULL in the database) */
   STORE_CLIENT_IDEVID,      /**< manufacturer certificate ("idevid") */
@@ -285,7 +285,7 @@ est_err store_data_version(store *s, uint64_t *v) EST_MUST_CHECK;
 
 /**
  * Find the newest request for the retry key (spki, client_fp, function) and
- * tell the caller what to do (decisions.md §7).
+ * tell the caller what to do (docs/decisions.md §7).
  *
  * @p out is always cleared on entry; call store_request_clear() afterwards
  * whatever the result.
@@ -295,12 +295,12 @@ est_err store_data_version(store *s, uint64_t *v) EST_MUST_CHECK;
  *     issued (send the certificate cert_id again), rejected (4.03 + reason).
  *   - EST_ERR_NOT_FOUND: no live request; create one. If a stale row exists
  *     it is in @p out (id != 0) for logging: a pending/approved row whose
- *     expires <= @p now is marked expired here (audit "expired", actor
- *     "system"); a rejected row whose hold has passed (expires <= now) stays
- *     rejected; an issued row whose certificate is revoked or past not_after
- *     is reported as stale too.
- *   - EST_ERR_BUSY if marking a row expired could not get the write lock.
- * On a read-only handle an overdue row is reported expired without writing.
+ *     expires <= @p now is reported with state expired (it is written as
+ *     expired by store_expire() or by store_request_create() for the same
+ *     key); a rejected row whose hold has passed (expires <= now) stays
+ *     rejected; an issued row whose certificate is revoked or past
+ *     not_after is reported as stale too.
+ * Reads only: nothing is written, also not on a read-write handle.
  */
 est_err store_request_lookup(store *s, const uint8_t spki_sha256[32],
                              const uint8_t client_fp[32], store_fn function,
@@ -483,8 +483,6 @@ const char *store_state_name(store_req_state st);
 est_err store_state_parse(const char *name, store_req_state *out) EST_MUST_CHECK;
 /** "sen", "sren", "skg", "skc"; "?" otherwise. */
 const char *store_fn_name(store_fn fn);
-/** Parse a function name; EST_ERR_INVALID if unknown. */
-est_err store_fn_parse(const char *name, store_fn *out) EST_MUST_CHECK;
 /** "idevid", "ldevid", or NULL for STORE_CLIENT_UNKNOWN / out of range. */
 const char *store_client_class_name(store_client_class c);
 /** "subject", "idevid"; "?" otherwise. */

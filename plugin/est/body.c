@@ -1,5 +1,5 @@
 /* App-side Block1 reassembly with a size cap (RFC 7959 §2.3,
- * decisions.md §11). Pure: no libcoap. */
+ * docs/decisions.md §11). Pure: no libcoap. */
 #include "body.h"
 
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /**
  * @file body.h
- * @brief App-side Block1 reassembly with a size cap (decisions.md §11).
+ * @brief App-side Block1 reassembly with a size cap (docs/decisions.md §11).
  *
  * libcoap 4.3.1 runs without COAP_BLOCK_SINGLE_BODY here, so the handler
  * sees each Block1 block (RFC 7959 §2.3). This module is pure (no libcoap):

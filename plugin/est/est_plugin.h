@@ -8,8 +8,8 @@
 
 #include <coapd/plugin.h>
 
-#include "approval.h"
 #include "body.h"
+#include "enroll.h"
 #include "pki.h"
 #include "pop.h"
 #include "proto/resource.h"
@@ -36,9 +36,7 @@ struct est_plugin {
   pki_ca *ca;
   pki_trust *idevid;
   bool idevid_allow_expired; /* AUTH-5: an expired IDevID may enroll */
-  pop_mode pop;
   bool keygen;
-  pki_key_type keygen_type;
   unsigned cert_days;
   size_t max_body;
   uint8_t *csr_attrs; /* DER CsrAttrs served by att, or NULL */
@@ -48,9 +46,9 @@ struct est_plugin {
   size_t label_count;
   est_route routes[EST_MAX_ROUTES];
   size_t route_count;
-  approval_config acfg;
-  approval *appr;
-  worker *wk;      /* server-side keygen runs here (decisions.md §8) */
+  enroll_config ecfg;
+  enroll *en;      /* the enrollment path (enroll.h) */
+  worker *wk;      /* server-side keygen runs here (docs/decisions.md §8) */
   int wk_fd;       /* its eventfd, watched by the host loop */
   est_job *jobs;   /* every keygen job not yet answered */
 };
@@ -66,8 +64,6 @@ typedef struct est_session {
   body_asm body;
 } est_session;
 
-#define EST_DIAG_MAX 160
-
 /* One request as it moves through the handler steps. */
 typedef struct est_req {
   est_plugin *p;
@@ -82,22 +78,5 @@ typedef struct est_req {
   unsigned max_age;          /* Max-Age for a 5.03, 0: none */
   char diag[EST_DIAG_MAX];
 } est_req;
-
-/* handlers.c: answers shared with async.c. */
-void est_send_error(est_req *r, est_err err);
-est_err est_send_owned(est_req *r, unsigned code, const uint8_t *data, size_t len);
-void est_echo_block1(est_req *r);
-
-/* async.c: server-side keygen off the loop with a separate response
- * (RFC 9148 §4.7, decisions.md §8). */
-est_err est_async_start(est_req *r, pki_csr *csr, approval_ticket *t) EST_MUST_CHECK;
-bool est_async_finish(est_req *r);
-void est_async_ready(void *plugin);
-void est_async_drop_all(est_plugin *p);
-
-/* The one libcoap handler behind every EST resource (handlers.c). */
-void est_handle_request(coap_resource_t *resource, coap_session_t *session,
-                        const coap_pdu_t *request, const coap_string_t *query,
-                        coap_pdu_t *response);
 
 #endif /* EST_PLUGIN_H */

@@ -696,7 +696,7 @@ est_err pki_client_classify(const pki_ca *ca, const pki_trust *idevid,
   if (cls == PKI_CLIENT_UNKNOWN)
     goto out;
   /* A certificate not yet valid is an error somewhere (a clock, an issuer);
-   * AUTH-5 allows only the expired IDevID (decisions.md §5). Our own
+   * AUTH-5 allows only the expired IDevID (docs/decisions.md §5). Our own
    * certificates are renewed with sren before they expire, so an expired
    * LDevID is never taken. */
   if (early) {
@@ -1137,7 +1137,7 @@ est_err pki_csr_spki_sha256(const pki_csr *csr, uint8_t out[32]) {
   if (!csr || !out)
     return EST_ERR_INVALID;
   /* The SPKI exactly as the client encoded it, so a retry of the same CSR
-   * always hashes the same (decisions.md §7). */
+   * always hashes the same (docs/decisions.md §7). */
   int rc = gnutls_hash_fast(GNUTLS_DIG_SHA256, csr->der + csr->spki_off,
                             csr->spki_len, out);
   return rc < 0 ? gerr(rc, EST_ERR_PKI) : EST_OK;
@@ -1167,8 +1167,7 @@ out:
 /* Build and sign an end-entity certificate from @p crq, whose signature
  * gnutls_x509_crt_set_crq() checks once more. */
 static est_err issue_from_crq(pki_ca *ca, gnutls_x509_crq_t crq,
-                              bool empty_subject, uint8_t **cert,
-                              size_t *cert_len, uint8_t serial[16]) {
+                              bool empty_subject, pki_issued *res) {
   est_err err = EST_OK;
   gnutls_x509_crt_t crt = NULL;
   gnutls_datum_t san = {NULL, 0}, out = {NULL, 0};
@@ -1284,9 +1283,12 @@ static est_err issue_from_crq(pki_ca *ca, gnutls_x509_crq_t crq,
     err = gerr(rc, EST_ERR_PKI);
     goto out;
   }
-  err = datum_dup(&out, cert, cert_len);
-  if (err == EST_OK && serial)
-    memcpy(serial, sn, sizeof sn);
+  err = datum_dup(&out, &res->der, &res->der_len);
+  if (err == EST_OK) {
+    memcpy(res->serial, sn, sizeof sn);
+    res->not_before = now - SKEW_SECONDS;
+    res->not_after = not_after;
+  }
 out:
   if (sans)
     gnutls_subject_alt_names_deinit(sans);
@@ -1297,39 +1299,45 @@ out:
   return err;
 }
 
-est_err pki_issue(pki_ca *ca, const pki_csr *csr, uint8_t **cert,
-                  size_t *cert_len, uint8_t serial[16]) {
-  if (!ca || !csr || !cert || !cert_len)
+void pki_issued_clear(pki_issued *c) {
+  if (!c)
+    return;
+  free(c->der);
+  memset(c, 0, sizeof *c);
+}
+
+est_err pki_issue(pki_ca *ca, const pki_csr *csr, pki_issued *out) {
+  if (!out)
     return EST_ERR_INVALID;
-  *cert = NULL;
-  *cert_len = 0;
-  return issue_from_crq(ca, csr->crq, csr_subject_empty(csr), cert, cert_len,
-                        serial);
+  memset(out, 0, sizeof *out);
+  if (!ca || !csr)
+    return EST_ERR_INVALID;
+  return issue_from_crq(ca, csr->crq, csr_subject_empty(csr), out);
 }
 
 est_err pki_keygen_issue(pki_ca *ca, const pki_csr *csr, pki_key_type type,
-                         uint8_t **pkcs8, size_t *pkcs8_len, uint8_t **cert,
-                         size_t *cert_len, uint8_t serial[16]) {
+                         uint8_t **pkcs8, size_t *pkcs8_len,
+                         pki_issued *res) {
   est_err err = EST_OK;
   gnutls_privkey_t key = NULL;
   gnutls_pubkey_t pub = NULL;
   gnutls_x509_privkey_t xkey = NULL;
   gnutls_x509_crq_t crq = NULL;
   gnutls_datum_t p8 = {NULL, 0};
-  uint8_t *key_out = NULL, *cert_out = NULL;
-  size_t key_out_len = 0, cert_out_len = 0;
+  uint8_t *key_out = NULL;
+  size_t key_out_len = 0;
+  pki_issued issued = {0};
   gnutls_pk_algorithm_t alg;
   unsigned bits;
   int rc;
 
-  if (!ca || !csr || !pkcs8 || !pkcs8_len || !cert || !cert_len) {
+  if (!ca || !csr || !pkcs8 || !pkcs8_len || !res) {
     err = EST_ERR_INVALID;
     goto out;
   }
   *pkcs8 = NULL;
   *pkcs8_len = 0;
-  *cert = NULL;
-  *cert_len = 0;
+  memset(res, 0, sizeof *res);
   switch (type) {
   case PKI_KEY_EC_P256:
     alg = GNUTLS_PK_ECDSA;
@@ -1384,8 +1392,7 @@ est_err pki_keygen_issue(pki_ca *ca, const pki_csr *csr, pki_key_type type,
     err = gerr(rc, EST_ERR_PKI);
     goto out;
   }
-  err = issue_from_crq(ca, crq, csr_subject_empty(csr), &cert_out,
-                       &cert_out_len, serial);
+  err = issue_from_crq(ca, crq, csr_subject_empty(csr), &issued);
   if (err != EST_OK)
     goto out;
 
@@ -1406,14 +1413,13 @@ est_err pki_keygen_issue(pki_ca *ca, const pki_csr *csr, pki_key_type type,
 
   *pkcs8 = key_out;
   *pkcs8_len = key_out_len;
-  *cert = cert_out;
-  *cert_len = cert_out_len;
+  *res = issued;
+  memset(&issued, 0, sizeof issued);
   key_out = NULL;
-  cert_out = NULL;
 out:
   datum_wipe_free(&p8);
   pki_secret_free(key_out, key_out_len);
-  free(cert_out);
+  pki_issued_clear(&issued);
   if (xkey)
     gnutls_x509_privkey_deinit(xkey);
   if (crq)
@@ -1466,20 +1472,12 @@ char *pki_cert_subject(const uint8_t *der, size_t len) {
   return out;
 }
 
-est_err pki_cert_validity(const uint8_t *der, size_t len, long long *not_before,
-                          long long *not_after) {
-  gnutls_x509_crt_t crt;
-  est_err rc = crt_from_der(der, len, &crt);
-  if (rc != EST_OK)
-    return rc;
-  time_t nb = gnutls_x509_crt_get_activation_time(crt);
-  time_t na = gnutls_x509_crt_get_expiration_time(crt);
-  gnutls_x509_crt_deinit(crt);
-  if (nb == (time_t)-1 || na == (time_t)-1)
-    return EST_ERR_MALFORMED;
-  *not_before = (long long)nb;
-  *not_after = (long long)na;
-  return EST_OK;
+bool pki_ca_issued(const pki_ca *ca, const uint8_t *der, size_t len, long long now) {
+  const uint8_t *chain[1] = {der};
+  size_t lens[1] = {len};
+  pki_client_class cls = PKI_CLIENT_UNKNOWN;
+  return pki_client_classify(ca, NULL, chain, lens, 1, now, 0, &cls, NULL) == EST_OK &&
+         cls == PKI_CLIENT_LDEVID;
 }
 
 est_err pki_sha256(const uint8_t *data, size_t len, uint8_t out[32]) {

@@ -65,7 +65,7 @@ est_err pki_trust_load(const char *path, pki_trust **out, char *diag,
                        size_t diag_len) EST_MUST_CHECK;
 void pki_trust_free(pki_trust *trust);
 
-/** How a DTLS client authenticated (decisions.md §5). */
+/** How a DTLS client authenticated (docs/decisions.md §5). */
 typedef enum pki_client_class {
   PKI_CLIENT_UNKNOWN = 0, /**< not accepted: see pki_client_status */
   PKI_CLIENT_LDEVID = 1,  /**< issued by our CA */
@@ -140,7 +140,7 @@ est_err pki_csr_check_profile(const pki_csr *csr, char *diag,
                               size_t diag_len) EST_MUST_CHECK;
 
 /**
- * AUTH-7 / decisions.md §6: the CSR subject and subjectAltName set must
+ * AUTH-7 / docs/decisions.md §6: the CSR subject and subjectAltName set must
  * equal those of @p cert_der (the authenticating certificate).
  * EST_OK, EST_ERR_SUBJECT_MISMATCH (diag says which), EST_ERR_MALFORMED.
  */
@@ -154,26 +154,43 @@ est_err pki_csr_spki_sha256(const pki_csr *csr, uint8_t out[32]);
 /** The CSR subject as an RFC 4514 string, for logs (malloc, may be NULL). */
 char *pki_csr_subject(const pki_csr *csr);
 
+/** PKI_SERIAL_LEN bytes: every serial this CA writes (RFC 5280 §4.1.2.2). */
+#define PKI_SERIAL_LEN 16
+
+/** A certificate just issued, with the facts the record step needs, so
+ * nobody parses it again. Release with pki_issued_clear(). */
+typedef struct pki_issued {
+  uint8_t *der;               /**< DER certificate (malloc) */
+  size_t der_len;
+  uint8_t serial[PKI_SERIAL_LEN];
+  long long not_before;       /**< unix seconds, as written */
+  long long not_after;
+} pki_issued;
+
+void pki_issued_clear(pki_issued *c);
+
 /**
  * Issue an end-entity certificate for @p csr (signature already verified
  * by the caller): subject from the CSR, SANs copied from its
  * extensionRequest, random positive 16-byte serial, basicConstraints
  * CA:FALSE, keyUsage, EKU clientAuth, SKI/AKI, validity now..now+cert_days.
- * *cert is DER (malloc). @p serial (may be NULL) receives the serial's 16
- * bytes.
+ * @p out is cleared first and filled on EST_OK.
  */
-est_err pki_issue(pki_ca *ca, const pki_csr *csr, uint8_t **cert,
-                  size_t *cert_len, uint8_t serial[16]) EST_MUST_CHECK;
+est_err pki_issue(pki_ca *ca, const pki_csr *csr, pki_issued *out) EST_MUST_CHECK;
 
 /**
  * Server-side keygen (RFC 9148 §4.8): generate a key of @p type, ignore the
  * CSR's public key and signature (SKG-2), issue a certificate for the new
  * key with the CSR's subject and SANs. *pkcs8 is the unencrypted DER
- * PKCS#8 PrivateKeyInfo (release with pki_secret_free), *cert DER.
+ * PKCS#8 PrivateKeyInfo (release with pki_secret_free).
  */
 est_err pki_keygen_issue(pki_ca *ca, const pki_csr *csr, pki_key_type type,
-                         uint8_t **pkcs8, size_t *pkcs8_len, uint8_t **cert,
-                         size_t *cert_len, uint8_t serial[16]) EST_MUST_CHECK;
+                         uint8_t **pkcs8, size_t *pkcs8_len,
+                         pki_issued *out) EST_MUST_CHECK;
+
+/** True if @p der is a certificate that chains to this CA now (a stored
+ * certificate from a CA the operator has since replaced does not). */
+bool pki_ca_issued(const pki_ca *ca, const uint8_t *der, size_t len, long long now);
 
 /** Wrap one DER certificate as DER PKCS#7 certs-only (CF 281). */
 est_err pki_p7_certs_only(const uint8_t *cert, size_t cert_len, uint8_t **p7,
@@ -181,10 +198,6 @@ est_err pki_p7_certs_only(const uint8_t *cert, size_t cert_len, uint8_t **p7,
 
 /** A certificate's subject as an RFC 4514 string (malloc), or NULL. */
 char *pki_cert_subject(const uint8_t *der, size_t len);
-
-/** A certificate's notBefore/notAfter as unix seconds. */
-est_err pki_cert_validity(const uint8_t *der, size_t len, long long *not_before,
-                          long long *not_after) EST_MUST_CHECK;
 
 /** SHA-256 of @p len bytes (certificate fingerprints). */
 est_err pki_sha256(const uint8_t *data, size_t len, uint8_t out[32]) EST_MUST_CHECK;

@@ -7,8 +7,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "async.h"
 #include "common/opts.h"
 #include "est_plugin.h"
+#include "handlers.h"
 #include "proto/der.h"
 
 #define CSR_ATTRS_MAX 65536u
@@ -183,15 +185,15 @@ static est_err apply_options(opt_ctx *o) {
   p->keygen = o->keygen;
   p->max_body = (size_t)o->max_body;
   p->idevid_allow_expired = o->idevid_allow_expired;
-  p->acfg.retry_after = (unsigned)o->retry_after;
-  p->acfg.pending_ttl = (unsigned)o->pending_ttl;
-  p->acfg.max_pending = (unsigned)o->max_pending;
-  p->acfg.busy_timeout_ms = (int)o->db_busy_timeout;
-  p->acfg.sync_normal = strcmp(sync_words[o->db_synchronous], "normal") == 0;
-  if (pop_mode_parse(pop_words[o->pop_linking], &p->pop) != EST_OK ||
-      pki_key_type_parse(keygen_words[o->keygen_type], &p->keygen_type) != EST_OK ||
-      approval_policy_parse(policy_words[o->idevid_policy], &p->acfg.idevid) != EST_OK ||
-      approval_policy_parse(policy_words[o->ldevid_policy], &p->acfg.ldevid) != EST_OK)
+  p->ecfg.retry_after = (unsigned)o->retry_after;
+  p->ecfg.pending_ttl = (unsigned)o->pending_ttl;
+  p->ecfg.max_pending = (unsigned)o->max_pending;
+  p->ecfg.busy_timeout_ms = (int)o->db_busy_timeout;
+  p->ecfg.sync_normal = strcmp(sync_words[o->db_synchronous], "normal") == 0;
+  if (pop_mode_parse(pop_words[o->pop_linking], &p->ecfg.pop) != EST_OK ||
+      pki_key_type_parse(keygen_words[o->keygen_type], &p->ecfg.keygen_type) != EST_OK ||
+      enroll_policy_parse(policy_words[o->idevid_policy], &p->ecfg.idevid) != EST_OK ||
+      enroll_policy_parse(policy_words[o->ldevid_policy], &p->ecfg.ldevid) != EST_OK)
     return EST_ERR_INTERNAL;
   /* check_labels refused empty, long, blank, bad and repeated ones. */
   est_opts_list_begin(&it, o->labels);
@@ -307,7 +309,7 @@ static est_err load_files(opt_ctx *o) {
     }
   }
   /* Manual approval needs somewhere to keep the pending requests. */
-  if (!o->db_path && (p->acfg.idevid == APPROVAL_MANUAL || p->acfg.ldevid == APPROVAL_MANUAL)) {
+  if (!o->db_path && (p->ecfg.idevid == ENROLL_MANUAL || p->ecfg.ldevid == ENROLL_MANUAL)) {
     api->log(api->host, COAPD_LOG_ERR,
              "%s:%u: manual approval needs plugin_opt_db_path (or set idevid_policy and "
              "ldevid_policy to auto)", api->config_path, api->config_line);
@@ -315,9 +317,9 @@ static est_err load_files(opt_ctx *o) {
   }
   if (o->db_path && resolve_path(p, o->db_path, b, sizeof b) != EST_OK)
     return EST_ERR_TOO_LARGE;
-  p->acfg.db_path = o->db_path ? b : NULL;
-  rc = approval_open(&p->acfg, &p->appr, diag, sizeof diag);
-  p->acfg.db_path = NULL;
+  p->ecfg.db_path = o->db_path ? b : NULL;
+  rc = enroll_open(&p->ecfg, p->ca, p->api, &p->en, diag, sizeof diag);
+  p->ecfg.db_path = NULL;
   if (rc != EST_OK) {
     api->log(api->host, COAPD_LOG_ERR, "%s: db_path: %s", api->config_path,
              diag[0] ? diag : est_strerror(rc));
@@ -341,7 +343,7 @@ static est_err load_files(opt_ctx *o) {
 
 static bool fn_enabled(const est_plugin *p, est_fn fn) {
   /* SEC-13: server keygen is off unless configured. Discovery must not
-   * list what is not served (DISC-4, decisions.md §2), so disabled
+   * list what is not served (DISC-4, docs/decisions.md §2), so disabled
    * functions get no resource at all and answer 4.04. */
   if (fn == EST_FN_SKG || fn == EST_FN_SKC)
     return p->keygen;
@@ -373,7 +375,7 @@ static est_err add_resource(est_plugin *p, const char *root, const char *label,
     return EST_ERR_NOMEM;
   }
   /* Every method reaches the handler so that a wrong one gets 4.05 with a
-   * diagnostic payload (decisions.md §4), not libcoap's bare 4.05. */
+   * diagnostic payload (docs/decisions.md §4), not libcoap's bare 4.05. */
   static const coap_request_t methods[] = {
     COAP_REQUEST_GET, COAP_REQUEST_POST, COAP_REQUEST_PUT, COAP_REQUEST_DELETE,
     COAP_REQUEST_FETCH, COAP_REQUEST_PATCH, COAP_REQUEST_IPATCH};
@@ -399,7 +401,7 @@ static est_err add_resources(est_plugin *p) {
     for (int fn = 0; fn < EST_FN__MAX && rc == EST_OK; fn++) {
       if (!fn_enabled(p, (est_fn)fn))
         continue;
-      /* DISC-5: /.well-known/est is required; decisions.md §2: discovery
+      /* DISC-5: /.well-known/est is required; docs/decisions.md §2: discovery
        * lists the short root. */
       rc = add_resource(p, "/.well-known/est", label, (est_fn)fn, false);
       if (rc == EST_OK)
@@ -417,7 +419,7 @@ static void est_fini(void *state) {
     p->api->unwatch_fd(p->api->host, p->wk_fd);
     est_async_drop_all(p);
   }
-  approval_close(p->appr);
+  enroll_close(p->en);
   pki_ca_free(p->ca);
   pki_trust_free(p->idevid);
   free(p->csr_attrs);
@@ -467,17 +469,17 @@ static int est_init(const coapd_host_api *api, void **state) {
            "serving %s and /.well-known/est (%zu label(s)), %zu CA cert(s), "
            "pop_linking %s, keygen %s, att %s, idevid_policy %s, ldevid_policy %s%s",
            p->root, p->label_count, pki_ca_cert_count(p->ca),
-           p->pop == POP_OFF ? "off" : p->pop == POP_VERIFY ? "verify" : "require",
+           p->ecfg.pop == POP_OFF ? "off" : p->ecfg.pop == POP_VERIFY ? "verify" : "require",
            p->keygen ? "on" : "off", p->csr_attrs ? "on" : "off",
-           p->acfg.idevid == APPROVAL_AUTO ? "auto" : "manual",
-           p->acfg.ldevid == APPROVAL_AUTO ? "auto" : "manual",
+           p->ecfg.idevid == ENROLL_AUTO ? "auto" : "manual",
+           p->ecfg.ldevid == ENROLL_AUTO ? "auto" : "manual",
            o.db_path ? "" : ", no db_path: issued certificates are not recorded");
   /* The plugin cannot see the host config: say what else it needs. */
   if (p->idevid_allow_expired)
     api->log(api->host, COAPD_LOG_WARNING,
              "idevid_allow_expired on (RFC 9148 section 3): expired IDevIDs may enroll%s; "
              "coapd needs dtls_allow_expired yes too, or their DTLS handshake fails%s",
-             p->acfg.idevid == APPROVAL_AUTO ? " without an operator (idevid_policy auto)" : "",
+             p->ecfg.idevid == ENROLL_AUTO ? " without an operator (idevid_policy auto)" : "",
              p->idevid ? "" : "; without idevid_trust there are no IDevIDs at all");
   *state = p;
   return 0;
@@ -486,8 +488,7 @@ static int est_init(const coapd_host_api *api, void **state) {
 static uint32_t est_tick(void *state, uint64_t now_ms) {
   est_plugin *p = state;
   (void)now_ms;
-  approval_tick(p->appr, (long long)time(NULL));
-  return 10000;
+  return enroll_tick(p->en, (long long)time(NULL)) * 1000u;
 }
 
 COAPD_PLUGIN_EXPORT const coapd_plugin coapd_plugin_entry = {

@@ -1,4 +1,4 @@
-/* Authorisation rules (decisions.md §5-§6, RFC 9148 §3). */
+/* Authorisation rules (docs/decisions.md §5-§6, RFC 9148 §3). */
 #include "policy.h"
 
 #include <stdio.h>
@@ -30,7 +30,7 @@ static const char *refusal(pki_client_status st) {
 est_err policy_decide(const policy_input *in, char *diag, size_t diag_len) {
   /* AUTH-3: every function needs an authenticated client; one that chains
    * to neither our CA nor a manufacturer anchor gets nothing, and neither
-   * does one refused for its dates (AUTH-5, decisions.md §5). */
+   * does one refused for its dates (AUTH-5, docs/decisions.md §5). */
   if (in->cls == PKI_CLIENT_UNKNOWN)
     return deny(diag, diag_len, refusal(in->status));
   switch (in->fn) {

@@ -1,6 +1,6 @@
 /**
  * @file policy.h
- * @brief Who may do what (decisions.md §5-§6): the single decision point
+ * @brief Who may do what (docs/decisions.md §5-§6): the single decision point
  * between "the request is well-formed" and "issue a certificate".
  */
 #ifndef EST_POLICY_H

@@ -1,5 +1,5 @@
 /* Identity/PoP linking: the CSR challengePassword against the DTLS channel
- * binding (RFC 7030 §3.5, RFC 9148 §3, decisions.md §9). */
+ * binding (RFC 7030 §3.5, RFC 9148 §3, docs/decisions.md §9). */
 #include "pop.h"
 
 #include <gnutls/gnutls.h>

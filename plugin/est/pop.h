@@ -1,6 +1,6 @@
 /**
  * @file pop.h
- * @brief Identity/PoP linking (RFC 9148 §3, RFC 7030 §3.5, decisions.md §9).
+ * @brief Identity/PoP linking (RFC 9148 §3, RFC 7030 §3.5, docs/decisions.md §9).
  */
 #ifndef EST_POP_H
 #define EST_POP_H

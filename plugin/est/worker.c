@@ -1,4 +1,4 @@
-/* One worker thread with a FIFO in and a FIFO out (decisions.md §8). */
+/* One worker thread with a FIFO in and a FIFO out (docs/decisions.md §8). */
 #include "worker.h"
 
 #include <errno.h>

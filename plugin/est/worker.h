@@ -1,7 +1,7 @@
 /**
  * @file worker.h
  * @brief A worker thread for slow CA work (server-side key generation),
- * so the CoAP loop never blocks on it (decisions.md §8).
+ * so the CoAP loop never blocks on it (docs/decisions.md §8).
  *
  * The loop submits jobs; the worker runs each job's run() and queues it as
  * done; an eventfd wakes the loop (through the host's watch_fd), which
@@ -22,7 +22,8 @@ typedef struct worker_job {
   void (*run)(struct worker_job *j); /* runs on the worker thread */
 } worker_job;
 
-/** Most jobs queued or running at once; more get EST_ERR_UNAVAILABLE. */
+/** Most jobs in the worker at once (queued, running, or finished and not
+ * yet taken); more get EST_ERR_UNAVAILABLE. */
 #define WORKER_QUEUE_MAX 256u
 
 /** Start the thread. *fd is the eventfd to watch for finished jobs. */
@@ -37,7 +38,8 @@ worker_job *worker_take(worker *w);
 /**
  * Stop the thread after the job it is running, and hand back every job
  * not taken yet (queued or finished) through @p drop so the caller can
- * free them. NULL is a no-op.
+ * free them; @p drop is required. @p w is freed: do not use it again.
+ * NULL is a no-op.
  */
 void worker_stop(worker *w, void (*drop)(worker_job *j));
 

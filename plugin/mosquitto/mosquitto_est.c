@@ -8,7 +8,7 @@
  *    events on est-coaps/v1/events/<kind>, built by ctl_event().
  *  - The ACL callback guards these topics and defers everything else.
  *
- * Broker facts are cited from mosquitto-2.0.11.md as "ref §N". All state
+ * Broker facts are cited from docs/mosquitto-2.0.11.md as "ref §N". All state
  * lives in the userdata the broker hands back to every callback; there are
  * no file-level mutable globals (ref §2.3: one image may be init'ed twice). */
 #define _POSIX_C_SOURCE 200809L

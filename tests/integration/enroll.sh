@@ -162,7 +162,7 @@ case_labels() {
   est_stop
 }
 
-# pop_linking require (RFC 7030 §3.5, decisions.md §9): est-enroll's CSR
+# pop_linking require (RFC 7030 §3.5, docs/decisions.md §9): est-enroll's CSR
 # carries this session's tls-unique; the server logs no PoP failure; a
 # CSR without it is refused, from coap-client and from est-enroll --no-pop.
 case_pop() {
@@ -189,7 +189,7 @@ case_pop() {
 # Exit codes 4/5/6/2, and nothing written on failure.
 case_errors() {
   est_start
-  # 4: an IDevID may not re-enroll (decisions.md §5); a new key is not kept,
+  # 4: an IDevID may not re-enroll (docs/decisions.md §5); a new key is not kept,
   # an existing --out is untouched.
   echo "old certificate" >"$T/keep.crt"
   cp "$T/keep.crt" "$T/keep.orig"
@@ -279,7 +279,7 @@ case_renew() {
   est_stop
 }
 
-# The approval queue (decisions.md §7): exit 3 when still pending at
+# The approval queue (docs/decisions.md §7): exit 3 when still pending at
 # --max-wait; the same key continues the same request on the next run.
 case_pending() {
   est_start idevid_policy\ manual retry_after\ 2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The approval queue (RFC 9148 §4.7, decisions.md §7): under the manual
+# The approval queue (RFC 9148 §4.7, docs/decisions.md §7): under the manual
 # policy a request gets 5.03 + Max-Age until an operator decides with
 # estctl; the retry then gets its certificate, a later retry the same
 # bytes, a rejected one 4.03 with the reason. Nothing is lost to kill -9.

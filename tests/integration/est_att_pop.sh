@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# /att (RFC 9148 §4.5 RC-2) and PoP linking policy (decisions.md §9).
+# /att (RFC 9148 §4.5 RC-2) and PoP linking policy (docs/decisions.md §9).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
 it_init est_att_pop

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# /crts (RFC 9148 §4.1-§4.5, decisions.md §2-§4): 281 by default, 287 only
+# /crts (RFC 9148 §4.1-§4.5, docs/decisions.md §2-§4): 281 by default, 287 only
 # for a single-certificate CA bag, 4.06/4.05/4.04 otherwise; served under
 # /.well-known/est, the short root and labels; Block2 from 64 bytes up.
 . "$(dirname "$0")/lib.sh"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DISC-1..5 (RFC 9148 §4.1, decisions.md §2): discovery lists the short
+# DISC-1..5 (RFC 9148 §4.1, docs/decisions.md §2): discovery lists the short
 # paths with exact rt and ct, and att/skg/skc only when enabled.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
@@ -41,7 +41,7 @@ done
 # The first link of each rt is the unlabelled one.
 first=$(echo "$body" | tr ',' '\n' | grep 'ace.est.crts' | head -1)
 [ "$first" = '</e/crts>;rt="ace.est.crts";ct="281 287"' ] || it_fail "first crts link is $first"
-# /.well-known/est is not advertised under the rt filter (decisions.md §2).
+# /.well-known/est is not advertised under the rt filter (docs/decisions.md §2).
 case "$body" in *well-known/est*) it_fail "discovery lists /.well-known/est: $body" ;; esac
 est_stop
 it_pass

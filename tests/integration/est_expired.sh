@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Expired client certificates (RFC 9148 §3 "MAY accept an expired IDevID",
-# AUTH-5/SEC-6, conformance item 14, decisions.md §5). What each
+# AUTH-5/SEC-6, conformance item 14, docs/decisions.md §5). What each
 # configuration must do:
 #   coapd default             expired or not-yet-valid: the handshake fails
 #   dtls_allow_expired yes    the plugin answers 4.03 with a diagnostic

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# /skg and /skc (RFC 9148 §4.8, decisions.md §10): multipart-core with an
+# /skg and /skc (RFC 9148 §4.8, docs/decisions.md §10): multipart-core with an
 # unencrypted PKCS#8 key (284) and the certificate as 281 (skg) or 287
 # (skc); the key matches the certificate and is not the CSR's key.
 . "$(dirname "$0")/lib.sh"
@@ -13,7 +13,7 @@ check_keygen() { # client fn cert-cf keytype-grep [coap-client args]
   est_csr "$d/csr.key" "$d/csr.der" "kg-$client-$fn" 'dns_name = "kg.example"'
   est_req $client idevid post /est/$fn -t 286 -A 62 -f "$d/csr.der" "$@"
   it_expect_code 2.04
-  # decisions.md §8: the answer comes as a separate CON response.
+  # docs/decisions.md §8: the answer comes as a separate CON response.
   grep -Eq '^v:1 t:CON c:2\.04 ' "$T/coap-$IT_COAP_N.all" ||
     it_fail "$fn: the 2.04 did not come as a separate CON response"
   echo "$IT_OPTS" | grep -q 'Content-Format:62' || it_fail "$fn CF not 62: $IT_OPTS"

@@ -92,7 +92,7 @@ est_cert_pubkey() { certtool --pubkey-info --load-certificate "$1" 2>/dev/null |
 est_key_pubkey() { certtool --pubkey-info --load-privkey "$1" 2>/dev/null | sed -n '/BEGIN PUBLIC KEY/,/END PUBLIC KEY/p'; }
 
 # it_expect_diag: the last error response carried a UTF-8 diagnostic
-# payload (decisions.md §4); coap-client prints it after the code on stderr.
+# payload (docs/decisions.md §4); coap-client prints it after the code on stderr.
 it_expect_diag() {
   grep -Eq "^${IT_CODE//./\\.} .+" "$IT_STDERR" ||
     it_fail "$IT_CODE without a diagnostic payload: $(cat "$IT_STDERR")"

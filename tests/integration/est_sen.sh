@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# /sen (RFC 9148 §4.2, decisions.md §3-§4): enrollment with an IDevID, with
+# /sen (RFC 9148 §4.2, docs/decisions.md §3-§4): enrollment with an IDevID, with
 # 64- and 1024-byte Block1, Accept 281/287, and every error code.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
@@ -57,7 +57,7 @@ it_expect_code 4.04
 EST_HOST='[::1]' est_req openssl idevid post /.well-known/est/sen -t 286 -f "$T/a.csr"
 it_expect_code 2.04
 
-# Errors (decisions.md §4), each with a diagnostic payload.
+# Errors (docs/decisions.md §4), each with a diagnostic payload.
 est_req gnutls idevid post /est/sen -t 0 -f "$T/a.csr"
 it_expect_code 4.15; it_expect_diag
 est_req gnutls idevid post /est/sen -f "$T/a.csr"

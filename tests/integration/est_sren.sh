@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# /sren (RFC 9148 §4.2, AUTH-7, decisions.md §5-§6): a device enrolls with
+# /sren (RFC 9148 §4.2, AUTH-7, docs/decisions.md §5-§6): a device enrolls with
 # its IDevID, then re-enrolls with the certificate it got; the subject and
 # SAN must match; an IDevID may not re-enroll.
 . "$(dirname "$0")/lib.sh"
@@ -28,7 +28,7 @@ for client in gnutls openssl; do
   est_der_to_pem "$IT_PAYLOAD_FILE" "$T/rekeyed.crt"
   [ "$(est_cert_pubkey "$T/rekeyed.crt")" = "$(est_key_pubkey "$T/rekey-$client.key")" ] ||
     it_fail "rekeyed cert does not carry the new key"
-  # Another subject or SAN: 4.03 with a diagnostic (decisions.md §6).
+  # Another subject or SAN: 4.03 with a diagnostic (docs/decisions.md §6).
   est_csr "$T/dev.key" "$T/other-cn.csr" dev-8 'dns_name = "dev-7.example"'
   est_req $client "$T/dev" post /est/sren -t 286 -f "$T/other-cn.csr"
   it_expect_code 4.03; it_expect_diag
@@ -44,7 +44,7 @@ done
 est_csr "$PKI/client.key" "$T/ld.csr" ldevid-0001 'organization = "est-coaps"'
 est_req gnutls client post /.well-known/est/sren -t 286 -f "$T/ld.csr"
 it_expect_code 2.04
-# And an LDevID may also enroll (decisions.md §5).
+# And an LDevID may also enroll (docs/decisions.md §5).
 est_csr "$T/x.key" "$T/x.csr" dev-x
 est_req openssl "$T/dev" post /est/sen -t 286 -f "$T/x.csr"
 it_expect_code 2.04

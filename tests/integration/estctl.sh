@@ -143,7 +143,7 @@ ec_raw -h
 expect_rc 0
 ec_raw --version
 expect_rc 0
-expect_out "^estctl \(est-coaps\) [0-9]"
+expect_out "^estctl \(est-coaps\) [0-9][^,]*, store schema [1-9]"
 for c in list show approve reject preauth certs revoke audit raw events; do
   ec_raw "$c" --help # no --db needed for help
   expect_rc 0
@@ -477,6 +477,9 @@ mkfifo "$T/lock.fifo"
 sqlite3 "$DB" <"$T/lock.fifo" >"$T/sqlite-lock.log" 2>&1 &
 IT_PIDS[sqlitelock]=$!
 exec 9>"$T/lock.fifo"
+# .timeout: the probe below may hold the lock for an instant; the holder
+# waits it out instead of failing with "database is locked".
+echo ".timeout 5000" >&9
 echo "BEGIN EXCLUSIVE; INSERT INTO meta VALUES('estctl-test','locked');" >&9
 # Wait until the lock is really held.
 for ((i = 0; i < 50; i++)); do

@@ -43,7 +43,7 @@
 #   Runs coap-client-CLIENT with "-B 10" unless ARGS has -B, "-v 6" unless
 #   ARGS has -v, and "-o $T/coap-N.out" unless ARGS has -o. ARGS are passed
 #   on as they are (the URI last, as coap-client wants). coap-client exits 0
-#   even on 4.xx/5.xx and on timeouts (libcoap-4.3.1.md §6), so the result
+#   even on 4.xx/5.xx and on timeouts (docs/libcoap-4.3.1.md §6), so the result
 #   is taken from its "-v 6" PDU dump lines, which look like
 #       v:1 t:ACK c:2.05 i:3b21 {01} [ Content-Format:0, Block2:0/M/64 ]
 #       v:1 t:CON c:2.04 i:a1b2 {...} [ ETag:..., Max-Age:5 ] :: 'payload'

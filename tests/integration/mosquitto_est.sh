@@ -47,7 +47,7 @@ for k in sys.argv[1:]: d = d[int(k)] if isinstance(d, list) else d[k]
 print(d)' "$@"; }
 
 # Every undefined mosquitto_* symbol of the plugin is exported by the broker
-# (the plugin does not link libmosquitto, mosquitto-2.0.11.md §1.1).
+# (the plugin does not link libmosquitto, docs/mosquitto-2.0.11.md §1.1).
 nm -D --defined-only "$MOSQUITTO" | awk '{print $3}' | sort -u >"$T/broker.syms"
 nm -D --undefined-only "$MOSQ_EST_PLUGIN" | awk '$2 ~ /^mosquitto_/ {print $2}' |
   sort -u >"$T/plugin.needs"

@@ -270,23 +270,6 @@ static void test_views(void **state) {
   cJSON_Delete(o);
 }
 
-static void test_command_writes(void **state) {
-  (void)state;
-  assert_true(ctl_command_writes("approveRequest"));
-  assert_true(ctl_command_writes("rejectRequest"));
-  assert_true(ctl_command_writes("addPreauth"));
-  assert_true(ctl_command_writes("removePreauth"));
-  assert_true(ctl_command_writes("revokeCertificate"));
-  assert_false(ctl_command_writes("listRequests"));
-  assert_false(ctl_command_writes("getRequest"));
-  assert_false(ctl_command_writes("listPreauth"));
-  assert_false(ctl_command_writes("listCertificates"));
-  assert_false(ctl_command_writes("listAudit"));
-  assert_false(ctl_command_writes("approverequest"));
-  assert_false(ctl_command_writes(""));
-  assert_false(ctl_command_writes(NULL));
-}
-
 static void test_list_requests(void **state) {
   fx *f = *state;
   est_err err;
@@ -1273,7 +1256,6 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_time_iso),
     cmocka_unit_test(test_views),
-    cmocka_unit_test(test_command_writes),
     cmocka_unit_test_setup_teardown(test_list_requests, setup, teardown),
     cmocka_unit_test_setup_teardown(test_get_request, setup, teardown),
     cmocka_unit_test_setup_teardown(test_approve, setup, teardown),

@@ -238,7 +238,7 @@ static void bad_params(void **state) {
   assert_int_equal(ec_csr_build(p256, &q, &der, &len, diag, sizeof diag), EST_ERR_MALFORMED);
 }
 
-/* RFC 7030 §4.2.2 / decisions.md §6: a re-enrollment CSR built from the
+/* RFC 7030 §4.2.2 / docs/decisions.md §6: a re-enrollment CSR built from the
  * current certificate passes the server's subject/SAN comparison. */
 static void reenroll_copies_names(void **state) {
   (void)state;

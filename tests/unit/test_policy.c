@@ -1,4 +1,4 @@
-/* Who may do what (decisions.md §5-§6). */
+/* Who may do what (docs/decisions.md §5-§6). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -48,7 +48,7 @@ static void test_idevid_may_not_reenroll(void **state) {
   assert_non_null(strstr(diag, "re-enrollment"));
 }
 
-/* A refusal for dates says so (AUTH-5, decisions.md §5). */
+/* A refusal for dates says so (AUTH-5, docs/decisions.md §5). */
 static void test_refusal_diagnostics(void **state) {
   (void)state;
   char diag[128];

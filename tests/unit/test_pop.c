@@ -1,4 +1,4 @@
-/* Identity/PoP linking (RFC 7030 §3.5, RFC 9148 §3, decisions.md §9). */
+/* Identity/PoP linking (RFC 7030 §3.5, RFC 9148 §3, docs/decisions.md §9). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -10,7 +10,7 @@
 
 static void test_error_codes(void **state) {
   (void)state;
-  /* decisions.md §4. */
+  /* docs/decisions.md §4. */
   assert_int_equal(status_coap(EST_OK), 0);
   assert_int_equal(status_coap(EST_ERR_BAD_CSR), 400);
   assert_int_equal(status_coap(EST_ERR_CSR_SIGNATURE), 400);

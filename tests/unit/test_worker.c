@@ -1,4 +1,4 @@
-/* The keygen worker (plugin/est/worker.h, decisions.md §8): jobs run on the
+/* The keygen worker (plugin/est/worker.h, docs/decisions.md §8): jobs run on the
  * worker thread in FIFO order, each completion makes the eventfd readable,
  * the queue is capped at WORKER_QUEUE_MAX, and worker_stop() hands back
  * every job not taken.

@@ -41,7 +41,7 @@ bool bench_machine_busy_ns(uint64_t *ns);
 /**
  * A calibration of this CPU right now: the mean time of one SHA-256
  * signature over 400 bytes with GnuTLS, with a fresh RSA-2048 key (@p rsa)
- * or EC P-256 key, over @p n signatures, in µs. performance.md measured
+ * or EC P-256 key, over @p n signatures, in µs. docs/performance.md measured
  * 1283 and 43 µs. Negative on failure.
  */
 double bench_sign_us(bool rsa, unsigned n);

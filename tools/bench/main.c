@@ -2,7 +2,7 @@
  * this machine, and what each costs the server in CPU time.
  *
  * The load comes from this process, not from coap-client processes
- * (performance.md: 4.4x the cost per request). est_client handles one DTLS
+ * (docs/performance.md: 4.4x the cost per request). est_client handles one DTLS
  * session at a time and libcoap 4.3.1 is not thread-safe, so M concurrent
  * sessions are M forked workers, each with its own est_client, all set up
  * (and keys generated) before the clock starts. Results go into shared
@@ -213,11 +213,11 @@ static void print_info(void) {
          coap_package_version(), tls, gnutls_check_version(NULL));
 }
 
-/* The same parts performance.md timed, now: how fast this (shared) CPU is
+/* The same parts docs/performance.md timed, now: how fast this (shared) CPU is
  * at the moment, to scale its ceilings by. */
 static void print_calibration(void) {
   printf(
-      "GnuTLS signature RSA-2048 %.0f us, P-256 %.0f us (performance.md: 1283 / 43 us)\n",
+      "GnuTLS signature RSA-2048 %.0f us, P-256 %.0f us (docs/performance.md: 1283 / 43 us)\n",
       bench_sign_us(true, CALIB_RSA_SIGNS), bench_sign_us(false, CALIB_EC_SIGNS));
 }
 

@@ -1,5 +1,5 @@
 /* CoAP over DTLS for est-enroll: libcoap 4.3.1 client API with GnuTLS PKI
- * (libcoap-4.3.1.md §2-§4), one session and one request at a time. */
+ * (docs/libcoap-4.3.1.md §2-§4), one session and one request at a time. */
 #define _GNU_SOURCE
 #include "client.h"
 
@@ -349,7 +349,7 @@ est_err ec_client_new(const ec_client_conf *conf, ec_client **out, char *diag,
     return EST_ERR_NOMEM;
   }
   coap_set_app_data(c->ctx, c);
-  /* The whole body reaches the handler (libcoap-4.3.1.md §3). */
+  /* The whole body reaches the handler (docs/libcoap-4.3.1.md §3). */
   coap_context_set_block_mode(c->ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
   coap_register_response_handler(c->ctx, on_response);
   coap_register_nack_handler(c->ctx, on_nack);

@@ -262,7 +262,7 @@ static est_err build_csr(op *o, const csr_src *src, uint8_t **der, size_t *len) 
   p.challenge = NULL;
   if (!o->r->no_pop) {
     /* RFC 7030 §3.5: this session's tls-unique, so the CSR is rebuilt
-     * for every new DTLS session (decisions.md §7). */
+     * for every new DTLS session (docs/decisions.md §7). */
     est_err rc = ec_client_tls_unique(o->c, cb, sizeof cb);
     if (rc != EST_OK) {
       set_diag(o, "cannot read the tls-unique channel binding");
@@ -330,6 +330,8 @@ static est_err exchange(op *o, est_fn fn, int accept, const csr_src *csr,
     ec_retry d = ec_retry_decide(resp->code, resp->has_max_age, resp->max_age,
                                  mono_s() - start, o->r->max_wait_s);
     diag_text(resp, text, sizeof text);
+    say(o, 2, "%s: attempt %u: %u.%02u, %s", info->name, attempt, resp->code / 100,
+        resp->code % 100, ec_retry_action_name(d.action));
     final = true;
     switch (d.action) {
     case EC_RETRY_DONE:
@@ -716,7 +718,7 @@ static est_err cmd_serverkeygen(op *o) {
   memset(&src, 0, sizeof src);
   /* SKG-2: the server ignores the CSR's key and signature. Signing with
    * our identity key keeps the CSR key stable across runs, which is what
-   * a pending request is matched by (decisions.md §7). */
+   * a pending request is matched by (docs/decisions.md §7). */
   rc = local_err(ec_key_load(r->conf.key_file, &id_key, o->diag, o->diag_len));
   if (rc != EST_OK)
     goto out;

@@ -1070,7 +1070,7 @@ int main(int argc, char **argv) {
       fputs(usage_main, stdout);
       return EXIT_OK;
     case 'V':
-      printf("estctl (est-coaps) %s\n", EST_VERSION);
+      printf("estctl (est-coaps) %s, store schema %d\n", EST_VERSION, store_schema_version());
       return EXIT_OK;
     case ':':
       return usage_error(NULL, "option '%s' needs a value", argv[optind - 1]);

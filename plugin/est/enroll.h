@@ -1,0 +1,125 @@
+/**
+ * @file enroll.h
+ * @brief The one owner of an enrollment (docs/architecture.md): check the
+ * CSR, decide over the approval queue (docs/decisions.md §7), issue through
+ * pki, record through store, and produce the answer. Handlers translate
+ * CoAP to and from this module; async.c only carries slow jobs to the
+ * worker thread and back.
+ *
+ * Loop thread only (the store handle belongs to it), except
+ * enroll_job_run(), which may run on any thread.
+ */
+#ifndef EST_ENROLL_H
+#define EST_ENROLL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <coapd/plugin.h>
+
+#include "common/est_err.h"
+#include "pki.h"
+#include "pop.h"
+#include "proto/resource.h"
+
+/** Max-Age of every "retry later" for transient trouble (busy store, full
+ * queue, out of memory): RFC 9148 §4.7, docs/decisions.md §7. */
+#define ENROLL_RETRY_SOON 5u
+
+/** Room for the diagnostic payload of an answer (RFC 9148 §5, RC-6). */
+#define EST_DIAG_MAX 160
+
+typedef struct enroll enroll;
+typedef struct enroll_job enroll_job;
+
+/** Who decides for a class of client. */
+typedef enum enroll_policy {
+  ENROLL_AUTO = 0,   /**< issue at once (and record it) */
+  ENROLL_MANUAL = 1  /**< an operator approves first */
+} enroll_policy;
+
+typedef struct enroll_config {
+  const char *db_path;          /**< NULL: no store, everything auto */
+  enroll_policy idevid;         /**< idevid_policy */
+  enroll_policy ldevid;         /**< ldevid_policy */
+  unsigned retry_after;         /**< Max-Age while an operator decides */
+  unsigned pending_ttl;         /**< seconds a request stays pending/approved */
+  unsigned max_pending;         /**< live requests per client certificate */
+  int busy_timeout_ms;          /**< how long a store write may wait */
+  bool sync_normal;             /**< synchronous=NORMAL instead of FULL */
+  pop_mode pop;                 /**< pop_linking (docs/decisions.md §9) */
+  pki_key_type keygen_type;     /**< key type of skg/skc */
+} enroll_config;
+
+/** Parse "auto" / "manual". */
+est_err enroll_policy_parse(const char *s, enroll_policy *out) EST_MUST_CHECK;
+
+/**
+ * Open the store (creating it) when cfg->db_path is set. @p ca and @p api
+ * are borrowed and must outlive the handle; @p api is used for logging.
+ */
+est_err enroll_open(const enroll_config *cfg, pki_ca *ca, const coapd_host_api *api,
+                    enroll **out, char *diag, size_t diag_len) EST_MUST_CHECK;
+void enroll_close(enroll *e);
+
+/** One POST to sen, sren, skg or skc as the handler saw it; borrowed. */
+typedef struct enroll_request {
+  est_fn fn;
+  pki_client_class cls;
+  const uint8_t *client_fp;          /**< 32 bytes: SHA-256 of the client cert */
+  const char *client;                /**< its subject, for logs and the store */
+  const uint8_t *client_cert;        /**< DER, for the sren match (AUTH-7) */
+  size_t client_cert_len;
+  const uint8_t *tls_unique;         /**< channel bindings, NULL if none */
+  size_t tls_unique_len;
+  const uint8_t *exporter;
+  size_t exporter_len;
+  const uint8_t *csr;                /**< DER CSR as received */
+  size_t csr_len;
+  bool bare_cert;                    /**< sen/sren: answer 287, not 281 */
+  long long now;                     /**< unix seconds */
+} enroll_request;
+
+/** The answer. Clear with enroll_result_clear(). */
+typedef struct enroll_result {
+  est_err rc;              /**< EST_OK: body is the payload of a 2.04 */
+  unsigned max_age;        /**< with a 5.03: come back after this many s */
+  uint8_t *body;           /**< may hold a private key (skg/skc) */
+  size_t body_len;
+  char diag[EST_DIAG_MAX]; /**< for the device when rc != EST_OK */
+} enroll_result;
+
+/**
+ * Decide on @p in. Returns NULL when the answer is known now (refusal,
+ * 5.03, a stored certificate sent again): it is in @p res. Otherwise a job
+ * that issues: run it (enroll_job_run), then finish it (enroll_job_finish).
+ * @p res is always set: when a job is returned, res->rc is EST_OK.
+ */
+enroll_job *enroll_decide(enroll *e, const enroll_request *in, enroll_result *res);
+
+/** True for key generation: run the job off the loop. */
+bool enroll_job_slow(const enroll_job *j);
+
+/** Issue (and for skg/skc generate the key). Any thread; touches only the
+ * CA and the job. */
+void enroll_job_run(enroll_job *j);
+
+/** Loop thread, after enroll_job_run(): record the certificate and build
+ * the answer; an unrecorded certificate is never handed out. Frees @p j. */
+void enroll_job_finish(enroll *e, enroll_job *j, enroll_result *res);
+
+/** Drop a job that will not be answered. NULL is a no-op. */
+void enroll_job_free(enroll_job *j);
+
+/** A transient refusal: 5.03 + Max-Age ENROLL_RETRY_SOON with @p why. */
+void enroll_retry_later(enroll_result *res, const char *why);
+
+/** Free the body (wiping it) and reset. */
+void enroll_result_clear(enroll_result *res);
+
+/** Housekeeping from the plugin tick: expire overdue requests. Returns the
+ * seconds until it wants to run again. */
+unsigned enroll_tick(enroll *e, long long now);
+
+#endif /* EST_ENROLL_H */

@@ -1,0 +1,111 @@
+/* Filling in CoAP responses (reply.h). */
+#include "reply.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "body.h"
+#include "status.h"
+
+static void add_uint_option(coap_pdu_t *pdu, coap_option_num_t num, unsigned v) {
+  uint8_t buf[4];
+  coap_add_option(pdu, num, coap_encode_var_safe(buf, sizeof buf, v), buf);
+}
+
+/* RFC 7959 §2.3: the final response to a Block1 transfer echoes the
+ * request's Block1 with M clear. */
+static void echo_block1(est_req *r) {
+  coap_opt_iterator_t it;
+  coap_opt_t *o = coap_check_option(r->pdu, COAP_OPTION_BLOCK1, &it);
+  if (!o || coap_check_option(r->resp, COAP_OPTION_BLOCK1, &it))
+    return;
+  body_block blk;
+  if (body_block_decode(coap_opt_value(o), coap_opt_length(o), &blk) != EST_OK)
+    return;
+  add_uint_option(r->resp, COAP_OPTION_BLOCK1, (blk.num << 4) | blk.szx);
+}
+
+void reply_error(est_req *r, est_err err) {
+  unsigned code = status_coap(err);
+  const char *msg = r->diag[0] ? r->diag : est_strerror(err);
+  echo_block1(r);
+  coap_pdu_set_code(r->resp, STATUS_COAP_PDU(code));
+  if (err == EST_ERR_TOO_LARGE)
+    /* RFC 7959 §4: 4.13 carries Size1 = the largest body we take. */
+    add_uint_option(r->resp, COAP_OPTION_SIZE1, (unsigned)r->p->max_body);
+  if (code == 503 && r->max_age)
+    /* RFC 9148 §4.7: come back after Max-Age seconds. */
+    add_uint_option(r->resp, COAP_OPTION_MAXAGE, r->max_age);
+  /* RC-6: a short UTF-8 diagnostic, no Content-Format (RFC 7252 §5.5.2). */
+  coap_add_data(r->resp, strlen(msg), (const uint8_t *)msg);
+  r->p->api->log(r->p->api->host, code >= 500 && code != 503 ? COAPD_LOG_WARNING : COAPD_LOG_INFO,
+                 "%s, client '%s', %u.%02u (%s)", proto_fn_info(r->route->fn)->name,
+                 r->sess && r->sess->classified ? r->sess->peer : "?", code / 100,
+                 code % 100, msg);
+}
+
+/* Payload ownership passes to libcoap: it may keep the buffer for later
+ * Block2 requests and calls release_owned when done
+ * (docs/libcoap-4.3.1.md §3). */
+typedef struct owned_body {
+  size_t len;
+  uint8_t data[];
+} owned_body;
+
+static void release_owned(coap_session_t *session, void *app_ptr) {
+  (void)session;
+  owned_body *b = app_ptr;
+  if (b) {
+    /* The body may hold a private key (skg/skc). */
+    explicit_bzero(b->data, b->len);
+    free(b);
+  }
+}
+
+est_err reply_owned(est_req *r, unsigned code, const uint8_t *data, size_t len) {
+  owned_body *b = malloc(sizeof *b + len);
+  if (!b)
+    return EST_ERR_NOMEM;
+  b->len = len;
+  memcpy(b->data, data, len);
+  coap_pdu_set_code(r->resp, STATUS_COAP_PDU(code));
+  echo_block1(r);
+  /* On failure libcoap has already called release_owned. */
+  if (!coap_add_data_large_response(r->resource, r->session, r->pdu, r->resp, r->query,
+                                    (uint16_t)r->cf_out, -1, 0, len, b->data,
+                                    release_owned, b))
+    return EST_ERR_INTERNAL;
+  return EST_OK;
+}
+
+est_err reply_borrowed(est_req *r, const uint8_t *data, size_t len) {
+  coap_pdu_set_code(r->resp, COAP_RESPONSE_CODE(205));
+  /* CA data lives until fini, which runs before libcoap frees any
+   * pending transfer, so no release function is needed. */
+  if (!coap_add_data_large_response(r->resource, r->session, r->pdu, r->resp, r->query,
+                                    (uint16_t)r->cf_out, -1, 0, len, data, NULL, NULL))
+    return EST_ERR_INTERNAL;
+  return EST_OK;
+}
+
+void reply_continue(est_req *r, uint32_t num, unsigned szx) {
+  /* RFC 7959 §2.3: acknowledge with 2.31 and echo Block1, M set. */
+  coap_opt_iterator_t it;
+  coap_pdu_set_code(r->resp, COAP_RESPONSE_CODE(231));
+  if (!coap_check_option(r->resp, COAP_OPTION_BLOCK1, &it))
+    add_uint_option(r->resp, COAP_OPTION_BLOCK1, (num << 4) | 0x08 | szx);
+}
+
+void reply_result(est_req *r, const enroll_result *res) {
+  est_err rc = res->rc;
+  if (rc == EST_OK) {
+    rc = reply_owned(r, 204, res->body, res->body_len);
+    if (rc == EST_OK)
+      return;
+  } else {
+    snprintf(r->diag, sizeof r->diag, "%s", res->diag);
+    r->max_age = res->max_age;
+  }
+  reply_error(r, rc);
+}
