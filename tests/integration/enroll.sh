@@ -200,9 +200,11 @@ case_errors() {
   [ ! -e "$T/never.key" ] || it_fail "a generated key was written on failure"
   ls -a "$T" | grep -q '\.tmp-' && it_fail "a temporary file was left"
   # 5: functions the server does not have (4.04), nothing written.
-  ee att $(g idevid) csrattrs --out "$T/none.der"
+  ee att $(g idevid) -v csrattrs --out "$T/none.der"
   expect_rc 5 att
   grep -q "4.04" "$T/att.err" || it_fail "att: $(cat "$T/att.err")"
+  grep -q "^est-enroll: error NOT_FOUND, exit status 5$" "$T/att.err" ||
+    it_fail "att -v: no error name: $(cat "$T/att.err")"
   ee kg $(g idevid) serverkeygen --subject CN=x --key-out "$T/none.key" --out "$T/none.crt"
   expect_rc 5 kg
   [ ! -e "$T/none.der" ] && [ ! -e "$T/none.key" ] && [ ! -e "$T/none.crt" ] || it_fail "files after 4.04"

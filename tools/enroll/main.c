@@ -329,8 +329,13 @@ int main(int argc, char **argv) {
 
   est_err rc = ec_run_command(&r, diag, sizeof diag);
   ec_client_cleanup();
-  if (rc != EST_OK)
+  if (rc != EST_OK) {
     fprintf(stderr, "est-enroll: %s\n", diag[0] ? diag : est_strerror(rc));
+    /* For scripts and bug reports: which error, and the exit status it maps to. */
+    if (r.verbose)
+      fprintf(stderr, "est-enroll: error %s, exit status %d\n", est_err_name(rc),
+              ec_exit_code(rc));
+  }
   fflush(stdout);
   return ec_exit_code(rc);
 }
