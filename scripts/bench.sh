@@ -253,7 +253,7 @@ echo "          after:  $("${srv_cmd[@]}" "$bench" --calibrate)"
 echo "setup:    $count operations per run, $sessions concurrent DTLS sessions (worker processes), median of $runs interleaved run(s); $pin_text"
 echo "          coapd log_level notice, idevid_policy auto, pop_linking require; client keys pre-generated"
 echo "load:     $load_before before the first row (1/5/15-min averages); the 'other' column is what else ran"
-echo "store:    synchronous=FULL (the plugin has no option for NORMAL); the 'no db' rows run without db_path"
+echo "store:    synchronous=FULL (db_synchronous full, the default; normal is not measured here); the 'no db' rows run without db_path"
 echo
 "$bench" --table-header
 "$bench" --report "$raw" || echo "(no run finished)"
