@@ -319,7 +319,8 @@ it_expect_code() {
     return 0
   fi
   [ "$IT_CODE" = "$1" ] ||
-    it_fail "expected $1, got '${IT_CODE:-no response}' [$IT_OPTS]: $(tail -n 5 "$IT_STDERR")"
+    it_fail "expected $1, got '${IT_CODE:-no response}' [$IT_OPTS], client exit $IT_CLIENT_RC:" \
+      "$(tail -n 8 "$T/coap-$IT_COAP_N.all")"
 }
 
 it_expect_no_2xx() {
