@@ -35,49 +35,33 @@ est_err proto_check_cf(est_fn fn, int cf) {
 
 est_err proto_negotiate(est_fn fn, int accept, size_t ca_count,
                         unsigned *out) {
-  est_err rc = EST_ERR_NOT_ACCEPTABLE;
-  switch (fn) {
-  case EST_FN_CRTS:
-    /* ACC-6 / docs/decisions.md §3: 287 carries one certificate, so only a
-     * single-certificate CA bag can be sent that way. */
-    if (accept < 0 || accept == CF_PKCS7_CERTS_ONLY) {
-      *out = CF_PKCS7_CERTS_ONLY;
-      rc = EST_OK;
-    } else if (accept == CF_PKIX_CERT && ca_count == 1) {
-      *out = CF_PKIX_CERT;
-      rc = EST_OK;
-    }
-    break;
-  case EST_FN_SEN:
-  case EST_FN_SREN:
-    /* ACC-2: no Accept means 281; RES-6: 287 is optional and we do it. */
-    if (accept < 0 || accept == CF_PKCS7_CERTS_ONLY) {
-      *out = CF_PKCS7_CERTS_ONLY;
-      rc = EST_OK;
-    } else if (accept == CF_PKIX_CERT) {
-      *out = CF_PKIX_CERT;
-      rc = EST_OK;
-    }
-    break;
-  case EST_FN_ATT:
-    if (accept < 0 || accept == CF_CSRATTRS) {
-      *out = CF_CSRATTRS;
-      rc = EST_OK;
-    }
-    break;
-  case EST_FN_SKG:
-  case EST_FN_SKC:
-    /* ACC-5: keygen answers are always multipart-core. */
-    if (accept < 0 || accept == CF_MULTIPART_CORE) {
-      *out = CF_MULTIPART_CORE;
-      rc = EST_OK;
-    }
-    break;
-  case EST_FN__MAX:
-    rc = EST_ERR_INVALID;
-    break;
+  /* What each function answers without Accept, and the one other format
+   * it can answer in (0: none). */
+  static const struct {
+    unsigned dflt, alt;
+  } formats[EST_FN__MAX] = {
+      /* ACC-6 / docs/decisions.md §3: 287 only for a one-certificate bag. */
+      [EST_FN_CRTS] = {CF_PKCS7_CERTS_ONLY, CF_PKIX_CERT},
+      /* ACC-2: no Accept means 281; RES-6: 287 is optional and we do it. */
+      [EST_FN_SEN] = {CF_PKCS7_CERTS_ONLY, CF_PKIX_CERT},
+      [EST_FN_SREN] = {CF_PKCS7_CERTS_ONLY, CF_PKIX_CERT},
+      [EST_FN_ATT] = {CF_CSRATTRS, 0},
+      /* ACC-5: keygen answers are always multipart-core. */
+      [EST_FN_SKG] = {CF_MULTIPART_CORE, 0},
+      [EST_FN_SKC] = {CF_MULTIPART_CORE, 0},
+  };
+  if ((unsigned)fn >= EST_FN__MAX)
+    return EST_ERR_INVALID;
+  if (accept < 0 || (unsigned)accept == formats[fn].dflt) {
+    *out = formats[fn].dflt;
+    return EST_OK;
   }
-  return rc;
+  if (formats[fn].alt && (unsigned)accept == formats[fn].alt &&
+      (fn != EST_FN_CRTS || ca_count == 1)) {
+    *out = formats[fn].alt;
+    return EST_OK;
+  }
+  return EST_ERR_NOT_ACCEPTABLE;
 }
 
 est_err proto_label_check(const char *label) {
