@@ -15,6 +15,9 @@
 
 #include "common/est_err.h"
 
+/** Request-Tag is 0..8 bytes (RFC 9175 §3.2). */
+#define BODY_TAG_MAX 8
+
 typedef struct body_asm {
   uint8_t *buf;   /**< reassembled bytes so far (malloc) */
   size_t len;     /**< bytes so far */

@@ -9,6 +9,7 @@
 #include <coapd/plugin.h>
 
 #include "body.h"
+#include "dedup.h"
 #include "enroll.h"
 #include "pki.h"
 #include "pop.h"
@@ -51,6 +52,8 @@ struct est_plugin {
   worker *wk;      /* server-side keygen runs here (docs/decisions.md §8) */
   int wk_fd;       /* its eventfd, watched by the host loop */
   est_job *jobs;   /* every keygen job not yet answered */
+  size_t dedup_entries;        /* answers kept per session (dedup.h) */
+  dedup_budget dedup_budget;   /* their bytes, over all sessions */
 };
 
 /* Per-DTLS-session state, kept in the host's session slot. */
@@ -61,7 +64,10 @@ typedef struct est_session {
   uint8_t fp[32];            /* SHA-256 of the client certificate */
   char peer[256];            /* its subject, for logs and the store */
   const void *body_owner;    /* the resource the partial body is for */
+  uint8_t body_tag[BODY_TAG_MAX]; /* and its Request-Tag (RFC 9175) */
+  size_t body_tag_len;
   body_asm body;
+  dedup seen;                /* answers to recent CONs, for repeats */
 } est_session;
 
 /* One request as it moves through the handler steps. */
@@ -77,6 +83,8 @@ typedef struct est_req {
   unsigned cf_out;
   unsigned max_age;          /* Max-Age for a 5.03, 0: none */
   char diag[EST_DIAG_MAX];
+  bool record;               /* keep the answer in sess->seen */
+  reply_rec rec;             /* the answer, as reply.c made it */
 } est_req;
 
 #endif /* EST_PLUGIN_H */

@@ -20,7 +20,14 @@ static void session_free(void *data) {
   if (!s)
     return;
   body_asm_reset(&s->body);
+  dedup_clear(&s->seen);
   free(s);
+}
+
+static long long mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec;
 }
 
 static int opt_uint(const coap_pdu_t *pdu, coap_option_num_t num, int absent) {
@@ -40,6 +47,7 @@ static est_err client_class(est_req *r) {
     if (!s)
       return EST_ERR_NOMEM;
     body_asm_init(&s->body, r->p->max_body);
+    dedup_init(&s->seen, &r->p->dedup_budget, r->p->dedup_entries);
     if (api->session_data_set(api->host, r->session, s, session_free) != 0)
       return EST_ERR_NOMEM;
   }
@@ -139,10 +147,21 @@ static est_err collect_body(est_req *r, uint8_t **body, size_t *len, bool *pendi
   if (rc != EST_OK)
     return rc;
   /* One transfer per session at a time (NSTART = 1, RFC 9148 §6); a block
-   * for another resource starts over. */
-  if (r->sess->body_owner != r->resource) {
+   * for another resource or another Request-Tag (RFC 9175 §3: it names
+   * the body; clients such as libcoap's change the token every block)
+   * starts over. */
+  coap_opt_iterator_t tit;
+  coap_opt_t *tag = coap_check_option(r->pdu, COAP_OPTION_RTAG, &tit);
+  size_t tlen = tag ? coap_opt_length(tag) : 0;
+  if (tlen > BODY_TAG_MAX)
+    return EST_ERR_BAD_REQUEST;
+  if (r->sess->body_owner != r->resource || r->sess->body_tag_len != tlen ||
+      (tlen && memcmp(r->sess->body_tag, coap_opt_value(tag), tlen) != 0)) {
     body_asm_reset(&r->sess->body);
     r->sess->body_owner = r->resource;
+    r->sess->body_tag_len = tlen;
+    if (tlen)
+      memcpy(r->sess->body_tag, coap_opt_value(tag), tlen);
   }
   bool complete = false;
   size_t size1 = (size_t)opt_uint(r->pdu, COAP_OPTION_SIZE1, 0);
@@ -188,8 +207,10 @@ static void serve_post(est_req *r, const uint8_t *body, size_t len) {
   explicit_bzero(uniq, sizeof uniq);
   explicit_bzero(exp, sizeof exp);
   if (job && enroll_job_slow(job)) {
-    if (est_async_start(r, job, &res))
+    if (est_async_start(r, job, &res)) {
+      r->rec.kind = REPLY_SEPARATE;
       return;
+    }
   } else if (job) {
     enroll_job_run(job);
     enroll_job_finish(r->p->en, job, &res);
@@ -214,6 +235,9 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
   uint8_t *body = NULL;
   size_t body_len = 0;
   bool pending = false;
+  coap_bin_const_t tok = coap_pdu_get_token(request);
+  coap_mid_t mid = coap_pdu_get_mid(request);
+  long long now = mono_s();
   est_err rc;
 
   coap_pdu_code_t method = coap_pdu_get_code(request);
@@ -229,6 +253,18 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
    * is ready (docs/libcoap-4.3.1.md §4a). */
   if (info->post && est_async_finish(&r))
     goto out;
+  /* RFC 7252 §4.5: a repeated CON (our ACK was lost) gets the first
+   * answer again; nothing runs twice (docs/decisions.md §12). */
+  if (info->post && coap_pdu_get_type(request) == COAP_MESSAGE_CON) {
+    const reply_rec *seen = dedup_find(&r.sess->seen, (uint16_t)mid, tok.s, tok.length, now);
+    if (seen) {
+      r.p->api->log(r.p->api->host, COAPD_LOG_INFO, "%s, client '%s', repeat of message 0x%04x answered again",
+                    info->name, r.sess->peer, (unsigned)mid);
+      reply_replay(&r, seen);
+      goto out;
+    }
+    r.record = true;
+  }
   policy_input pin = {r.route->fn, r.sess->cls, r.sess->status};
   rc = policy_decide(&pin, r.diag, sizeof r.diag);
   if (rc != EST_OK)
@@ -260,5 +296,8 @@ out:
     }
     reply_error(&r, rc);
   }
+  if (r.record)
+    dedup_put(&r.sess->seen, (uint16_t)mid, tok.s, tok.length, now, &r.rec);
+  reply_rec_clear(&r.rec);
   free(body);
 }

@@ -30,7 +30,7 @@ typedef struct opt_ctx {
   const char *labels;
   const char *db_path;
   long long cert_days, max_body, retry_after, pending_ttl, max_pending,
-      db_busy_timeout;
+      db_busy_timeout, dedup_entries, dedup_max_bytes;
   int pop_linking, keygen_type, idevid_policy, ldevid_policy, db_synchronous;
   bool keygen, idevid_allow_expired;
 } opt_ctx;
@@ -167,6 +167,13 @@ static const coapd_opt est_option_entries[] = {
   {.name = "db_synchronous", COAPD_OPT_ENUM_IN(opt_ctx, db_synchronous),
    .words = sync_words, .def = "full",
    .doc = "full: every write survives power loss; normal: only a crash of coapd"},
+  /* RFC 7252 §4.5, docs/decisions.md §12. */
+  {.name = "dedup_entries", COAPD_OPT_INT_IN(opt_ctx, dedup_entries), .min = 0,
+   .max = DEDUP_SESSION_MAX, .def = "8",
+   .doc = "answers kept per DTLS session for repeated requests (0: off, repeats run again)"},
+  {.name = "dedup_max_bytes", COAPD_OPT_INT_IN(opt_ctx, dedup_max_bytes), .min = 0,
+   .max = 67108864, .def = "1048576",
+   .doc = "bytes of kept answers over all sessions; past it a repeat gets 5.03 retry later"},
 };
 
 static const coapd_opt_table est_options =
@@ -184,6 +191,8 @@ static est_err apply_options(opt_ctx *o) {
   p->cert_days = (unsigned)o->cert_days;
   p->keygen = o->keygen;
   p->max_body = (size_t)o->max_body;
+  p->dedup_entries = (size_t)o->dedup_entries;
+  p->dedup_budget.max = (size_t)o->dedup_max_bytes;
   p->idevid_allow_expired = o->idevid_allow_expired;
   p->ecfg.retry_after = (unsigned)o->retry_after;
   p->ecfg.pending_ttl = (unsigned)o->pending_ttl;

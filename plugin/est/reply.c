@@ -29,6 +29,13 @@ static void echo_block1(est_req *r) {
 void reply_error(est_req *r, est_err err) {
   unsigned code = status_coap(err);
   const char *msg = r->diag[0] ? r->diag : est_strerror(err);
+  if (r->record) {
+    reply_rec_clear(&r->rec);
+    r->rec.kind = REPLY_ERROR;
+    r->rec.err = err;
+    r->rec.max_age = r->max_age;
+    snprintf(r->rec.diag, sizeof r->rec.diag, "%s", r->diag);
+  }
   echo_block1(r);
   coap_pdu_set_code(r->resp, STATUS_COAP_PDU(code));
   if (err == EST_ERR_TOO_LARGE)
@@ -69,6 +76,17 @@ est_err reply_owned(est_req *r, unsigned code, const uint8_t *data, size_t len) 
     return EST_ERR_NOMEM;
   b->len = len;
   memcpy(b->data, data, len);
+  if (r->record) {
+    reply_rec_clear(&r->rec);
+    r->rec.body = malloc(len ? len : 1);
+    if (r->rec.body) {
+      memcpy(r->rec.body, data, len);
+      r->rec.len = len;
+      r->rec.kind = REPLY_OWNED;
+      r->rec.code = code;
+      r->rec.cf = r->cf_out;
+    }
+  }
   coap_pdu_set_code(r->resp, STATUS_COAP_PDU(code));
   echo_block1(r);
   /* On failure libcoap has already called release_owned. */
@@ -92,6 +110,12 @@ est_err reply_borrowed(est_req *r, const uint8_t *data, size_t len) {
 void reply_continue(est_req *r, uint32_t num, unsigned szx) {
   /* RFC 7959 §2.3: acknowledge with 2.31 and echo Block1, M set. */
   coap_opt_iterator_t it;
+  if (r->record) {
+    reply_rec_clear(&r->rec);
+    r->rec.kind = REPLY_CONTINUE;
+    r->rec.num = num;
+    r->rec.szx = szx;
+  }
   coap_pdu_set_code(r->resp, COAP_RESPONSE_CODE(231));
   if (!coap_check_option(r->resp, COAP_OPTION_BLOCK1, &it))
     add_uint_option(r->resp, COAP_OPTION_BLOCK1, (num << 4) | 0x08 | szx);
@@ -108,4 +132,30 @@ void reply_result(est_req *r, const enroll_result *res) {
     r->max_age = res->max_age;
   }
   reply_error(r, rc);
+}
+
+void reply_replay(est_req *r, const reply_rec *rec) {
+  est_err rc = EST_OK;
+  r->record = false;
+  switch (rec->kind) {
+  case REPLY_ERROR:
+    snprintf(r->diag, sizeof r->diag, "%s", rec->diag);
+    r->max_age = rec->max_age;
+    reply_error(r, rec->err);
+    break;
+  case REPLY_OWNED:
+    r->cf_out = rec->cf;
+    rc = reply_owned(r, rec->code, rec->body, rec->len);
+    break;
+  case REPLY_CONTINUE:
+    reply_continue(r, rec->num, rec->szx);
+    break;
+  case REPLY_SEPARATE:
+  case REPLY_NONE:
+    /* The code stays unset: libcoap sends an empty ACK again, and the
+     * separate response is libcoap's to retransmit. */
+    break;
+  }
+  if (rc != EST_OK)
+    reply_error(r, rc);
 }

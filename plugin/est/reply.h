@@ -31,4 +31,9 @@ void reply_continue(est_req *r, uint32_t num, unsigned szx);
 /** The answer of an enrollment: 2.04 with its body, or its refusal. */
 void reply_result(est_req *r, const enroll_result *res);
 
+/** Answer a repeated request exactly as @p rec says the first one was
+ * answered (dedup.h). While r->record is set, every function above
+ * records what it sends into r->rec. */
+void reply_replay(est_req *r, const reply_rec *rec);
+
 #endif /* EST_REPLY_H */
