@@ -13,6 +13,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
 it_init est_loss
+[ -x "${EST_ENROLL:-}" ] || it_fail "EST_ENROLL is not set"
 N=${EST_LOSS_N:-24}
 PAR=${EST_LOSS_PAR:-8}
 DROP=${EST_LOSS_DROP:-0.1}
@@ -33,23 +34,39 @@ for ((i = 0; i < 50; i++)); do
 done
 RELAY=$(cat "$T/relay.port") || it_fail "the relay did not start"
 
-# One enrollment, as its own process: CSR k, function fn, client c. It
-# retries the whole request when the client gives up, and records every
-# answer code it saw, one per line, in $T/job-k.codes.
+# One enrollment, as its own process: CSR k, function fn, client c
+# (gnutls, openssl: coap-client; enroll: est-enroll). It retries the whole
+# request when the client gives up, and records every answer code it saw,
+# one per line, in $T/job-k.codes.
+attempt() { # k fn c dir log
+  local k=$1 fn=$2 c=$3 d=$4 log=$5
+  if [ "$c" = enroll ]; then
+    local cmd=(enroll --subject "CN=loss-$k" --key-file "$d/csr.key" --out "$d/out")
+    [ "$fn" = skg ] && cmd=(serverkeygen --subject "CN=loss-$k" --key-out "$d/kg.key" --out "$d/out")
+    timeout -k 5 200 "$EST_ENROLL" --server "coaps://127.0.0.1:$RELAY" --cert "$PKI/idevid.crt" \
+      --key "$PKI/idevid.key" --trust "$PKI/ca.crt" --root /est --block-size 64 --timeout 90 \
+      -v "${cmd[@]}" >"$log" 2>&1 || return 1
+    grep -aoE '(: |answered |\()[2-5]\.[0-9][0-9]' "$log" | grep -oE '[2-5]\.[0-9][0-9]$' >>"$d.codes"
+    [ -s "$d/out" ]
+    return
+  fi
+  timeout -k 5 120 "coap-client-$c" -B 90 -v 6 -b 64 -c "$PKI/idevid.crt" -j "$PKI/idevid.key" \
+    -C "$PKI/ca.crt" -m post -t 286 -f "$d/csr.der" -o "$d/out" \
+    "coaps://127.0.0.1:$RELAY/est/$fn" >"$log" 2>&1
+  local rc=$?
+  grep -aoE '^v:1 t:(CON|NON|ACK) c:[2-5]\.[0-9][0-9] ' "$log" |
+    sed -E 's/.* c:([0-9.]+) /\1/' >>"$d.codes"
+  [ $rc = 0 ] && [ -s "$d/out" ] && grep -qaE '^v:1 t:(CON|ACK) c:2\.04 ' "$log"
+}
+
 job() {
-  local k=$1 fn=$2 c=$3 d=$T/job-$1 a rc
+  local k=$1 fn=$2 c=$3 d=$T/job-$1 a
   mkdir -p "$d"
   est_csr "$d/csr.key" "$d/csr.der" "loss-$k" >/dev/null
   : >"$d.codes"
   for ((a = 1; a <= ATTEMPTS; a++)); do
     rm -f "$d/out"
-    timeout -k 5 120 "coap-client-$c" -B 90 -v 6 -b 64 -c "$PKI/idevid.crt" -j "$PKI/idevid.key" \
-      -C "$PKI/ca.crt" -m post -t 286 -f "$d/csr.der" -o "$d/out" \
-      "coaps://127.0.0.1:$RELAY/est/$fn" >"$d/attempt-$a.log" 2>&1
-    rc=$?
-    grep -aoE '^v:1 t:(CON|NON|ACK) c:[2-5]\.[0-9][0-9] ' "$d/attempt-$a.log" |
-      sed -E 's/.* c:([0-9.]+) /\1/' >>"$d.codes"
-    if [ $rc = 0 ] && [ -s "$d/out" ] && grep -qaE '^v:1 t:(CON|ACK) c:2\.04 ' "$d/attempt-$a.log"; then
+    if attempt "$k" "$fn" "$c" "$d" "$d/attempt-$a.log"; then
       echo "$a" >"$d.done"
       return 0
     fi
@@ -57,11 +74,11 @@ job() {
   return 1
 }
 
-clients=(gnutls openssl)
+clients=(gnutls openssl enroll)
 for ((k = 0; k < N; k++)); do
   fn=sen
   ((k % 4 == 3)) && fn=skg
-  job "$k" "$fn" "${clients[k % 2]}" &
+  job "$k" "$fn" "${clients[k % 3]}" &
   IT_PIDS[job$k]=$!
   if (((k + 1) % PAR == 0)); then wait "${IT_PIDS[job$k]}" 2>/dev/null || true; fi
   while (($(jobs -rp | wc -l) > PAR + 2)); do sleep 0.2; done
