@@ -140,9 +140,11 @@ static void hnd_unknown(coap_resource_t *resource, coap_session_t *session,
                         coap_pdu_t *response) {
   static const char msg[] = "no such resource";
   (void)resource;
-  (void)session;
-  (void)request;
   (void)query;
+  /* RFC 7252 §4.3: a NON answer is a new message; libcoap 4.3.1 reuses the
+   * request's Message ID (docs/libcoap-4.3.1.md §7, row 15). */
+  if (coap_pdu_get_type(request) == COAP_MESSAGE_NON)
+    coap_pdu_set_mid(response, coap_new_message_id(session));
   coap_pdu_set_code(response, COAP_RESPONSE_CODE_NOT_FOUND);
   coap_add_data(response, sizeof msg - 1, (const uint8_t *)msg);
 }

@@ -240,6 +240,10 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
   long long now = mono_s();
   est_err rc;
 
+  /* RFC 7252 §4.3: a NON answer is a new message with its own Message ID;
+   * libcoap 4.3.1 reuses the request's (docs/libcoap-4.3.1.md §7, row 15). */
+  if (coap_pdu_get_type(request) == COAP_MESSAGE_NON)
+    coap_pdu_set_mid(response, coap_new_message_id(session));
   coap_pdu_code_t method = coap_pdu_get_code(request);
   if (method != (info->post ? COAP_REQUEST_CODE_POST : COAP_REQUEST_CODE_GET)) {
     snprintf(r.diag, sizeof r.diag, "%s takes %s only", info->name, info->post ? "POST" : "GET");

@@ -67,5 +67,14 @@ est_req gnutls idevid get /est/crts
 it_expect_code 2.05
 est_p7_to_pem "$IT_PAYLOAD_FILE" "$T/bag-out.pem"
 [ "$(grep -c 'BEGIN CERTIFICATE' "$T/bag-out.pem")" = 2 ] || it_fail "crts should hold 2 certificates"
+# RFC 7252 §4.3: a NON request gets a NON answer with its own Message ID,
+# from the EST plugin and from the host's 4.04 alike.
+for path in /est/crts /nothing-here; do
+  est_req gnutls idevid get "$path" -N
+  req_mid=$(grep -aoE '^v:1 t:NON c:GET i:[0-9a-f]+' "$T/coap-$IT_COAP_N.all" | head -n 1 | sed 's/.*i://')
+  resp=$(grep -aoE '^v:1 t:NON c:[2-5]\.[0-9][0-9] i:[0-9a-f]+' "$T/coap-$IT_COAP_N.all" | head -n 1)
+  [ -n "$req_mid" ] && [ -n "$resp" ] || it_fail "$path: no NON exchange: $(cat "$T/coap-$IT_COAP_N.all")"
+  [ "${resp##*i:}" != "$req_mid" ] || it_fail "$path: the NON answer reuses Message ID $req_mid"
+done
 est_stop
 it_pass
