@@ -75,6 +75,9 @@ static const key_def keys[] = {
     {KIND_BOOL,
      offsetof(coapd_config, dtls_allow_expired),
      {.name = "dtls_allow_expired", .type = COAPD_OPT_ENUM, .words = yes_no}},
+    {KIND_BOOL,
+     offsetof(coapd_config, dtls_reboot_probe),
+     {.name = "dtls_reboot_probe", .type = COAPD_OPT_ENUM, .words = yes_no}},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -402,6 +405,7 @@ static void set_defaults(coapd_config *cfg) {
   cfg->max_idle_sessions.value = COAPD_DEFAULT_MAX_IDLE_SESSIONS;
   cfg->max_handshake_sessions.value = COAPD_DEFAULT_MAX_HANDSHAKE_SESSIONS;
   cfg->dtls_verify_depth.value = COAPD_DEFAULT_DTLS_VERIFY_DEPTH;
+  cfg->dtls_reboot_probe.value = 1;
 }
 
 static est_err check_required(parser *p) {

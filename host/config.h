@@ -106,6 +106,13 @@ typedef struct coapd_config {
    * (RFC 9148 §3, AUTH-5). Default no.
    */
   coapd_bool_key dtls_allow_expired;
+  /**
+   * `dtls_reboot_probe yes` (default): a session that a new ClientHello
+   * from its own address hits is probed and dropped if it does not answer,
+   * so a rebooted device can come back (host/reboot.h, RFC 6347 §4.2.8).
+   * `no` for a libcoap that does this itself.
+   */
+  coapd_bool_key dtls_reboot_probe;
 } coapd_config;
 
 /**

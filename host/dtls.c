@@ -1,6 +1,7 @@
 /* DTLS setup: key/cert checks with GnuTLS, the libcoap context with PKI
  * (docs/libcoap-4.3.1.md §2 order), and the coaps endpoints. */
 #include "coapd.h"
+#include "reboot.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -128,9 +129,21 @@ static int on_event(coap_session_t *session, const coap_event_t event) {
                     (unsigned char *)addr, sizeof addr - 1);
     coapd_log(COAPD_LOG_INFO, "%s, peer %s", name, addr);
   }
-  if (event == COAP_EVENT_SERVER_SESSION_DEL && app)
-    coapd_session_release(app, session);
+  if (event == COAP_EVENT_SERVER_SESSION_DEL) {
+    reboot_forget(session);
+    if (app)
+      coapd_session_release(app, session);
+  }
   return 0;
+}
+
+/* The host owns the nack slot too. An RST to our ping is a reboot probe's
+ * answer (reboot.h). */
+static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
+                    const coap_nack_reason_t reason, const coap_mid_t mid) {
+  (void)sent;
+  if (reason == COAP_NACK_RST)
+    reboot_answered(session, mid);
 }
 
 /* Any path no plugin serves: 4.04 as libcoap would answer, plus the short
@@ -218,6 +231,8 @@ est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
   coap_context_set_max_handshake_sessions(app->ctx,
                                           cfg->max_handshake_sessions.value);
   coap_register_event_handler(app->ctx, on_event);
+  coap_register_nack_handler(app->ctx, on_nack);
+  reboot_enable(cfg->dtls_reboot_probe.value != 0);
   if (add_unknown_resource(app->ctx) != EST_OK) {
     coapd_errf(err, errlen, "out of memory");
     return EST_ERR_NOMEM;

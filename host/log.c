@@ -3,6 +3,7 @@
  * no user pointer), so coapd filters against coap_get_log_level() and keeps
  * no state of its own. */
 #include "coapd.h"
+#include "reboot.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -74,13 +75,19 @@ void coapd_log_always(int level, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* The level coapd.conf asked for; libcoap itself runs at warning at least,
+ * because the reboot workaround reads one of its warnings (reboot.h). */
+static int shown_level = COAPD_LOG_INFO;
+
 static void libcoap_line(coap_log_t level, const char *message) {
-  /* libcoap has already filtered by level. */
-  coapd_log_always((int)level, "libcoap: %s", message);
+  reboot_note_line(message);
+  if ((int)level <= shown_level)
+    coapd_log_always((int)level, "libcoap: %s", message);
 }
 
 void coapd_log_setup(int level) {
+  shown_level = level;
   coap_set_log_handler(libcoap_line);
-  coap_set_log_level((coap_log_t)level);
+  coap_set_log_level((coap_log_t)(level < COAPD_LOG_WARNING ? COAPD_LOG_WARNING : level));
   coap_dtls_set_log_level(level);
 }

@@ -2,6 +2,7 @@
  * libcoap with epoll, docs/libcoap-4.3.1.md §5 variant B), a timerfd for plugin
  * ticks, a signalfd for SIGTERM/SIGINT and the fds plugins watch. */
 #include "coapd.h"
+#include "reboot.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -217,7 +218,9 @@ est_err coapd_loop_run(coapd_loop *l) {
     /* Plugin code outside a handler may have queued PDUs or triggered an
      * async; one non-blocking pass sends them and re-arms libcoap's timer.
      * Never called from inside a handler. */
-    if (coap_ready || ran_plugin)
+    if (coap_ready || ran_plugin) {
       coap_io_process(l->app->ctx, COAP_IO_NO_WAIT);
+      reboot_run(l->app->ctx, coapd_now_ms());
+    }
   }
 }
