@@ -54,7 +54,12 @@ it_expect_payload "^session_requests=3$"
 it_coap openssl -b 64 -c "$PKI/client.crt" -j "$PKI/client.key" -C "$PKI/ca.crt" \
   "coaps://[::1]:$PORT/whoami?pad=3000"
 it_expect_code 2.05
-it_expect_opt "Max-Age:5"
+# The plugin set Max-Age 5; libcoap lowers it on later blocks as the kept
+# response ages (RFC 7252 §5.6.1), by a second or so on a slow (ASan) run.
+case "$IT_OPTS" in
+  *"Max-Age:5"* | *"Max-Age:4"* | *"Max-Age:3"*) ;;
+  *) it_fail "no Max-Age 3..5 on the last block: [$IT_OPTS]" ;;
+esac
 it_expect_opt "/_/64"
 [ "$(tail -n 1 "$IT_PAYLOAD_FILE" | tr -cd x | wc -c)" = 3000 ] ||
   it_fail "Block2 body incomplete: $(wc -c <"$IT_PAYLOAD_FILE") bytes"
