@@ -41,6 +41,7 @@ typedef struct reply_rec {
   uint32_t num;
   unsigned szx;
   char diag[EST_DIAG_MAX];
+  uint64_t etag; /**< REPLY_OWNED: the ETag libcoap gave it, or 0 */
   uint8_t *body; /**< REPLY_OWNED: a copy (malloc), wiped when freed */
   size_t len;
 } reply_rec;

@@ -70,7 +70,11 @@ static void release_owned(coap_session_t *session, void *app_ptr) {
   }
 }
 
-est_err reply_owned(est_req *r, unsigned code, const uint8_t *data, size_t len) {
+/* @p etag 0: libcoap picks one (a new one every call); a replay passes
+ * the first answer's, so a client holding its blocks sees the same body
+ * (RFC 7252 §5.10.6). */
+static est_err send_owned(est_req *r, unsigned code, const uint8_t *data, size_t len,
+                          uint64_t etag) {
   owned_body *b = malloc(sizeof *b + len);
   if (!b)
     return EST_ERR_NOMEM;
@@ -91,10 +95,20 @@ est_err reply_owned(est_req *r, unsigned code, const uint8_t *data, size_t len) 
   echo_block1(r);
   /* On failure libcoap has already called release_owned. */
   if (!coap_add_data_large_response(r->resource, r->session, r->pdu, r->resp, r->query,
-                                    (uint16_t)r->cf_out, -1, 0, len, b->data,
+                                    (uint16_t)r->cf_out, -1, etag, len, b->data,
                                     release_owned, b))
     return EST_ERR_INTERNAL;
+  if (r->rec.kind == REPLY_OWNED) {
+    coap_opt_iterator_t it;
+    coap_opt_t *o = coap_check_option(r->resp, COAP_OPTION_ETAG, &it);
+    if (o)
+      r->rec.etag = coap_decode_var_bytes8(coap_opt_value(o), coap_opt_length(o));
+  }
   return EST_OK;
+}
+
+est_err reply_owned(est_req *r, unsigned code, const uint8_t *data, size_t len) {
+  return send_owned(r, code, data, len, 0);
 }
 
 est_err reply_borrowed(est_req *r, const uint8_t *data, size_t len) {
@@ -145,7 +159,7 @@ void reply_replay(est_req *r, const reply_rec *rec) {
     break;
   case REPLY_OWNED:
     r->cf_out = rec->cf;
-    rc = reply_owned(r, rec->code, rec->body, rec->len);
+    rc = send_owned(r, rec->code, rec->body, rec->len, rec->etag);
     break;
   case REPLY_CONTINUE:
     reply_continue(r, rec->num, rec->szx);
