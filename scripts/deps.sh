@@ -11,6 +11,12 @@ pkgs=(
   python3 python3-cbor2 python3-jsonschema valgrind procps
 )
 [ "${1:-}" = "--fuzz" ] && pkgs+=(clang)
+# The interop client (tests/interop/node) runs on Node with npm packages
+# from its lock file. A Node that did not come from Debian (one that ships
+# its own npm) is fine too.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  pkgs+=(nodejs npm)
+fi
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
