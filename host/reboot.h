@@ -19,8 +19,9 @@
 #include <coap3/coap.h>
 
 /** How long a probed session has to answer, in ms: long enough for one
- * retransmission of the ping (ACK_TIMEOUT 2-3 s, RFC 7252 §4.8), as a
- * busy client may answer the first one late or not at all. */
+ * retransmission of the ping (ACK_TIMEOUT 2-3 s, RFC 7252 §4.8). A
+ * libcoap 4.3.1 client ignores a ping in its first 250 ms (its RST rate
+ * limit starts at tick 0, net.c), so the first one may get no answer. */
 #define REBOOT_PROBE_MS 6000u
 /** Sessions probed at once, and sightings queued between loop turns. */
 #define REBOOT_PROBES_MAX 64u
