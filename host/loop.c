@@ -187,7 +187,8 @@ est_err coapd_loop_run(coapd_loop *l) {
   coap_io_process(l->app->ctx, COAP_IO_NO_WAIT);
   arm(l, COAPD_TICK_MIN_MS);
   for (;;) {
-    int n = epoll_wait(l->ep, ev, EVENTS_MAX, -1);
+    /* Infinite, unless a reboot probe is due (host/reboot.h). */
+    int n = epoll_wait(l->ep, ev, EVENTS_MAX, reboot_next_ms(coapd_now_ms()));
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -221,6 +222,10 @@ est_err coapd_loop_run(coapd_loop *l) {
     if (coap_ready || ran_plugin) {
       coap_io_process(l->app->ctx, COAP_IO_NO_WAIT);
       reboot_run(l->app->ctx, coapd_now_ms());
+    } else if (n == 0) {
+      /* A probe is due: drop the session, then let libcoap free it. */
+      reboot_run(l->app->ctx, coapd_now_ms());
+      coap_io_process(l->app->ctx, COAP_IO_NO_WAIT);
     }
   }
 }

@@ -149,6 +149,16 @@ void reboot_run(coap_context_t *ctx, uint64_t now_ms) {
   }
 }
 
+int reboot_next_ms(uint64_t now_ms) {
+  uint64_t next = UINT64_MAX;
+  for (size_t i = 0; i < REBOOT_PROBES_MAX; i++)
+    if (st.probes[i].session && st.probes[i].deadline_ms < next)
+      next = st.probes[i].deadline_ms;
+  if (next == UINT64_MAX)
+    return -1;
+  return next <= now_ms ? 0 : (int)(next - now_ms);
+}
+
 void reboot_answered(coap_session_t *session, coap_mid_t mid) {
   probe *p = probe_of(session);
   if (p && p->mid == mid) {

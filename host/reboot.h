@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <coap3/coap.h>
 
@@ -46,6 +47,10 @@ void reboot_note_line(const char *line);
 /** After each coap_io_process(): probe new sightings, drop the sessions
  * whose probe went unanswered. @p now_ms is monotonic. */
 void reboot_run(coap_context_t *ctx, uint64_t now_ms);
+
+/** Milliseconds until the nearest probe deadline, or -1 if none: the loop
+ * wakes then, so a dead session goes on time. */
+int reboot_next_ms(uint64_t now_ms);
 
 /** A session answered (an RST to our ping, or any NACK of it by RST). */
 void reboot_answered(coap_session_t *session, coap_mid_t mid);
