@@ -88,6 +88,9 @@ count=$(sqlite3 "$T/est.db" "select count(*) from certificates where subject='CN
 step_ok 6
 grep -q "did not answer after a new ClientHello" "$T/coapd.log" ||
   it_fail "coapd did not log the dropped old session"
+# 7. A block out of sequence: 4.08 with the Block1 echo and a diagnostic,
+# for a middle and a last block alike.
+step_ok 7
 # 5b. The duplicate final block got the same answer, byte for byte.
 step_ok 5b
 cmp -s "$W/dup-final.p7" "$W/dup-final-again.p7" || it_fail "5b: the duplicate's certificate differs"

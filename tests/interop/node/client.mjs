@@ -543,6 +543,26 @@ await step(6, 'reboot', async (open) => {
   return `local port ${LOCAL_PORT}: new handshake after ${hs} ms, 2.05 after ${ms} ms`;
 });
 
+// 7. A block out of sequence (RFC 7959 §2.3): 4.08, for a middle block
+// and for a last block alike, each with the Block1 echo and a diagnostic.
+await step(7, 'block-gap', async (open) => {
+  const s = await open();
+  const notes = [];
+  for (const [num, more] of [[2, true], [3, false]]) {
+    const options = [
+      { name: 'Content-Format', value: uintBuf(286) },
+      { name: 'Block1', value: block(num, more, 2) },
+    ];
+    const r = await s.request({ code: 'POST', path: '/est/sen', options, payload: Buffer.alloc(more ? 64 : 10, 0x30) });
+    if (r.p.code !== '4.08') throw new Error(`block ${num} (M=${more}) alone: want 4.08, got ${fmt(r.raw)}`);
+    const b1 = getOpt(r.p, 'Block1');
+    if (!b1 || parseBlock(b1.value).num !== num) throw new Error(`block ${num}: 4.08 without the Block1 echo: ${fmt(r.raw)}`);
+    if (!r.p.payload || r.p.payload.length === 0) throw new Error(`block ${num}: 4.08 without a diagnostic: ${fmt(r.raw)}`);
+    notes.push(`block ${num}${more ? '/M' : ''}: 4.08 Block1 ${num} '${r.p.payload.toString()}'`);
+  }
+  return notes.join('; ');
+});
+
 const failed = results.filter((x) => !x).length;
 console.log(`SUMMARY ${results.length - failed}/${results.length} steps passed`);
 process.exit(failed);
