@@ -7,5 +7,5 @@ foreach(t est_discovery est_crts est_sen est_sren est_keygen est_att_pop est_app
 endforeach()
 # The loss run drives est-enroll too, and waits out retransmissions.
 add_test(NAME it.est_loss COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/est_loss.sh)
-set_tests_properties(it.est_loss PROPERTIES LABELS integration TIMEOUT 900
+set_tests_properties(it.est_loss PROPERTIES LABELS integration TIMEOUT 1800
   ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;EST_PLUGIN=$<TARGET_FILE:est_coaps>;EST_ENROLL=$<TARGET_FILE:est-enroll>;EST_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;EST_SCRIPTS=${PROJECT_SOURCE_DIR}/scripts")

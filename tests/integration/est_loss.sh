@@ -7,15 +7,15 @@
 # exactly one certificate per request, no answer is 4.08, and no skg
 # request produced two keys.
 #
-# EST_LOSS_N (default 24) enrollments, EST_LOSS_PAR (default 8) at a time,
+# EST_LOSS_N (default 200) enrollments, EST_LOSS_PAR (default 16) at a time,
 # EST_LOSS_DROP / EST_LOSS_DUP, EST_LOSS_SEED, and EST_LOSS_OPT: one more
 # plugin option line (e.g. "dedup_entries 0" shows what the cache prevents).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
 it_init est_loss
 [ -x "${EST_ENROLL:-}" ] || it_fail "EST_ENROLL is not set"
-N=${EST_LOSS_N:-24}
-PAR=${EST_LOSS_PAR:-8}
+N=${EST_LOSS_N:-200}
+PAR=${EST_LOSS_PAR:-16}
 DROP=${EST_LOSS_DROP:-0.1}
 DUP=${EST_LOSS_DUP:-0.05}
 SEED=${EST_LOSS_SEED:-9148}
