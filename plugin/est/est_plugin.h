@@ -83,6 +83,9 @@ typedef struct est_req {
   unsigned cf_out;
   unsigned max_age;          /* Max-Age for a 5.03, 0: none */
   char diag[EST_DIAG_MAX];
+  coap_bin_const_t tok;      /* the request's token and Message ID, */
+  uint16_t mid;              /* which name it for repeats (dedup.h) */
+  long long now;             /* monotonic seconds at arrival */
   bool record;               /* keep the answer in sess->seen */
   reply_rec rec;             /* the answer, as reply.c made it */
 } est_req;

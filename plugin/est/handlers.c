@@ -219,31 +219,55 @@ static void serve_post(est_req *r, const uint8_t *body, size_t len) {
   enroll_result_clear(&res);
 }
 
-void est_handle_request(coap_resource_t *resource, coap_session_t *session,
-                        const coap_pdu_t *request, const coap_string_t *query,
-                        coap_pdu_t *response) {
-  est_req r;
-  memset(&r, 0, sizeof r);
-  r.route = coap_resource_get_userdata(resource);
-  r.p = r.route->p;
-  r.resource = resource;
-  r.session = session;
-  r.pdu = request;
-  r.resp = response;
-  r.query = query;
-  const est_fn_info *info = proto_fn_info(r.route->fn);
-  uint8_t *body = NULL;
-  size_t body_len = 0;
-  bool pending = false;
-  coap_bin_const_t tok = coap_pdu_get_token(request);
-  coap_mid_t mid = coap_pdu_get_mid(request);
-  long long now = mono_s();
-  est_err rc;
+/* RFC 7252 §4.5: a repeated CON (our ACK was lost) gets the first answer
+ * again and nothing runs twice (docs/decisions.md §12). True when @p r was
+ * such a repeat and is answered; otherwise its answer will be recorded. */
+static bool repeat_answered(est_req *r, const est_fn_info *info) {
+  if (!info->post || coap_pdu_get_type(r->pdu) != COAP_MESSAGE_CON)
+    return false;
+  const reply_rec *seen = dedup_find(&r->sess->seen, r->mid, r->tok.s, r->tok.length, r->now);
+  if (!seen) {
+    r->record = true;
+    return false;
+  }
+  r->p->api->log(r->p->api->host, COAPD_LOG_INFO,
+                 "%s, client '%s', repeat of message 0x%04x answered again", info->name,
+                 r->sess->peer, (unsigned)r->mid);
+  reply_replay(r, seen);
+  return true;
+}
 
+static void req_init(est_req *r, coap_resource_t *resource, coap_session_t *session,
+                     const coap_pdu_t *request, const coap_string_t *query,
+                     coap_pdu_t *response) {
+  memset(r, 0, sizeof *r);
+  r->route = coap_resource_get_userdata(resource);
+  r->p = r->route->p;
+  r->resource = resource;
+  r->session = session;
+  r->pdu = request;
+  r->resp = response;
+  r->query = query;
+  r->tok = coap_pdu_get_token(request);
+  r->mid = (uint16_t)coap_pdu_get_mid(request);
+  r->now = mono_s();
   /* RFC 7252 §4.3: a NON answer is a new message with its own Message ID;
    * libcoap 4.3.1 reuses the request's (docs/libcoap-4.3.1.md §7, row 15). */
   if (coap_pdu_get_type(request) == COAP_MESSAGE_NON)
     coap_pdu_set_mid(response, coap_new_message_id(session));
+}
+
+void est_handle_request(coap_resource_t *resource, coap_session_t *session,
+                        const coap_pdu_t *request, const coap_string_t *query,
+                        coap_pdu_t *response) {
+  est_req r;
+  req_init(&r, resource, session, request, query, response);
+  const est_fn_info *info = proto_fn_info(r.route->fn);
+  uint8_t *body = NULL;
+  size_t body_len = 0;
+  bool pending = false;
+  est_err rc;
+
   coap_pdu_code_t method = coap_pdu_get_code(request);
   if (method != (info->post ? COAP_REQUEST_CODE_POST : COAP_REQUEST_CODE_GET)) {
     snprintf(r.diag, sizeof r.diag, "%s takes %s only", info->name, info->post ? "POST" : "GET");
@@ -255,20 +279,8 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
     goto out;
   /* libcoap calls again with the saved request when a separate response
    * is ready (docs/libcoap-4.3.1.md §4a). */
-  if (info->post && est_async_finish(&r))
+  if ((info->post && est_async_finish(&r)) || repeat_answered(&r, info))
     goto out;
-  /* RFC 7252 §4.5: a repeated CON (our ACK was lost) gets the first
-   * answer again; nothing runs twice (docs/decisions.md §12). */
-  if (info->post && coap_pdu_get_type(request) == COAP_MESSAGE_CON) {
-    const reply_rec *seen = dedup_find(&r.sess->seen, (uint16_t)mid, tok.s, tok.length, now);
-    if (seen) {
-      r.p->api->log(r.p->api->host, COAPD_LOG_INFO, "%s, client '%s', repeat of message 0x%04x answered again",
-                    info->name, r.sess->peer, (unsigned)mid);
-      reply_replay(&r, seen);
-      goto out;
-    }
-    r.record = true;
-  }
   policy_input pin = {r.route->fn, r.sess->cls, r.sess->status};
   rc = policy_decide(&pin, r.diag, sizeof r.diag);
   if (rc != EST_OK)
@@ -301,7 +313,7 @@ out:
     reply_error(&r, rc);
   }
   if (r.record)
-    dedup_put(&r.sess->seen, (uint16_t)mid, tok.s, tok.length, now, &r.rec);
+    dedup_put(&r.sess->seen, r.mid, r.tok.s, r.tok.length, r.now, &r.rec);
   reply_rec_clear(&r.rec);
   free(body);
 }
