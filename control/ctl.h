@@ -2,7 +2,7 @@
  * @file ctl.h
  * @brief The operator command layer: one implementation of every operator
  * command, shared by the estctl CLI and the Mosquitto broker plugin. Only
- * the front ends differ (docs/decisions.md §7, issue "MQTT-bridged control").
+ * the front ends differ (docs/decisions.md §7, docs/architecture.md §2).
  *
  * The wire format is Mosquitto's dynamic-security one, carried on
  * `$CONTROL/est-coaps/v1`:

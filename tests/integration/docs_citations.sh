@@ -4,14 +4,12 @@
 #   bash docs_citations.sh REPO_ROOT        (ctest: docs_citations)
 #
 # Fails (exit 1, one "file:line: problem" per finding) when
-#  (a) a file outside docs/ names one of the project documents without the
-#      docs/ prefix, or any file mentions the shared reference folder or a
+#  (a) any file, docs/ included, names one of the project documents without
+#      the docs/ prefix, or any file mentions the shared reference folder or a
 #      reference document that is not in the repository;
 #  (b) a "docs/<name>.md" that does not exist is named, or a citation
 #      "docs/<name>.md §N" (or "#N"; ranges "§N-§M" check both ends) names
-#      a section N that no heading of that document carries. Inside docs/ a
-#      bare "<name>.md §N" cites the sibling docs/<name>.md and is checked
-#      the same way.
+#      a section N that no heading of that document carries.
 #
 # A section exists when a Markdown heading line of the document contains the
 # token "§N" (e.g. "## §7. Approval", "### §4a: 4(a) Short delay",
@@ -106,12 +104,11 @@ for f in "${candidates[@]}"; do
     done < <(grep -noP "(?<![A-Za-z0-9_-])(?:$(alt "${foreign[@]}"))\\.$ext(?![A-Za-z0-9_])" "$f" || true)
   fi
 
-  # (a) Bare document names outside docs/.
-  if [ $in_docs = 0 ]; then
-    while IFS=: read -r ln hit; do
-      report "$f:$ln: cites $hit without the docs/ prefix (docs/$hit)"
-    done < <(grep -noP "(?<![A-Za-z0-9_-])(?<!docs/)(?:$names_re)\\.$ext(?![A-Za-z0-9_])" "$f" || true)
-  fi
+  # (a) Bare document names, in docs/ too: a citation reads the same
+  # wherever it stands.
+  while IFS=: read -r ln hit; do
+    report "$f:$ln: cites $hit without the docs/ prefix (docs/$hit)"
+  done < <(grep -noP "(?<![A-Za-z0-9_-])(?<!docs/)(?:$names_re)\\.$ext(?![A-Za-z0-9_])" "$f" || true)
 
   # (b) A docs/ document that does not exist, cited with or without a section.
   while IFS=: read -r ln hit; do
