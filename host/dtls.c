@@ -1,5 +1,6 @@
 /* DTLS setup: key/cert checks with GnuTLS, the libcoap context with PKI
  * (docs/libcoap-4.3.1.md §2 order), and the coaps endpoints. */
+#include "addr.h"
 #include "coapd.h"
 #include "reboot.h"
 
@@ -240,19 +241,9 @@ est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
   return EST_OK;
 }
 
+/* The config parser checked the literal (host/config.c). */
 static void fill_addr(const coapd_listen *l, coap_address_t *a) {
-  coap_address_init(a);
-  if (l->family == AF_INET) {
-    a->size = sizeof a->addr.sin;
-    a->addr.sin.sin_family = AF_INET;
-    a->addr.sin.sin_port = htons(l->port);
-    inet_pton(AF_INET, l->addr, &a->addr.sin.sin_addr);
-  } else {
-    a->size = sizeof a->addr.sin6;
-    a->addr.sin6.sin6_family = AF_INET6;
-    a->addr.sin6.sin6_port = htons(l->port);
-    inet_pton(AF_INET6, l->addr, &a->addr.sin6.sin6_addr);
-  }
+  (void)coapd_addr_set(a, l->addr, l->port);
 }
 
 /* libcoap sets SO_REUSEADDR on its UDP sockets, so a second server would

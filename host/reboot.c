@@ -3,10 +3,10 @@
  * here, in the host program (never in a plugin). */
 #include "reboot.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "addr.h"
 #include "coapd.h"
 
 #define REMOTE_MAX 64
@@ -76,23 +76,10 @@ bool reboot_parse_addr(const char *text, coap_address_t *out) {
   host[hlen] = '\0';
   if (sscanf(colon + 1, "%u%c", &port, &extra) != 1 || port == 0 || port > 65535)
     return false;
-  coap_address_init(out);
   /* libcoap prints IPv6 in brackets (coap_print_addr); bare is IPv4. */
-  if (text[0] != '[') {
-    if (inet_pton(AF_INET, host, &out->addr.sin.sin_addr) != 1)
-      return false;
-    out->addr.sin.sin_family = AF_INET;
-    out->addr.sin.sin_port = htons((uint16_t)port);
-    out->size = sizeof out->addr.sin;
-    return true;
-  }
-  if (inet_pton(AF_INET6, host, &out->addr.sin6.sin6_addr) == 1) {
-    out->addr.sin6.sin6_family = AF_INET6;
-    out->addr.sin6.sin6_port = htons((uint16_t)port);
-    out->size = sizeof out->addr.sin6;
-    return true;
-  }
-  return false;
+  if ((text[0] == '[') != (strchr(host, ':') != NULL))
+    return false;
+  return coapd_addr_set(out, host, (uint16_t)port);
 }
 
 void reboot_note_line(const char *line) {

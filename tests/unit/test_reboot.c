@@ -48,7 +48,7 @@ static void test_parse_addr(void **state) {
   assert_int_equal(a.addr.sin6.sin6_family, AF_INET6);
   assert_int_equal(ntohs(a.addr.sin6.sin6_port), 5684);
   const char *bad[] = {"127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000",
-                       "127.0.0.1:80x", "[::1]5684", "[::1", "host:80", "::1:80", ""};
+                       "127.0.0.1:80x", "[::1]5684", "[::1", "host:80", "::1:80", "[127.0.0.1]:80", ""};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     assert_false(reboot_parse_addr(bad[i], &a));
   assert_false(reboot_parse_addr(NULL, &a));
