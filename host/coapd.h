@@ -71,6 +71,9 @@ void coapd_log_always(int level, const char *fmt, ...)
 void coapd_log_setup(int level);
 
 /* dtls.c */
+/** Put a datagram socket nothing can reach on descriptor 0, before
+ * anything else opens a file (docs/libcoap-4.3.1.md §7 #18). */
+est_err coapd_dtls_quiet_fd0(char *err, size_t errlen) EST_MUST_CHECK;
 /** Load dtls_cert/dtls_key/dtls_ca with GnuTLS and check that the key
  * matches the certificate. Writes `PATH:LINE: problem` into @p err. */
 est_err coapd_dtls_check(const coapd_config *cfg, char *err,

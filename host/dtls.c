@@ -48,6 +48,32 @@ static void free_certs(gnutls_x509_crt_t *crts, unsigned n) {
   gnutls_free(crts);
 }
 
+/* libcoap 4.3.1 hands GnuTLS a pull-timeout callback that select()s the
+ * session's sock.fd, and a server session's is 0. If descriptor 0 is
+ * readable (/dev/null under systemd or in a background job, or the
+ * endpoint socket when 0 was closed) GnuTLS takes it for a datagram that
+ * has arrived and never retransmits a handshake flight: one lost datagram
+ * stalls the handshake (docs/libcoap-4.3.1.md §7 #18). An unbound AF_UNIX
+ * datagram socket is never readable, and writable like a client's socket. */
+est_err coapd_dtls_quiet_fd0(char *err, size_t errlen) {
+  est_err rc = EST_OK;
+  int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+  if (s < 0) {
+    snprintf(err, errlen, "cannot open a socket for descriptor 0: %s",
+             strerror(errno));
+    rc = EST_ERR_IO;
+    goto out;
+  }
+  if (s != 0 && dup2(s, 0) < 0) {
+    snprintf(err, errlen, "cannot replace descriptor 0: %s", strerror(errno));
+    rc = EST_ERR_IO;
+  }
+  if (s != 0)
+    close(s);
+out:
+  return rc;
+}
+
 est_err coapd_dtls_check(const coapd_config *cfg, char *err, size_t errlen) {
   est_err rc = EST_ERR_CONFIG;
   gnutls_x509_crt_t *crts = NULL, *cas = NULL;

@@ -115,6 +115,10 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGINT);
   sigprocmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
+  if (coapd_dtls_quiet_fd0(err, sizeof err) != EST_OK) {
+    fprintf(stderr, "coapd: %s\n", err);
+    return EXIT_RUNTIME;
+  }
 
   coap_startup();
   coapd_log_setup(COAPD_DEFAULT_LOG_LEVEL);
