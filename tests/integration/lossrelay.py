@@ -10,6 +10,11 @@ and gives every client address its own upstream socket, so the server
 sees one peer per client. On SIGTERM it writes its counts as JSON to
 --stats. Bounded: at most --max-clients upstream sockets (oldest idle one
 closed first) and at most 10000 datagrams waiting to be delayed.
+
+--delay-ms is a random delay of up to MS per datagram that keeps the order
+of each client's datagrams in each direction; only --reorder (the given
+fraction, held back 20-70 ms behind what follows) changes the order, so
+the reordering rate is the one set.
 """
 import argparse
 import heapq
@@ -51,6 +56,7 @@ def main():
     ups = {}      # client address -> upstream socket
     last = {}     # client address -> last activity (monotonic)
     pending = []  # heap of (due, seq, sock, data, addr)
+    last_due = {}  # (direction, client address) -> due time of the last one
     seq = 0
     stats = {d: {"in": 0, "dropped": 0, "duplicated": 0, "delayed": 0, "sent": 0}
              for d in ("up", "down")}
@@ -65,7 +71,7 @@ def main():
         f.write("%d\n" % front.getsockname()[1])
     os.rename(a.port_file + ".tmp", a.port_file)
 
-    def schedule(direction, sock, data, addr, now):
+    def schedule(direction, sock, data, addr, flow, now):
         nonlocal seq
         st = stats[direction]
         st["in"] += 1
@@ -77,9 +83,14 @@ def main():
             st["duplicated"] += 1
         for _ in range(copies):
             delay = rnd.random() * a.delay_ms / 1000.0
-            # Reordering: hold this one back behind what follows.
             if rnd.random() < a.reorder:
+                # Hold this one back behind what follows.
                 delay += 0.02 + rnd.random() * 0.05
+            else:
+                # Jitter alone does not overtake the one before.
+                key = (direction, flow)
+                delay = max(delay, last_due.get(key, 0.0) - now)
+                last_due[key] = now + delay
             if delay > 0 and len(pending) < PENDING_MAX:
                 st["delayed"] += 1
                 seq += 1
@@ -102,6 +113,8 @@ def main():
                 sel.unregister(ups[oldest])
                 ups.pop(oldest).close()
                 last.pop(oldest)
+                last_due.pop(("up", oldest), None)
+                last_due.pop(("down", oldest), None)
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind(("127.0.0.1", 0))
             s.setblocking(False)
@@ -127,10 +140,10 @@ def main():
                     break
                 now = time.monotonic()
                 if key.data is None:  # from a client
-                    schedule("up", upstream_for(addr, now), data, target, now)
+                    schedule("up", upstream_for(addr, now), data, target, addr, now)
                 else:                 # from the server, back to key.data
                     last[key.data] = now
-                    schedule("down", front, data, key.data, now)
+                    schedule("down", front, data, key.data, key.data, now)
     if a.stats:
         stats["clients"] = len(last)
         with open(a.stats, "w") as f:
