@@ -106,6 +106,14 @@ it_expect_log coapd "coapd: stopped"
 PORT2=$(it_free_port)
 sed -e "s|trust.pem|ca.crt|" -e "s| $PORT\$| $PORT2|" "$T/coapd.conf" >"$T/ca-only.conf"
 it_coapd_start "$T/ca-only.conf" ca-only
+# A background job's stdin is /dev/null, always readable; coapd must have put
+# its own socket on descriptor 0 or GnuTLS never retransmits a server
+# handshake flight (docs/libcoap-4.3.1.md §7 #18).
+fd0=$(readlink "/proc/$IT_PID/fd/0") || it_fail "cannot read coapd's descriptor 0"
+case $fd0 in
+  socket:*) ;;
+  *) it_fail "coapd's descriptor 0 is $fd0, not its own socket" ;;
+esac
 it_coap gnutls -B 3 -c "$PKI/idevid.crt" -j "$PKI/idevid.key" -C "$PKI/ca.crt" \
   "coaps://127.0.0.1:$PORT2/whoami"
 it_expect_code none
