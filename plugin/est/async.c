@@ -104,6 +104,11 @@ bool est_async_finish(est_req *r) {
   unlink_job(j);
   coap_async_set_app_data(a, NULL);
   r->cf_out = j->cf_out;
+  /* Kept in place of the empty ACK recorded for this exchange: later
+   * Block2 requests are served from it, repeats still hear the empty ACK
+   * (dedup.h). */
+  r->record = true;
+  r->separate = true;
   /* Always set a code: libcoap 4.3.1 sends CON 0.00 if it stays unset
    * (PR #2141). */
   reply_result(r, &j->res);

@@ -73,6 +73,13 @@ est_err body_asm_add(body_asm *a, const body_block *blk, const uint8_t *data,
   /* Fits easily: num < 2^20, shift <= 10. */
   offset = (uint64_t)blk->num << (blk->szx + 4);
 
+  /* A block sent again as a new message (our 2.31 was lost, RFC 7959
+   * §2.3) that matches bytes already held gets the same 2.31 and changes
+   * nothing; different bytes at that place are a new body (num 0) or a
+   * broken sequence. */
+  if (a->active && blk->more && len == bsize && offset + len <= a->len &&
+      memcmp(a->buf + offset, data, len) == 0)
+    return EST_OK;
   if (blk->num == 0) {
     /* A new body, also a restart after 5.03 (RFC 9148 §4.7, Figure 4). */
     body_asm_reset(a);
@@ -160,4 +167,83 @@ est_err body_block_decode(const uint8_t *val, size_t len, body_block *out) {
   out->more = (v >> 3) & 1u;
   out->szx = v & 7u;
   return EST_OK;
+}
+
+bool body_key_same(const body_key *a, const body_key *b) {
+  return a->owner == b->owner && a->tagged == b->tagged && a->tag_len == b->tag_len &&
+         (a->tag_len == 0 || memcmp(a->tag, b->tag, a->tag_len) == 0);
+}
+
+static bool token_equal(const body_key *a, const body_key *b) {
+  return a->token_len == b->token_len &&
+         (a->token_len == 0 || memcmp(a->token, b->token, a->token_len) == 0);
+}
+
+void body_table_init(body_table *t, size_t max_body, size_t xfers) {
+  if (!t)
+    return;
+  memset(t, 0, sizeof *t);
+  t->max = xfers > BODY_XFERS_MAX ? BODY_XFERS_MAX : xfers;
+  for (size_t i = 0; i < BODY_XFERS_MAX; i++)
+    body_asm_init(&t->x[i].a, max_body);
+}
+
+/* The transfer @p k names: with a Request-Tag, that tag (RFC 9175 §3.3);
+ * without one, the same token, or else the only untagged transfer to the
+ * same resource (RFC 7959 lets a client change the token every block). */
+static body_xfer *find(body_table *t, const body_key *k) {
+  body_xfer *only = NULL;
+  size_t untagged = 0;
+  for (size_t i = 0; i < t->max; i++) {
+    body_xfer *x = &t->x[i];
+    if (!x->used || !body_key_same(&x->key, k))
+      continue;
+    if (k->tagged || token_equal(&x->key, k))
+      return x;
+    only = x;
+    untagged++;
+  }
+  return untagged == 1 ? only : NULL;
+}
+
+body_asm *body_table_get(body_table *t, const body_key *k, bool start, long long now) {
+  if (!t || !k || k->tag_len > BODY_TAG_MAX || k->token_len > BODY_TOKEN_MAX || t->max == 0)
+    return NULL;
+  body_xfer *x = find(t, k);
+  if (!x && start) {
+    /* A free slot, or the transfer that has waited longest: a device
+     * has one exchange at a time (RFC 9148 §6), so an old partial body
+     * is the one least likely to go on. */
+    for (size_t i = 0; i < t->max; i++) {
+      body_xfer *c = &t->x[i];
+      if (!x || (x->used && (!c->used || c->at < x->at)))
+        x = c;
+    }
+    body_asm_reset(&x->a);
+    x->used = true;
+  }
+  if (!x)
+    return NULL;
+  x->key = *k;
+  x->at = now;
+  return &x->a;
+}
+
+void body_table_drop(body_table *t, body_asm *a) {
+  if (!t || !a)
+    return;
+  for (size_t i = 0; i < BODY_XFERS_MAX; i++) {
+    if (&t->x[i].a == a) {
+      body_asm_reset(a);
+      t->x[i].used = false;
+      memset(&t->x[i].key, 0, sizeof t->x[i].key);
+    }
+  }
+}
+
+void body_table_clear(body_table *t) {
+  if (!t)
+    return;
+  for (size_t i = 0; i < BODY_XFERS_MAX; i++)
+    body_table_drop(t, &t->x[i].a);
 }

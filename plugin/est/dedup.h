@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "body.h"
 #include "common/est_err.h"
 #include "enroll.h"
 
@@ -41,9 +42,12 @@ typedef struct reply_rec {
   uint32_t num;
   unsigned szx;
   char diag[EST_DIAG_MAX];
-  uint64_t etag; /**< REPLY_OWNED: the ETag libcoap gave it, or 0 */
   uint8_t *body; /**< REPLY_OWNED: a copy (malloc), wiped when freed */
   size_t len;
+  const void *route;  /**< the resource answered, for Block2 follow-ups */
+  bool separate;      /**< it went out as a separate response */
+  uint32_t b1_end;    /**< 1 + NUM of the final Block1 block answered, or 0 */
+  body_key b1;        /**< the request's resource, Request-Tag and token */
 } reply_rec;
 
 /** The byte budget all sessions of a plugin share. */
@@ -58,13 +62,16 @@ typedef struct dedup_entry {
   uint8_t token[DEDUP_TOKEN_MAX];
   size_t token_len;
   long long at; /**< monotonic seconds when answered */
+  uint64_t seq; /**< order of answers (at has a one-second grain) */
   reply_rec rec;
 } dedup_entry;
 
 typedef struct dedup {
   dedup_budget *budget;
-  size_t cap;   /**< entries in use at most, 0..DEDUP_SESSION_MAX (0: off) */
+  size_t cap;   /**< entries in use at most, 1..DEDUP_SESSION_MAX */
+  bool replay;  /**< repeats are answered again (dedup_entries > 0) */
   size_t next;  /**< ring position */
+  uint64_t seq; /**< the last entry's seq */
   dedup_entry e[DEDUP_SESSION_MAX];
 } dedup;
 
@@ -74,6 +81,15 @@ void dedup_init(dedup *d, dedup_budget *budget, size_t cap);
  * @p now, or NULL. */
 const reply_rec *dedup_find(dedup *d, uint16_t mid, const uint8_t *token, size_t token_len,
                             long long now);
+
+/** The answer with a body (REPLY_OWNED) to the resource k->owner that a
+ * later Block2 request of a POST asks a block of (RFC 7959 §2.4): the one
+ * to the same Request-Tag, else to the same token, else the newest. */
+const reply_rec *dedup_find_body(dedup *d, const body_key *k, long long now);
+
+/** The answer to block @p num, the final one, of the Block1 transfer
+ * @p k: that block sent again as a new message gets it again. */
+const reply_rec *dedup_find_final(dedup *d, const body_key *k, uint32_t num, long long now);
 
 /**
  * Keep @p rec (consumed: its body now belongs to the cache, or is freed)

@@ -53,6 +53,7 @@ struct est_plugin {
   int wk_fd;       /* its eventfd, watched by the host loop */
   est_job *jobs;   /* every keygen job not yet answered */
   size_t dedup_entries;        /* answers kept per session (dedup.h) */
+  size_t block1_transfers;     /* open Block1 transfers per session (body.h) */
   dedup_budget dedup_budget;   /* their bytes, over all sessions */
 };
 
@@ -63,10 +64,7 @@ typedef struct est_session {
   pki_client_status status;  /* why cls, for the refusal diagnostic */
   uint8_t fp[32];            /* SHA-256 of the client certificate */
   char peer[256];            /* its subject, for logs and the store */
-  const void *body_owner;    /* the resource the partial body is for */
-  uint8_t body_tag[BODY_TAG_MAX]; /* and its Request-Tag (RFC 9175) */
-  size_t body_tag_len;
-  body_asm body;
+  body_table xfers;          /* open Block1 transfers (body.h) */
   dedup seen;                /* answers to recent CONs, for repeats */
 } est_session;
 
@@ -87,6 +85,7 @@ typedef struct est_req {
   uint16_t mid;              /* which name it for repeats (dedup.h) */
   long long now;             /* monotonic seconds at arrival */
   bool record;               /* keep the answer in sess->seen */
+  bool separate;             /* it is the separate response (async.c) */
   reply_rec rec;             /* the answer, as reply.c made it */
 } est_req;
 

@@ -19,7 +19,7 @@ static void session_free(void *data) {
   est_session *s = data;
   if (!s)
     return;
-  body_asm_reset(&s->body);
+  body_table_clear(&s->xfers);
   dedup_clear(&s->seen);
   free(s);
 }
@@ -46,7 +46,7 @@ static est_err client_class(est_req *r) {
     s = calloc(1, sizeof *s);
     if (!s)
       return EST_ERR_NOMEM;
-    body_asm_init(&s->body, r->p->max_body);
+    body_table_init(&s->xfers, r->p->max_body, r->p->block1_transfers);
     dedup_init(&s->seen, &r->p->dedup_budget, r->p->dedup_entries);
     if (api->session_data_set(api->host, r->session, s, session_free) != 0)
       return EST_ERR_NOMEM;
@@ -115,14 +115,43 @@ static est_err serve_get(est_req *r) {
   return EST_ERR_INTERNAL;
 }
 
-/* Block1 reassembly in the plugin (docs/decisions.md §11). Returns EST_OK with
- * *body set when the whole body is here, EST_OK with *body NULL and
- * *pending true when a 2.31 Continue went out. */
+/* The transfer a Block1 request belongs to (RFC 9175 §3: Request-Tag
+ * names the body; clients such as libcoap's change the token every block). */
+static est_err block1_key(est_req *r, body_key *k) {
+  coap_opt_iterator_t it;
+  coap_opt_t *tag = coap_check_option(r->pdu, COAP_OPTION_RTAG, &it);
+  memset(k, 0, sizeof *k);
+  k->owner = r->resource;
+  if (tag) {
+    if (coap_opt_length(tag) > BODY_TAG_MAX)
+      return EST_ERR_BAD_REQUEST;
+    k->tagged = true;
+    k->tag_len = coap_opt_length(tag);
+    if (k->tag_len)
+      memcpy(k->tag, coap_opt_value(tag), k->tag_len);
+  }
+  if (r->tok.length <= BODY_TOKEN_MAX) {
+    k->token_len = r->tok.length;
+    if (k->token_len)
+      memcpy(k->token, r->tok.s, k->token_len);
+  }
+  return EST_OK;
+}
+
+/* Block1 reassembly in the plugin (docs/decisions.md §11), several
+ * transfers per session (body.h). Returns EST_OK with *body set when the
+ * whole body is here, EST_OK with *body NULL and *pending true when the
+ * request is answered already (a 2.31 Continue, or the final block sent
+ * again after its answer). */
 static est_err collect_body(est_req *r, uint8_t **body, size_t *len, bool *pending) {
   coap_opt_iterator_t it;
   coap_opt_t *o = coap_check_option(r->pdu, COAP_OPTION_BLOCK1, &it);
   size_t dlen = 0;
   const uint8_t *data = NULL;
+  body_asm *a = NULL;
+  body_block blk;
+  body_key key;
+  bool complete = false;
   est_err rc;
 
   *body = NULL;
@@ -142,42 +171,90 @@ static est_err collect_body(est_req *r, uint8_t **body, size_t *len, bool *pendi
     return EST_OK;
   }
 
-  body_block blk;
   rc = body_block_decode(coap_opt_value(o), coap_opt_length(o), &blk);
-  if (rc != EST_OK)
-    return rc;
-  /* One transfer per session at a time (NSTART = 1, RFC 9148 §6); a block
-   * for another resource or another Request-Tag (RFC 9175 §3: it names
-   * the body; clients such as libcoap's change the token every block)
-   * starts over. */
-  coap_opt_iterator_t tit;
-  coap_opt_t *tag = coap_check_option(r->pdu, COAP_OPTION_RTAG, &tit);
-  size_t tlen = tag ? coap_opt_length(tag) : 0;
-  if (tlen > BODY_TAG_MAX)
-    return EST_ERR_BAD_REQUEST;
-  if (r->sess->body_owner != r->resource || r->sess->body_tag_len != tlen ||
-      (tlen && memcmp(r->sess->body_tag, coap_opt_value(tag), tlen) != 0)) {
-    body_asm_reset(&r->sess->body);
-    r->sess->body_owner = r->resource;
-    r->sess->body_tag_len = tlen;
-    if (tlen)
-      memcpy(r->sess->body_tag, coap_opt_value(tag), tlen);
+  if (rc == EST_OK && blk.szx > 6) {
+    /* RFC 8323 §6: SZX 7 (BERT) is for CoAP over TCP only. */
+    snprintf(r->diag, sizeof r->diag, "Block1 SZX 7 (BERT) is not valid over UDP");
+    rc = EST_ERR_BAD_REQUEST;
   }
-  bool complete = false;
-  size_t size1 = (size_t)opt_uint(r->pdu, COAP_OPTION_SIZE1, 0);
-  rc = body_asm_add(&r->sess->body, &blk, data, dlen, size1, &complete);
+  if (rc == EST_OK)
+    rc = block1_key(r, &key);
   if (rc != EST_OK)
-    return rc;
+    goto out;
+  a = body_table_get(&r->sess->xfers, &key, blk.num == 0, r->now);
+  if (!a) {
+    const reply_rec *fin =
+        blk.more ? NULL : dedup_find_final(&r->sess->seen, &key, blk.num, r->now);
+    if (fin) {
+      /* RFC 7959 §2.5: the last block again, as a new message (the
+       * final answer was lost): the same answer, nothing runs twice. */
+      r->p->api->log(r->p->api->host, COAPD_LOG_INFO,
+                     "%s, client '%s', last block %u sent again: answered again",
+                     proto_fn_info(r->route->fn)->name, r->sess->peer, (unsigned)blk.num);
+      reply_replay(r, fin);
+      *pending = true;
+      goto out;
+    }
+    snprintf(r->diag, sizeof r->diag,
+             "block %u belongs to no transfer in progress; start again at block 0",
+             (unsigned)blk.num);
+    rc = EST_ERR_INCOMPLETE;
+    goto out;
+  }
+  size_t held = a->len;
+  size_t size1 = (size_t)opt_uint(r->pdu, COAP_OPTION_SIZE1, 0);
+  rc = body_asm_add(a, &blk, data, dlen, size1, &complete);
+  if (rc == EST_ERR_INCOMPLETE)
+    snprintf(r->diag, sizeof r->diag,
+             "block %u (%u bytes each) does not follow the %zu bytes held; start again "
+             "at block 0", (unsigned)blk.num, 1u << (blk.szx + 4), held);
+  if (rc != EST_OK)
+    goto out;
   if (!complete) {
     reply_continue(r, blk.num, blk.szx);
     *pending = true;
-    return EST_OK;
+    a = NULL; /* the transfer goes on */
+    goto out;
   }
-  *body = body_asm_take(&r->sess->body, len);
-  r->sess->body_owner = NULL;
+  *body = body_asm_take(a, len);
   if (!*body)
-    return EST_ERR_BAD_CSR;
-  return EST_OK;
+    rc = EST_ERR_BAD_CSR;
+out:
+  if (a)
+    body_table_drop(&r->sess->xfers, a);
+  return rc;
+}
+
+/* RFC 7959 §2.4: a later block of a POST's answer is a POST with Block2
+ * NUM > 0 and no body. It is served from the answer kept (dedup.h), never
+ * by running the request again. True when @p r was such a request; *rc
+ * is its refusal, if any. */
+static bool block2_followup(est_req *r, const est_fn_info *info, est_err *rc) {
+  coap_opt_iterator_t it;
+  coap_opt_t *o = coap_check_option(r->pdu, COAP_OPTION_BLOCK2, &it);
+  body_block blk;
+  *rc = EST_OK;
+  if (!info->post || !o ||
+      body_block_decode(coap_opt_value(o), coap_opt_length(o), &blk) != EST_OK ||
+      blk.num == 0)
+    return false;
+  body_key key;
+  if (block1_key(r, &key) != EST_OK) {
+    snprintf(r->diag, sizeof r->diag, "Request-Tag longer than %u bytes", BODY_TAG_MAX);
+    *rc = EST_ERR_BAD_REQUEST;
+    return true;
+  }
+  const reply_rec *rec = dedup_find_body(&r->sess->seen, &key, r->now);
+  if (!rec) {
+    snprintf(r->diag, sizeof r->diag,
+             "the answer block %u belongs to is no longer held; send the request again",
+             (unsigned)blk.num);
+    r->max_age = ENROLL_RETRY_SOON;
+    *rc = EST_ERR_UNAVAILABLE;
+    return true;
+  }
+  *rc = reply_block(r, rec);
+  return true;
 }
 
 /* sen, sren, skg, skc (RFC 9148 §4.2, §4.7, §4.8): the DTLS facts and the
@@ -223,10 +300,13 @@ static void serve_post(est_req *r, const uint8_t *body, size_t len) {
  * again and nothing runs twice (docs/decisions.md §12). True when @p r was
  * such a repeat and is answered; otherwise its answer will be recorded. */
 static bool repeat_answered(est_req *r, const est_fn_info *info) {
-  if (!info->post || coap_pdu_get_type(r->pdu) != COAP_MESSAGE_CON)
+  if (!info->post)
     return false;
-  const reply_rec *seen = dedup_find(&r->sess->seen, r->mid, r->tok.s, r->tok.length, r->now);
+  const reply_rec *seen = coap_pdu_get_type(r->pdu) == COAP_MESSAGE_CON
+                              ? dedup_find(&r->sess->seen, r->mid, r->tok.s, r->tok.length, r->now)
+                              : NULL;
   if (!seen) {
+    /* Also a NON's answer: its later Block2 blocks are served from it. */
     r->record = true;
     return false;
   }
@@ -235,6 +315,20 @@ static bool repeat_answered(est_req *r, const est_fn_info *info) {
                  r->sess->peer, (unsigned)r->mid);
   reply_replay(r, seen);
   return true;
+}
+
+/* What the answer about to be kept answered: the resource (for Block2
+ * follow-ups), and the final block of a Block1 transfer (for that block
+ * sent again). */
+static void note_exchange(est_req *r) {
+  coap_opt_iterator_t it;
+  coap_opt_t *o = coap_check_option(r->pdu, COAP_OPTION_BLOCK1, &it);
+  body_block blk;
+  r->rec.route = r->resource;
+  r->rec.separate = r->separate;
+  if (block1_key(r, &r->rec.b1) == EST_OK && o &&
+      body_block_decode(coap_opt_value(o), coap_opt_length(o), &blk) == EST_OK && !blk.more)
+    r->rec.b1_end = blk.num + 1;
 }
 
 static void req_init(est_req *r, coap_resource_t *resource, coap_session_t *session,
@@ -279,7 +373,8 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
     goto out;
   /* libcoap calls again with the saved request when a separate response
    * is ready (docs/libcoap-4.3.1.md §4a). */
-  if ((info->post && est_async_finish(&r)) || repeat_answered(&r, info))
+  if (block2_followup(&r, info, &rc) || (info->post && est_async_finish(&r)) ||
+      repeat_answered(&r, info))
     goto out;
   policy_input pin = {r.route->fn, r.sess->cls, r.sess->status};
   rc = policy_decide(&pin, r.diag, sizeof r.diag);
@@ -305,15 +400,12 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
   if (rc == EST_OK && !pending)
     serve_post(&r, body, body_len);
 out:
-  if (rc != EST_OK) {
-    if (r.sess) {
-      body_asm_reset(&r.sess->body);
-      r.sess->body_owner = NULL;
-    }
+  if (rc != EST_OK)
     reply_error(&r, rc);
-  }
-  if (r.record)
+  if (r.record) {
+    note_exchange(&r);
     dedup_put(&r.sess->seen, r.mid, r.tok.s, r.tok.length, r.now, &r.rec);
+  }
   reply_rec_clear(&r.rec);
   free(body);
 }

@@ -30,7 +30,7 @@ typedef struct opt_ctx {
   const char *labels;
   const char *db_path;
   long long cert_days, max_body, retry_after, pending_ttl, max_pending,
-      db_busy_timeout, dedup_entries, dedup_max_bytes;
+      db_busy_timeout, dedup_entries, dedup_max_bytes, block1_transfers;
   int pop_linking, keygen_type, idevid_policy, ldevid_policy, db_synchronous;
   bool keygen, idevid_allow_expired;
 } opt_ctx;
@@ -174,6 +174,11 @@ static const coapd_opt est_option_entries[] = {
   {.name = "dedup_max_bytes", COAPD_OPT_INT_IN(opt_ctx, dedup_max_bytes), .min = 0,
    .max = 67108864, .def = "1048576",
    .doc = "bytes of kept answers over all sessions; past it a repeat gets 5.03 retry later"},
+  /* RFC 7959 §2.3, RFC 9175 §3: transfers told apart by Request-Tag. */
+  {.name = "block1_transfers", COAPD_OPT_INT_IN(opt_ctx, block1_transfers), .min = 1,
+   .max = BODY_XFERS_MAX, .def = "4",
+   .doc = "Block1 uploads one DTLS session may have open at once (the one idle longest "
+          "makes room)"},
 };
 
 static const coapd_opt_table est_options =
@@ -192,6 +197,7 @@ static est_err apply_options(opt_ctx *o) {
   p->keygen = o->keygen;
   p->max_body = (size_t)o->max_body;
   p->dedup_entries = (size_t)o->dedup_entries;
+  p->block1_transfers = (size_t)o->block1_transfers;
   p->dedup_budget.max = (size_t)o->dedup_max_bytes;
   p->idevid_allow_expired = o->idevid_allow_expired;
   p->ecfg.retry_after = (unsigned)o->retry_after;

@@ -52,63 +52,48 @@ void reply_error(est_req *r, est_err err) {
                  code % 100, msg);
 }
 
-/* Payload ownership passes to libcoap: it may keep the buffer for later
- * Block2 requests and calls release_owned when done
- * (docs/libcoap-4.3.1.md §3). */
-typedef struct owned_body {
-  size_t len;
-  uint8_t data[];
-} owned_body;
-
-static void release_owned(coap_session_t *session, void *app_ptr) {
-  (void)session;
-  owned_body *b = app_ptr;
-  if (b) {
-    /* The body may hold a private key (skg/skc). */
-    explicit_bzero(b->data, b->len);
-    free(b);
+/* RFC 7959 §2.4: the Block2 block the request asks for (the first one,
+ * sized to fit, when it asks for none). libcoap's own Block2 layer
+ * forgets a body 8 s after its last block and copies the Block1 echo onto
+ * every later block (docs/libcoap-4.3.1.md §7, row 17), so the answer to
+ * a POST is served here, from the copy kept for repeats (dedup.h). The
+ * ETag is a hash of the body, the same when the answer is sent again. */
+static est_err send_owned(est_req *r, unsigned code, const uint8_t *data, size_t len) {
+  coap_opt_iterator_t it;
+  coap_opt_t *o = coap_check_option(r->pdu, COAP_OPTION_BLOCK2, &it);
+  body_block blk = {0, false, 0};
+  if (o && (body_block_decode(coap_opt_value(o), coap_opt_length(o), &blk) != EST_OK ||
+            blk.szx > 6)) {
+    snprintf(r->diag, sizeof r->diag, "Block2 option is not valid over UDP");
+    return EST_ERR_BAD_REQUEST;
   }
-}
-
-/* @p etag 0: libcoap picks one (a new one every call); a replay passes
- * the first answer's, so a client holding its blocks sees the same body
- * (RFC 7252 §5.10.6). */
-static est_err send_owned(est_req *r, unsigned code, const uint8_t *data, size_t len,
-                          uint64_t etag) {
-  owned_body *b = malloc(sizeof *b + len);
-  if (!b)
-    return EST_ERR_NOMEM;
-  b->len = len;
-  memcpy(b->data, data, len);
+  if (blk.num && ((uint64_t)blk.num << (blk.szx + 4)) >= len) {
+    snprintf(r->diag, sizeof r->diag, "Block2 block %u is past the end of the %zu-byte answer",
+             (unsigned)blk.num, len);
+    return EST_ERR_BAD_REQUEST;
+  }
   if (r->record) {
     reply_rec_clear(&r->rec);
     r->rec.body = malloc(len ? len : 1);
-    if (r->rec.body) {
-      memcpy(r->rec.body, data, len);
-      r->rec.len = len;
-      r->rec.kind = REPLY_OWNED;
-      r->rec.code = code;
-      r->rec.cf = r->cf_out;
-    }
+    if (!r->rec.body)
+      return EST_ERR_NOMEM;
+    memcpy(r->rec.body, data, len);
+    r->rec.len = len;
+    r->rec.kind = REPLY_OWNED;
+    r->rec.code = code;
+    r->rec.cf = r->cf_out;
   }
-  coap_pdu_set_code(r->resp, STATUS_COAP_PDU(code));
   echo_block1(r);
-  /* On failure libcoap has already called release_owned. */
-  if (!coap_add_data_large_response(r->resource, r->session, r->pdu, r->resp, r->query,
-                                    (uint16_t)r->cf_out, -1, etag, len, b->data,
-                                    release_owned, b))
+  /* It sets 2.05, or 4.00/5.00 when the block cannot be made. */
+  coap_add_data_blocked_response(r->pdu, r->resp, (uint16_t)r->cf_out, -1, len, data);
+  if (coap_pdu_get_code(r->resp) != COAP_RESPONSE_CODE(205))
     return EST_ERR_INTERNAL;
-  if (r->rec.kind == REPLY_OWNED) {
-    coap_opt_iterator_t it;
-    coap_opt_t *o = coap_check_option(r->resp, COAP_OPTION_ETAG, &it);
-    if (o)
-      r->rec.etag = coap_decode_var_bytes8(coap_opt_value(o), coap_opt_length(o));
-  }
+  coap_pdu_set_code(r->resp, STATUS_COAP_PDU(code));
   return EST_OK;
 }
 
 est_err reply_owned(est_req *r, unsigned code, const uint8_t *data, size_t len) {
-  return send_owned(r, code, data, len, 0);
+  return send_owned(r, code, data, len);
 }
 
 est_err reply_borrowed(est_req *r, const uint8_t *data, size_t len) {
@@ -148,9 +133,19 @@ void reply_result(est_req *r, const enroll_result *res) {
   reply_error(r, rc);
 }
 
+est_err reply_block(est_req *r, const reply_rec *rec) {
+  r->record = false;
+  r->cf_out = rec->cf;
+  return send_owned(r, rec->code, rec->body, rec->len);
+}
+
 void reply_replay(est_req *r, const reply_rec *rec) {
   est_err rc = EST_OK;
   r->record = false;
+  /* RFC 7252 §5.2.2: the request was acknowledged empty and answered
+   * separately; a repeat hears the empty ACK again. */
+  if (rec->separate)
+    return;
   switch (rec->kind) {
   case REPLY_ERROR:
     snprintf(r->diag, sizeof r->diag, "%s", rec->diag);
@@ -159,7 +154,7 @@ void reply_replay(est_req *r, const reply_rec *rec) {
     break;
   case REPLY_OWNED:
     r->cf_out = rec->cf;
-    rc = send_owned(r, rec->code, rec->body, rec->len, rec->etag);
+    rc = send_owned(r, rec->code, rec->body, rec->len);
     break;
   case REPLY_CONTINUE:
     reply_continue(r, rec->num, rec->szx);

@@ -17,8 +17,8 @@
  * r->max_age with 5.03, and r->diag (or the error's text) as payload. */
 void reply_error(est_req *r, est_err err);
 
-/** A body libcoap copies and may serve block by block (Block2) after the
- * handler returns; a copy that held a key is wiped when libcoap is done. */
+/** A body, or the Block2 block of it the request asks for; with
+ * r->record set it is kept (r->rec) for later blocks and repeats. */
 est_err reply_owned(est_req *r, unsigned code, const uint8_t *data,
                     size_t len) EST_MUST_CHECK;
 
@@ -30,6 +30,10 @@ void reply_continue(est_req *r, uint32_t num, unsigned szx);
 
 /** The answer of an enrollment: 2.04 with its body, or its refusal. */
 void reply_result(est_req *r, const enroll_result *res);
+
+/** The block a later Block2 request of a POST asks for, of the answer
+ * @p rec (RFC 7959 §2.4); nothing is recorded. */
+est_err reply_block(est_req *r, const reply_rec *rec) EST_MUST_CHECK;
 
 /** Answer a repeated request exactly as @p rec says the first one was
  * answered (dedup.h). While r->record is set, every function above

@@ -27,6 +27,9 @@ est_csr "$W/sen-token.key" "$W/sen-token.csr" node-sen-token 'dns_name = "node-s
 est_csr "$W/dup-block.key" "$W/dup-block.csr" node-dup-block 'dns_name = "node-dup-block.example"'
 est_csr "$W/dup-final.key" "$W/dup-final.csr" node-dup-final 'dns_name = "node-dup-final.example"'
 est_csr "$W/skg.key" "$W/skg.csr" node-skg
+for f in two-a two-b newmid late-b2; do
+  est_csr "$W/$f.key" "$W/$f.csr" "node-$f" "dns_name = \"node-$f.example\""
+done
 LP=$(it_free_port)
 
 start=$(date +%s%N)
@@ -54,7 +57,8 @@ cmp -s "$W/crts-ca.der" "$W/ca.der" || it_fail "the crts certificate is not ca.c
 # 3. sen, both ways of tying the Block1 blocks together; 5a, 5b as well
 # (5b's certificate is written before its duplicate check, whose verdict
 # is taken last, so that every other check runs either way).
-for n in 3a:sen-rtag 3b:sen-token 5a:dup-block 5b:dup-final; do
+for n in 3a:sen-rtag 3b:sen-token 5a:dup-block 5b:dup-final 5d:two-a 5d:two-b 5e:newmid \
+  5f:late-b2; do
   case $n in 5b:*) [ -s "$W/dup-final.p7" ] || step_ok 5b ;; *) step_ok "${n%%:*}" ;; esac
   f=${n#*:}
   est_p7_to_pem "$W/$f.p7" "$W/$f.pem"

@@ -127,12 +127,26 @@ static void test_gap_and_duplicate(void **state) {
   /* after the reset, a middle block has nothing to continue */
   assert_int_equal(add(&a, 1, true, 4, 256, 256, 0, &complete),
                    EST_ERR_INCOMPLETE);
-  /* duplicate */
+  /* a block sent again (its 2.31 was lost): same answer, nothing changes */
   assert_int_equal(add(&a, 0, true, 4, 0, 256, 0, &complete), EST_OK);
   assert_int_equal(add(&a, 1, true, 4, 256, 256, 0, &complete), EST_OK);
-  assert_int_equal(add(&a, 1, true, 4, 256, 256, 0, &complete),
+  assert_int_equal(add(&a, 1, true, 4, 256, 256, 0, &complete), EST_OK);
+  assert_false(complete);
+  assert_int_equal(a.len, 512);
+  assert_int_equal(add(&a, 0, true, 4, 0, 256, 0, &complete), EST_OK);
+  assert_int_equal(a.len, 512);
+  assert_true(a.active);
+  /* other bytes at a held place: a broken sequence */
+  assert_int_equal(add(&a, 1, true, 4, 1000, 256, 0, &complete),
                    EST_ERR_INCOMPLETE);
   assert_int_equal(a.len, 0);
+  /* other bytes in block 0: a new body */
+  assert_int_equal(add(&a, 0, true, 4, 0, 256, 0, &complete), EST_OK);
+  assert_int_equal(add(&a, 1, true, 4, 256, 256, 0, &complete), EST_OK);
+  assert_int_equal(add(&a, 0, true, 4, 2000, 256, 0, &complete), EST_OK);
+  assert_int_equal(a.len, 256);
+  assert_memory_equal(a.buf, pattern + 2000, 256);
+  body_asm_reset(&a);
   /* earlier block */
   assert_int_equal(add(&a, 0, true, 4, 0, 256, 0, &complete), EST_OK);
   assert_int_equal(add(&a, 1, true, 4, 256, 256, 0, &complete), EST_OK);
@@ -147,6 +161,89 @@ static void test_gap_and_duplicate(void **state) {
   assert_int_equal(add(&a, 1, false, 4, 0, 10, 0, &complete),
                    EST_ERR_INCOMPLETE);
   body_asm_reset(&a);
+}
+
+static body_key key(const void *owner, const char *tag, const char *token) {
+  body_key k;
+  memset(&k, 0, sizeof k);
+  k.owner = owner;
+  if (tag) {
+    k.tagged = true;
+    k.tag_len = strlen(tag);
+    memcpy(k.tag, tag, k.tag_len);
+  }
+  k.token_len = strlen(token);
+  memcpy(k.token, token, k.token_len);
+  return k;
+}
+
+static void test_table(void **state) {
+  (void)state;
+  body_table t;
+  int r1, r2;
+  bool complete;
+  body_table_init(&t, BODY_MAX, 2);
+
+  /* No transfer: a middle block finds none and makes none. */
+  body_key k = key(&r1, "A", "t1");
+  assert_null(body_table_get(&t, &k, false, 10));
+  /* Two tagged transfers to one resource interleave (RFC 9175 §3). */
+  body_asm *a = body_table_get(&t, &k, true, 10);
+  assert_non_null(a);
+  body_key kb = key(&r1, "B", "t2");
+  body_asm *b = body_table_get(&t, &kb, true, 11);
+  assert_non_null(b);
+  assert_ptr_not_equal(a, b);
+  assert_int_equal(add(a, 0, true, 2, 0, 64, 0, &complete), EST_OK);
+  assert_int_equal(add(b, 0, true, 2, 500, 64, 0, &complete), EST_OK);
+  /* the token changes every block; the tag names the body */
+  k = key(&r1, "A", "t3");
+  assert_ptr_equal(body_table_get(&t, &k, false, 12), a);
+  assert_int_equal(add(a, 1, false, 2, 64, 5, 0, &complete), EST_OK);
+  assert_true(complete);
+  size_t len;
+  uint8_t *body = body_asm_take(a, &len);
+  assert_int_equal(len, 69);
+  assert_memory_equal(body, pattern, 69);
+  free(body);
+  body_table_drop(&t, a);
+  kb = key(&r1, "B", "t9");
+  assert_ptr_equal(body_table_get(&t, &kb, false, 13), b);
+  assert_int_equal(b->len, 64);
+
+  /* Full (2 slots): a third transfer takes the one idle longest. */
+  body_key kc = key(&r2, NULL, "c1");
+  body_asm *c = body_table_get(&t, &kc, true, 14);
+  assert_non_null(c);
+  body_key kd = key(&r2, "D", "d1");
+  body_asm *d = body_table_get(&t, &kd, true, 15);
+  assert_non_null(d);
+  assert_ptr_equal(d, b); /* B was idle since 13, C is newer */
+  assert_int_equal(d->len, 0);
+  kb = key(&r1, "B", "t9");
+  assert_null(body_table_get(&t, &kb, false, 16));
+
+  /* Untagged: by token, or the only untagged one to that resource. */
+  kc = key(&r2, NULL, "c2");
+  assert_ptr_equal(body_table_get(&t, &kc, false, 17), c);
+  body_key ko = key(&r1, NULL, "c2");
+  assert_null(body_table_get(&t, &ko, false, 17));
+  /* Request-Tag vs none, and the tag's bytes, are different transfers. */
+  body_key ke = key(&r2, "", "c2");
+  assert_null(body_table_get(&t, &ke, false, 18));
+  assert_true(body_key_same(&kc, &kc));
+  assert_false(body_key_same(&kc, &ke));
+  /* Bad keys are refused, not truncated. */
+  body_key bad = key(&r1, "A", "t");
+  bad.tag_len = BODY_TAG_MAX + 1;
+  assert_null(body_table_get(&t, &bad, true, 19));
+  body_table_clear(&t);
+  for (size_t i = 0; i < BODY_XFERS_MAX; i++)
+    assert_false(t.x[i].used);
+  /* 0 transfers asked: clamped to at least none, nothing is handed out */
+  body_table_init(&t, BODY_MAX, 0);
+  assert_null(body_table_get(&t, &k, true, 1));
+  body_table_clear(&t);
 }
 
 static void test_bad_sizes(void **state) {
@@ -258,11 +355,14 @@ static void test_size_change(void **state) {
 
   /* keeping num while shrinking the size breaks the offset */
   assert_int_equal(add(&a, 0, true, 6, 0, 1024, 0, &complete), EST_OK);
-  assert_int_equal(add(&a, 1, true, 4, 1024, 256, 0, &complete),
+  assert_int_equal(add(&a, 1, true, 4, 1000, 256, 0, &complete),
                    EST_ERR_INCOMPLETE);
-  /* num 0 with a smaller size after a larger block 0 restarts */
+  /* num 0 with a smaller size and other bytes restarts; with the same
+   * bytes it repeats what is held (the client starts over, same body) */
   assert_int_equal(add(&a, 0, true, 6, 0, 1024, 0, &complete), EST_OK);
   assert_int_equal(add(&a, 0, true, 4, 0, 256, 0, &complete), EST_OK);
+  assert_int_equal(a.len, 1024);
+  assert_int_equal(add(&a, 0, true, 4, 1000, 256, 0, &complete), EST_OK);
   assert_int_equal(a.len, 256);
   body_asm_reset(&a);
 }
@@ -358,6 +458,7 @@ int main(void) {
       cmocka_unit_test(test_single_and_empty),
       cmocka_unit_test(test_restart_at_zero),
       cmocka_unit_test(test_gap_and_duplicate),
+      cmocka_unit_test(test_table),
       cmocka_unit_test(test_bad_sizes),
       cmocka_unit_test(test_too_large),
       cmocka_unit_test(test_size_change),

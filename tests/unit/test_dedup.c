@@ -108,11 +108,25 @@ static void test_off_and_limits(void **state) {
   (void)state;
   dedup_budget b = {0, 1000};
   dedup d;
-  dedup_init(&d, &b, 0); /* dedup_entries 0 */
+  int route;
+  dedup_init(&d, &b, 0); /* dedup_entries 0: no repeats answered, */
   reply_rec r = owned(10, 1);
+  r.route = &route;
   dedup_put(&d, 1, TOK_A, sizeof TOK_A, 1, &r);
   assert_null(r.body);
   assert_null(dedup_find(&d, 1, TOK_A, sizeof TOK_A, 1));
+  /* but the latest body is kept for its Block2 blocks */
+  assert_non_null(dedup_find_body(&d, &(body_key){.owner = &route}, 1));
+  assert_int_equal(b.used, 10);
+  reply_rec cont = {.kind = REPLY_CONTINUE, .route = &route};
+  dedup_put(&d, 2, TOK_A, sizeof TOK_A, 1, &cont);
+  assert_non_null(dedup_find_body(&d, &(body_key){.owner = &route}, 1));
+  r = owned(20, 2);
+  r.route = &route;
+  dedup_put(&d, 3, TOK_A, sizeof TOK_A, 1, &r);
+  assert_int_equal(dedup_find_body(&d, &(body_key){.owner = &route}, 1)->len, 20);
+  assert_int_equal(b.used, 20);
+  dedup_clear(&d);
   assert_int_equal(b.used, 0);
   dedup_init(&d, &b, 99); /* capped */
   assert_int_equal(d.cap, DEDUP_SESSION_MAX);
@@ -132,12 +146,85 @@ static void test_off_and_limits(void **state) {
   reply_rec_clear(NULL);
 }
 
+/* Block2 follow-ups find the newest body to their resource; the final
+ * Block1 block sent again finds the answer to that block of that transfer. */
+static void test_body_and_final(void **state) {
+  (void)state;
+  dedup_budget b = {0, 1000};
+  dedup d;
+  int sen, skg;
+  dedup_init(&d, &b, 8);
+  assert_null(dedup_find_body(&d, &(body_key){.owner = &sen}, 1));
+  reply_rec r = owned(10, 1);
+  r.route = &sen;
+  r.b1_end = 3; /* answered block 2, the last one */
+  r.b1.owner = &sen;
+  r.b1.tagged = true;
+  r.b1.tag_len = 2;
+  memcpy(r.b1.tag, "T1", 2);
+  dedup_put(&d, 1, TOK_A, sizeof TOK_A, 5, &r);
+  r = owned(30, 2);
+  r.route = &sen;
+  dedup_put(&d, 2, TOK_B, sizeof TOK_B, 5, &r); /* same second, newer */
+  r = owned(40, 3);
+  r.route = &skg;
+  dedup_put(&d, 3, TOK_B, sizeof TOK_B, 6, &r);
+  reply_rec e = {.kind = REPLY_ERROR, .err = EST_ERR_BAD_CSR, .route = &sen};
+  dedup_put(&d, 4, TOK_B, sizeof TOK_B, 7, &e);
+  assert_int_equal(dedup_find_body(&d, &(body_key){.owner = &sen}, 7)->len, 30);
+  assert_int_equal(dedup_find_body(&d, &(body_key){.owner = &skg}, 7)->len, 40);
+  /* The request's Request-Tag picks the older answer to that transfer,
+   * then its token. */
+  body_key want = {.owner = &sen, .tagged = true, .tag_len = 2};
+  memcpy(want.tag, "T1", 2);
+  assert_int_equal(dedup_find_body(&d, &want, 7)->len, 10);
+  body_key by_tok = {.owner = &sen, .token_len = sizeof TOK_A};
+  memcpy(by_tok.token, TOK_A, sizeof TOK_A);
+  assert_int_equal(dedup_find_body(&d, &by_tok, 7)->len, 10);
+  want.tag[0] = 'X';
+  assert_int_equal(dedup_find_body(&d, &want, 7)->len, 30);
+
+  body_key k = {.owner = &sen, .tagged = true, .tag_len = 2};
+  memcpy(k.tag, "T1", 2);
+  const reply_rec *f = dedup_find_final(&d, &k, 2, 7);
+  assert_non_null(f);
+  assert_int_equal(f->len, 10);
+  assert_null(dedup_find_final(&d, &k, 1, 7));
+  assert_null(dedup_find_final(&d, &k, 3, 7));
+  k.tag[1] = '2';
+  assert_null(dedup_find_final(&d, &k, 2, 7));
+  /* Over budget: the bytes go, what the answer answered stays. */
+  dedup_budget tiny = {0, 5};
+  dedup t;
+  dedup_init(&t, &tiny, 8);
+  r = owned(10, 4);
+  r.route = &sen;
+  r.separate = true;
+  r.b1_end = 1;
+  r.b1.owner = &sen;
+  dedup_put(&t, 9, TOK_A, sizeof TOK_A, 1, &r);
+  f = dedup_find(&t, 9, TOK_A, sizeof TOK_A, 1);
+  assert_non_null(f);
+  assert_int_equal(f->kind, REPLY_ERROR);
+  assert_true(f->separate);
+  assert_ptr_equal(f->route, &sen);
+  assert_int_equal(f->b1_end, 1);
+  assert_null(dedup_find_body(&t, &(body_key){.owner = &sen}, 1));
+  dedup_clear(&t);
+  /* Expired entries are found by neither. */
+  assert_null(dedup_find_body(&d, &(body_key){.owner = &sen}, 5 + DEDUP_LIFETIME_S + 2));
+  assert_null(dedup_find_final(&d, &k, 2, 5 + DEDUP_LIFETIME_S + 2));
+  assert_int_equal(b.used, 0);
+  dedup_clear(&d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_find_and_lifetime),
     cmocka_unit_test(test_ring_and_replace),
     cmocka_unit_test(test_budget),
     cmocka_unit_test(test_off_and_limits),
+    cmocka_unit_test(test_body_and_final),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
