@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
   build-essential cmake pkg-config
-  libcoap3-dev libcoap3-bin libgnutls28-dev gnutls-bin
+  libcoap3-dev libcoap3-bin libgnutls28-dev gnutls-bin libtasn1-6-dev libtasn1-bin openssl
   libsqlite3-dev sqlite3 libcjson-dev libcbor-dev libcmocka-dev
   mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
   python3 python3-cbor2 python3-jsonschema valgrind procps

@@ -41,7 +41,7 @@ enum { RC_REVOKED_AT = RC__N, RC_NOT_AFTER };
 #define PREAUTH_COLS "id, kind, value, note, created, actor"
 #define AUDIT_COLS                                                             \
   "a.id, a.time, a.actor, a.action, a.request_id, a.cert_serial, a.detail, "  \
-  "r.function, r.subject, r.client"
+  "r.function, r.subject, r.client, c.crl_number"
 
 /* Every statement, prepared once at open (SQLITE_PREPARE_PERSISTENT). */
 enum stmt_id {
@@ -65,6 +65,11 @@ enum stmt_id {
   ST_CERT_GET_SERIAL,
   ST_CERT_LIST,
   ST_CERT_REVOKE,
+  ST_CERT_REVOKED,
+  ST_CRL_NEXT,
+  ST_CRL_SET_CERT,
+  ST_CRL_ENTRIES,
+  ST_CRL_META,
   ST_PREAUTH_INSERT,
   ST_PREAUTH_DELETE,
   ST_PREAUTH_LIST,
@@ -135,6 +140,21 @@ static const char *const stmt_sql[ST__MAX] = {
     "UPDATE certificates SET revoked_at = ?2, revoke_reason = ?3"
     " WHERE serial = ?1 AND revoked_at IS NULL"
     " RETURNING request_id",
+  [ST_CERT_REVOKED] =
+    "SELECT revoked_at, revoke_reason FROM certificates"
+    " WHERE serial = ?1 AND revoked_at IS NOT NULL",
+  /* One more CRL number (docs/decisions.md §14). */
+  [ST_CRL_NEXT] =
+    "INSERT INTO meta (key, value) VALUES ('crl.number', '1')"
+    " ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+    " RETURNING CAST(value AS INTEGER)",
+  [ST_CRL_SET_CERT] = "UPDATE certificates SET crl_number = ?2 WHERE serial = ?1",
+  [ST_CRL_ENTRIES] =
+    "SELECT serial, revoked_at, revoke_reason FROM certificates"
+    " WHERE revoked_at IS NOT NULL ORDER BY revoked_at, id",
+  [ST_CRL_META] =
+    "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'crl.number'),"
+    " (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'crl.published')",
   [ST_PREAUTH_INSERT] =
     "INSERT INTO preauth (kind, value, note, created, actor)"
     " VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -146,14 +166,17 @@ static const char *const stmt_sql[ST__MAX] = {
   [ST_AUDIT_SINCE] =
     "SELECT " AUDIT_COLS " FROM audit a"
     " LEFT JOIN requests r ON r.id = a.request_id"
+    " LEFT JOIN certificates c ON c.serial = a.cert_serial"
     " WHERE a.id > ?1 ORDER BY a.id LIMIT ?2",
   [ST_AUDIT_LIST_ALL] =
     "SELECT " AUDIT_COLS " FROM audit a"
     " LEFT JOIN requests r ON r.id = a.request_id"
+    " LEFT JOIN certificates c ON c.serial = a.cert_serial"
     " ORDER BY a.id DESC LIMIT ?1",
   [ST_AUDIT_LIST_REQ] =
     "SELECT " AUDIT_COLS " FROM audit a"
     " LEFT JOIN requests r ON r.id = a.request_id"
+    " LEFT JOIN certificates c ON c.serial = a.cert_serial"
     " WHERE a.request_id = ?1 ORDER BY a.id DESC LIMIT ?2",
   [ST_AUDIT_MAX] = "SELECT coalesce(max(id), 0) FROM audit",
   [ST_REQ_COUNT_LIVE] =
@@ -686,6 +709,7 @@ static est_err read_audit(store *s, sqlite3_stmt *st, store_audit_row *a) {
   a->function = fn < 0 ? STORE_FN__MAX : (store_fn)fn;
   a->subject = col_strdup(st, 8, &oom);
   a->client = col_strdup(st, 9, &oom);
+  a->crl_number = col_opt_int(st, 10);
   if (oom) {
     store_audit_row_clear(a);
     return fail(s, EST_ERR_NOMEM, "out of memory reading an audit row");
@@ -1578,6 +1602,39 @@ est_err store_cert_get_serial(store *s, const char *serial, store_cert *out) {
   return cert_fetch(s, st, hex, out);
 }
 
+est_err store_cert_revoked(store *s, const char *serial, int64_t *revoked_at, char *reason,
+                           size_t reason_len) {
+  char hex[STORE_MAX_SERIAL + 1];
+  est_err rc = enter(s);
+  if (revoked_at != NULL)
+    *revoked_at = 0;
+  if (reason != NULL && reason_len > 0)
+    reason[0] = '\0';
+  if (rc != EST_OK)
+    return rc;
+  if (revoked_at == NULL)
+    return fail(s, EST_ERR_INVALID, "no output");
+  if (!hex_lower(serial, hex, STORE_MAX_SERIAL, 0))
+    return fail(s, EST_ERR_INVALID, "serial must be 1-%u hex digits",
+                STORE_MAX_SERIAL);
+  sqlite3_stmt *st = stmt(s, ST_CERT_REVOKED);
+  int src = sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+  if (src != SQLITE_OK)
+    return db_fail(s, src, "revocation bind");
+  src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    *revoked_at = sqlite3_column_int64(st, 0);
+    const unsigned char *t = sqlite3_column_text(st, 1);
+    if (reason != NULL && reason_len > 0)
+      snprintf(reason, reason_len, "%s", t != NULL ? (const char *)t : "");
+    src = SQLITE_DONE;
+  }
+  sqlite3_reset(st);
+  if (src != SQLITE_DONE)
+    return db_fail(s, src, "revocation lookup");
+  return EST_OK;
+}
+
 est_err store_cert_list(store *s, store_cert_cb cb, void *ctx) {
   est_err rc = enter(s);
   if (rc != EST_OK)
@@ -1588,6 +1645,8 @@ est_err store_cert_list(store *s, store_cert_cb cb, void *ctx) {
   visit_cert_v v = {cb, ctx};
   return iterate(s, st, "list certificates", visit_cert, &v);
 }
+
+static est_err crl_next(store *s, int64_t *number);
 
 est_err store_cert_revoke(store *s, const char *serial, const char *reason,
                           const char *actor) {
@@ -1645,8 +1704,127 @@ est_err store_cert_revoke(store *s, const char *serial, const char *reason,
     store_cert_clear(&c);
     goto out;
   }
-  rc = audit_insert(s, now, actor, STORE_AUDIT_REVOKED, request_id, hex, reason);
+  int64_t number = 0;
+  rc = crl_next(s, &number);
+  if (rc == EST_OK) {
+    st = stmt(s, ST_CRL_SET_CERT);
+    BIND(brc, sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC));
+    BIND(brc, sqlite3_bind_int64(st, 2, number));
+    src = brc == SQLITE_OK ? sqlite3_step(st) : brc;
+    sqlite3_reset(st);
+    if (src != SQLITE_DONE)
+      rc = db_fail(s, src, "revoke: CRL number");
+  }
+  if (rc == EST_OK)
+    rc = audit_insert(s, now, actor, STORE_AUDIT_REVOKED, request_id, hex, reason);
 out:
+  return tx_end(s, rc);
+}
+
+/* ----------------------------------------------------------------- CRL */
+
+/* Inside a write transaction: the next CRL number. */
+static est_err crl_next(store *s, int64_t *number) {
+  sqlite3_stmt *st = stmt(s, ST_CRL_NEXT);
+  int src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    *number = sqlite3_column_int64(st, 0);
+    src = sqlite3_step(st);
+  }
+  sqlite3_reset(st);
+  return src == SQLITE_DONE ? EST_OK : db_fail(s, src, "CRL number");
+}
+
+est_err store_crl_numbers(store *s, int64_t *number, int64_t *published) {
+  est_err rc = enter(s);
+  *number = *published = 0;
+  if (rc != EST_OK)
+    return rc;
+  sqlite3_stmt *st = stmt(s, ST_CRL_META);
+  int src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    *number = sqlite3_column_int64(st, 0);
+    *published = sqlite3_column_int64(st, 1);
+    src = SQLITE_DONE;
+  }
+  sqlite3_reset(st);
+  return src == SQLITE_DONE ? EST_OK : db_fail(s, src, "CRL numbers");
+}
+
+est_err store_crl_snapshot(store *s, bool bump, int64_t *number, store_crl_cb cb, void *ctx) {
+  int64_t published = 0;
+  est_err rc = enter_write(s);
+  *number = 0;
+  if (rc != EST_OK)
+    return rc;
+  if (cb == NULL)
+    return fail(s, EST_ERR_INVALID, "no callback");
+  /* One transaction: the number and the list it covers are one snapshot,
+   * so a CRL never carries a number without the revocations it stands
+   * for. */
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  sqlite3_stmt *st = stmt(s, ST_CRL_META);
+  int src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    *number = sqlite3_column_int64(st, 0);
+    published = sqlite3_column_int64(st, 1);
+    src = SQLITE_DONE;
+  }
+  sqlite3_reset(st);
+  if (src != SQLITE_DONE) {
+    rc = db_fail(s, src, "CRL numbers");
+    goto out;
+  }
+  /* A new CRL needs a new number: the one revocations handed out, or
+   * the next one when nothing was revoked since. */
+  if (bump || *number <= published)
+    rc = crl_next(s, number);
+  if (rc != EST_OK)
+    goto out;
+  st = stmt(s, ST_CRL_ENTRIES);
+  for (;;) {
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW)
+      break;
+    const char *serial = (const char *)sqlite3_column_text(st, 0);
+    const char *reason = (const char *)sqlite3_column_text(st, 2);
+    int cr = cb(serial ? serial : "", sqlite3_column_int64(st, 1), reason, ctx);
+    if (cr != 0) {
+      src = SQLITE_DONE;
+      if (cr < 0)
+        rc = (est_err)cr;
+      break;
+    }
+  }
+  sqlite3_reset(st);
+  if (rc == EST_OK && src != SQLITE_DONE)
+    rc = db_fail(s, src, "CRL entries");
+out:
+  return tx_end(s, rc);
+}
+
+est_err store_crl_published(store *s, int64_t number, const char *pem) {
+  char num[24];
+  int brc = SQLITE_OK;
+  est_err rc = enter_write(s);
+  if (rc != EST_OK)
+    return rc;
+  if (number <= 0 || pem == NULL || pem[0] == '\0')
+    return fail(s, EST_ERR_INVALID, "a CRL needs a number and its PEM");
+  if (strnlen(pem, STORE_MAX_CRL + 1) > STORE_MAX_CRL)
+    return fail(s, EST_ERR_TOO_LARGE, "CRL larger than %u bytes", STORE_MAX_CRL);
+  snprintf(num, sizeof num, "%lld", (long long)number);
+  if ((rc = tx_begin(s)) != EST_OK)
+    return rc;
+  /* The PEM and the number it carries, together or not at all. */
+  const char *kv[2][2] = {{"crl.pem", pem}, {"crl.published", num}};
+  for (int i = 0; i < 2 && rc == EST_OK; i++) {
+    sqlite3_stmt *st = stmt(s, ST_META_SET);
+    BIND(brc, sqlite3_bind_text(st, 1, kv[i][0], -1, SQLITE_STATIC));
+    BIND(brc, sqlite3_bind_text(st, 2, kv[i][1], -1, SQLITE_STATIC));
+    rc = brc != SQLITE_OK ? db_fail(s, brc, "meta bind") : exec_done(s, st, "CRL meta", NULL);
+  }
   return tx_end(s, rc);
 }
 

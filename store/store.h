@@ -231,6 +231,8 @@ typedef struct store_audit_row {
   store_fn function;          /**< STORE_FN__MAX when no request */
   char *subject;
   char *client;
+  /* Joined from certificates when cert_serial is set and revoked. */
+  int64_t crl_number;         /**< first CRL that lists it, 0: none */
 } store_audit_row;
 
 /**
@@ -392,6 +394,46 @@ est_err store_cert_get(store *s, int64_t id, store_cert *out) EST_MUST_CHECK;
 /** Fetch a certificate by serial (hex, any case). */
 est_err store_cert_get_serial(store *s, const char *serial,
                               store_cert *out) EST_MUST_CHECK;
+
+/**
+ * Whether the certificate with @p serial (hex, any case) is revoked: EST_OK
+ * with *revoked_at its time (0: not revoked, or not ours) and its reason in
+ * @p reason (may be NULL). One indexed read, for every request of a client
+ * holding one of our certificates (docs/decisions.md §14).
+ */
+est_err store_cert_revoked(store *s, const char *serial, int64_t *revoked_at, char *reason,
+                           size_t reason_len) EST_MUST_CHECK;
+
+/* ----------------------------------------------------------------- CRLs */
+
+/** The largest CRL kept in the store (PEM bytes). */
+#define STORE_MAX_CRL (16u * 1024u * 1024u)
+
+/** One revoked certificate, for a CRL; borrowed during the call. Return
+ * 0 to go on, a negative est_err to stop with it. */
+typedef int (*store_crl_cb)(const char *serial, int64_t revoked_at, const char *reason,
+                            void *ctx);
+
+/**
+ * The highest CRL number handed out (each revocation takes one, so it
+ * names the first CRL that will list it) and the number of the CRL last
+ * published; 0 when none. docs/decisions.md §14.
+ */
+est_err store_crl_numbers(store *s, int64_t *number, int64_t *published) EST_MUST_CHECK;
+
+/**
+ * In one transaction: the number for a new CRL and every revoked
+ * certificate (oldest first) to @p cb. The number is the one revocations
+ * handed out since the last CRL, or a fresh one when there were none or
+ * @p bump is set, so every CRL has a number greater than the one before
+ * (RFC 5280 §5.2.3).
+ */
+est_err store_crl_snapshot(store *s, bool bump, int64_t *number, store_crl_cb cb,
+                           void *ctx) EST_MUST_CHECK;
+
+/** Record the CRL just published: its number and PEM (what `estctl crl`
+ * hands out). */
+est_err store_crl_published(store *s, int64_t number, const char *pem) EST_MUST_CHECK;
 
 /** Call @p cb for each certificate, by id. */
 est_err store_cert_list(store *s, store_cert_cb cb, void *ctx) EST_MUST_CHECK;

@@ -16,6 +16,7 @@
 
 struct enroll {
   enroll_config cfg;
+  names_config names; /* docs/decisions.md §13 */
   pki_ca *ca;
   const coapd_host_api *api;
   store *s;
@@ -127,6 +128,11 @@ est_err enroll_open(const enroll_config *cfg, pki_ca *ca, const coapd_host_api *
     return EST_ERR_NOMEM;
   e->cfg = *cfg;
   e->cfg.db_path = NULL; /* borrowed; only needed here */
+  if (cfg->names)
+    e->names = *cfg->names;
+  else
+    names_config_init(&e->names);
+  e->cfg.names = NULL; /* borrowed; copied */
   e->ca = ca;
   e->api = api;
   if (cfg->db_path) {
@@ -314,8 +320,12 @@ void enroll_job_finish(enroll *e, enroll_job *j, enroll_result *res) {
   est_err rc = j->rc;
   memset(res, 0, sizeof *res);
   if (rc != EST_OK) {
-    refuse(res, rc, "the CA could not %s the certificate",
-           enroll_job_slow(j) ? "generate the key or" : "issue");
+    if (rc == EST_ERR_BAD_CSR) /* pki_issue: over max_cert_bytes (docs/decisions.md §13) */
+      refuse(res, rc, "the certificate this CSR asks for is over max_cert_bytes or "
+             "has no usable name");
+    else
+      refuse(res, rc, "the CA could not %s the certificate",
+             enroll_job_slow(j) ? "generate the key or" : "issue");
     goto out;
   }
   to_hex(j->issued.serial, sizeof j->issued.serial, serial);
@@ -364,8 +374,17 @@ static est_err check_pop(const enroll *e, const enroll_request *in, const pki_cs
 static est_err check_csr(const enroll *e, const enroll_request *in, const pki_csr *csr,
                          enroll_result *res) {
   est_err rc;
+  bool keygen = in->fn == EST_FN_SKG || in->fn == EST_FN_SKC;
+  /* Issuance policy first: names, extensions, key (docs/decisions.md §13).
+   * Its diagnostic (e.g. "signed with RSA-SHA1") says more than a failed
+   * verification would. SKG-2: no key checks for server keygen. */
+  names_request nr = {.check_key = !keygen, .client_cert = in->client_cert,
+                      .client_cert_len = in->client_cert_len};
+  rc = names_check(&e->names, csr, &nr, res->diag, sizeof res->diag);
+  if (rc != EST_OK)
+    return rc;
   /* SKG-2: for server keygen the CSR key and signature are ignored. */
-  if (in->fn != EST_FN_SKG && in->fn != EST_FN_SKC) {
+  if (!keygen) {
     rc = pki_csr_verify(csr);
     if (rc != EST_OK) {
       refuse(res, rc, "CSR signature does not verify");
@@ -548,4 +567,22 @@ enroll_job *enroll_decide(enroll *e, const enroll_request *in, enroll_result *re
     return j;
   enroll_job_free(j);
   return NULL;
+}
+
+est_err enroll_client_revoked(enroll *e, const char *serial_hex, bool *revoked, char *why,
+                              size_t why_len) {
+  int64_t at = 0;
+  *revoked = false;
+  if (why && why_len)
+    why[0] = '\0';
+  if (!e->s)
+    return EST_OK;
+  est_err rc = store_cert_revoked(e->s, serial_hex, &at, why, why_len);
+  if (rc != EST_OK) {
+    e->api->log(e->api->host, COAPD_LOG_WARNING, "revocation check of %s: %s", serial_hex,
+                store_errmsg(e->s));
+    return rc;
+  }
+  *revoked = at != 0;
+  return EST_OK;
 }

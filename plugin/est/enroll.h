@@ -19,6 +19,7 @@
 #include <coapd/plugin.h>
 
 #include "common/est_err.h"
+#include "names.h"
 #include "pki.h"
 #include "pop.h"
 #include "proto/resource.h"
@@ -50,6 +51,8 @@ typedef struct enroll_config {
   bool sync_normal;             /**< synchronous=NORMAL instead of FULL */
   pop_mode pop;                 /**< pop_linking (docs/decisions.md §9) */
   pki_key_type keygen_type;     /**< key type of skg/skc */
+  const names_config *names;    /**< issuance policy (names.h), copied by
+                                     enroll_open; NULL: names_config_init() */
 } enroll_config;
 
 /** Parse "auto" / "manual". */
@@ -121,5 +124,14 @@ void enroll_result_clear(enroll_result *res);
 /** Housekeeping from the plugin tick: expire overdue requests. Returns the
  * seconds until it wants to run again. */
 unsigned enroll_tick(enroll *e, long long now);
+
+/**
+ * Whether our certificate with serial @p serial_hex (a client's LDevID) is
+ * revoked in the store: EST_OK with *revoked set (false without a store),
+ * and the reason in @p why; a store failure is returned as is, and the
+ * caller refuses for now (docs/decisions.md §14).
+ */
+est_err enroll_client_revoked(enroll *e, const char *serial_hex, bool *revoked, char *why,
+                              size_t why_len) EST_MUST_CHECK;
 
 #endif /* EST_ENROLL_H */

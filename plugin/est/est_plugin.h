@@ -11,11 +11,14 @@
 #include "body.h"
 #include "dedup.h"
 #include "enroll.h"
+#include "idevid.h"
 #include "pki.h"
 #include "pop.h"
 #include "proto/resource.h"
 #include "worker.h"
 
+/* How often idevid_trust and idevid_crl are checked for changes. */
+#define EST_IDEVID_POLL_MS 2000u
 #define EST_MAX_LABELS 16
 #define EST_LABEL_MAX (PROTO_LABEL_MAX + 1) /* with the NUL */
 #define EST_ROOT_MAX 64
@@ -36,6 +39,8 @@ struct est_plugin {
   const coapd_host_api *api;
   pki_ca *ca;
   pki_trust *idevid;
+  idevid_src idsrc;          /* its files, polled for changes (idevid.h) */
+  uint64_t idevid_gen;       /* +1 per reload: sessions classify again */
   bool idevid_allow_expired; /* AUTH-5: an expired IDevID may enroll */
   bool keygen;
   unsigned cert_days;
@@ -60,6 +65,8 @@ struct est_plugin {
 /* Per-DTLS-session state, kept in the host's session slot. */
 typedef struct est_session {
   bool classified;
+  uint64_t idevid_gen;       /* est_plugin.idevid_gen it was classified at */
+  char serial[PKI_SERIAL_HEX_MAX]; /* an LDevID's, for the revocation check */
   pki_client_class cls;
   pki_client_status status;  /* why cls, for the refusal diagnostic */
   uint8_t fp[32];            /* SHA-256 of the client certificate */

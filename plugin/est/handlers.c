@@ -52,8 +52,11 @@ static est_err client_class(est_req *r) {
       return EST_ERR_NOMEM;
   }
   r->sess = s;
-  if (s->classified)
+  /* A reloaded idevid_crl counts for open sessions too (docs/decisions.md
+   * §14). */
+  if (s->classified && s->idevid_gen == r->p->idevid_gen)
     return EST_OK;
+  s->classified = false;
 
   const coapd_blob *chain;
   size_t count = 0;
@@ -75,9 +78,15 @@ static est_err client_class(est_req *r) {
     rc = pki_sha256(der[0], len[0], s->fp);
   if (rc != EST_OK)
     return rc;
+  s->serial[0] = '\0';
+  if (rc == EST_OK && s->cls == PKI_CLIENT_LDEVID)
+    rc = pki_cert_serial_hex(der[0], len[0], s->serial, sizeof s->serial);
+  if (rc != EST_OK)
+    return rc;
   char *subject = pki_cert_subject(der[0], len[0]);
   snprintf(s->peer, sizeof s->peer, "%s", subject ? subject : "?");
   free(subject);
+  s->idevid_gen = r->p->idevid_gen;
   s->classified = true;
   /* AUTH-5 (RFC 9148 §3): accepting an expired IDevID is a choice worth a
    * line per session, so an operator can see who relies on it. */
@@ -85,6 +94,23 @@ static est_err client_class(est_req *r) {
     api->log(api->host, COAPD_LOG_NOTICE,
              "client '%s' authenticated with an expired IDevID, accepted "
              "(idevid_allow_expired on)", s->peer);
+  return EST_OK;
+}
+
+/* Asked on every request, not once per session: a revocation made with
+ * estctl while the device is connected counts at its next request
+ * (docs/decisions.md §14). Without an answer from the store the device
+ * is told to come back, never served. */
+static est_err client_revoked(est_req *r, bool *revoked) {
+  char why[64];
+  *revoked = false;
+  if (r->sess->cls != PKI_CLIENT_LDEVID || !r->sess->serial[0])
+    return EST_OK;
+  if (enroll_client_revoked(r->p->en, r->sess->serial, revoked, why, sizeof why) != EST_OK) {
+    snprintf(r->diag, sizeof r->diag, "cannot check the client certificate now, retry later");
+    r->max_age = ENROLL_RETRY_SOON;
+    return EST_ERR_UNAVAILABLE;
+  }
   return EST_OK;
 }
 
@@ -376,8 +402,10 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
   if (block2_followup(&r, info, &rc) || (info->post && est_async_finish(&r)) ||
       repeat_answered(&r, info))
     goto out;
-  policy_input pin = {r.route->fn, r.sess->cls, r.sess->status};
-  rc = policy_decide(&pin, r.diag, sizeof r.diag);
+  policy_input pin = {r.route->fn, r.sess->cls, r.sess->status, false};
+  rc = client_revoked(&r, &pin.revoked);
+  if (rc == EST_OK)
+    rc = policy_decide(&pin, r.diag, sizeof r.diag);
   if (rc != EST_OK)
     goto out;
   rc = proto_check_cf(r.route->fn, opt_uint(request, COAP_OPTION_CONTENT_FORMAT, -1));

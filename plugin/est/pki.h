@@ -65,6 +65,16 @@ est_err pki_trust_load(const char *path, pki_trust **out, char *diag,
                        size_t diag_len) EST_MUST_CHECK;
 void pki_trust_free(pki_trust *trust);
 
+/**
+ * Add the CRLs of @p path (PEM, one or more, or one DER CRL; RFC 5280 §5)
+ * to @p t: certificates they list no longer verify, and
+ * pki_client_classify() says PKI_STATUS_REVOKED. Each CRL must be signed
+ * by a CA of @p t, or nothing is added and EST_ERR_CONFIG says which file.
+ * *entries (may be NULL) is the number of revoked serials listed.
+ */
+est_err pki_trust_add_crl_file(pki_trust *t, const char *path, unsigned *entries, char *diag,
+                               size_t diag_len) EST_MUST_CHECK;
+
 /** How a DTLS client authenticated (docs/decisions.md §5). */
 typedef enum pki_client_class {
   PKI_CLIENT_UNKNOWN = 0, /**< not accepted: see pki_client_status */
@@ -88,6 +98,8 @@ typedef enum pki_client_status {
   PKI_STATUS_NOT_YET_VALID = 4,  /**< verifies, but a certificate is before
                                       notBefore (or has a date GnuTLS cannot
                                       read): never accepted */
+  PKI_STATUS_REVOKED = 5,        /**< chains to a mfr CA, but a CRL of
+                                      idevid_crl lists a certificate of it */
   PKI_STATUS__MAX
 } pki_client_status;
 
@@ -154,6 +166,17 @@ est_err pki_csr_spki_sha256(const pki_csr *csr, uint8_t out[32]);
 /** The CSR subject as an RFC 4514 string, for logs (malloc, may be NULL). */
 char *pki_csr_subject(const pki_csr *csr);
 
+/** The CSR exactly as received (DER), borrowed: lives with @p csr. For the
+ * issuance policy (names.c), which reads it with its own GnuTLS object. */
+const uint8_t *pki_csr_der(const pki_csr *csr, size_t *len);
+/** The CSR subject Name TLV inside pki_csr_der(), borrowed. */
+const uint8_t *pki_csr_subject_der(const pki_csr *csr, size_t *len);
+
+/** Longest serial RFC 5280 §4.1.2.2 allows, in octets. */
+#define PKI_SERIAL_MAX 20
+/** Room for the hex of any serial, with the NUL. */
+#define PKI_SERIAL_HEX_MAX (2 * PKI_SERIAL_MAX + 1)
+
 /** PKI_SERIAL_LEN bytes: every serial this CA writes (RFC 5280 §4.1.2.2). */
 #define PKI_SERIAL_LEN 16
 
@@ -169,12 +192,36 @@ typedef struct pki_issued {
 
 void pki_issued_clear(pki_issued *c);
 
+/** Extended key usages an issued certificate carries (RFC 5280 §4.2.1.12). */
+#define PKI_EKU_CLIENT_AUTH 0x1u /**< id-kp-clientAuth */
+#define PKI_EKU_SERVER_AUTH 0x2u /**< id-kp-serverAuth */
+/** Largest certificate the CA writes at all (the store's cap). */
+#define PKI_CERT_MAX 16384u
+
+/** What the CA writes into every certificate (docs/decisions.md §13). */
+typedef struct pki_profile {
+  unsigned eku;          /**< PKI_EKU_*, at least one */
+  size_t max_cert_bytes; /**< a bigger certificate is not issued (EST_ERR_BAD_CSR) */
+} pki_profile;
+
+/** Parse cert_eku: "clientAuth", "serverAuth" or both, comma-separated. */
+est_err pki_eku_parse(const char *list, unsigned *out) EST_MUST_CHECK;
+
+/**
+ * Set the profile; before any issuance (the CA is shared read-only once
+ * requests arrive). A CA from pki_ca_load() starts with EKU clientAuth and
+ * max_cert_bytes PKI_CERT_MAX. EST_ERR_INVALID for an empty EKU set or a
+ * size of 0 or over PKI_CERT_MAX.
+ */
+est_err pki_ca_set_profile(pki_ca *ca, const pki_profile *p) EST_MUST_CHECK;
+
 /**
  * Issue an end-entity certificate for @p csr (signature already verified
  * by the caller): subject from the CSR, SANs copied from its
  * extensionRequest, random positive 16-byte serial, basicConstraints
- * CA:FALSE, keyUsage, EKU clientAuth, SKI/AKI, validity now..now+cert_days.
- * @p out is cleared first and filled on EST_OK.
+ * CA:FALSE, keyUsage, the profile's EKU, SKI/AKI, validity
+ * now..now+cert_days. EST_ERR_BAD_CSR if the certificate would be over the
+ * profile's max_cert_bytes. @p out is cleared first and filled on EST_OK.
  */
 est_err pki_issue(pki_ca *ca, const pki_csr *csr, pki_issued *out) EST_MUST_CHECK;
 
@@ -192,9 +239,33 @@ est_err pki_keygen_issue(pki_ca *ca, const pki_csr *csr, pki_key_type type,
  * certificate from a CA the operator has since replaced does not). */
 bool pki_ca_issued(const pki_ca *ca, const uint8_t *der, size_t len, long long now);
 
+/** One revoked certificate, for pki_crl_sign(). */
+typedef struct pki_crl_entry {
+  uint8_t serial[PKI_SERIAL_MAX + 1]; /**< content octets of its INTEGER */
+  size_t serial_len;
+  long long revoked_at;                /**< unix seconds */
+  unsigned reason;                     /**< CRLReason; 0: unspecified */
+} pki_crl_entry;
+
+/**
+ * A v2 CRL of this CA (RFC 5280 §5) listing @p e, with cRLNumber @p number
+ * (> 0), the CA's key identifier as authorityKeyIdentifier, and a
+ * reasonCode on every entry whose reason is not unspecified. *der is
+ * malloc()ed.
+ */
+est_err pki_crl_sign(pki_ca *ca, const pki_crl_entry *e, size_t n, uint64_t number,
+                     long long this_update, long long next_update, uint8_t **der,
+                     size_t *der_len) EST_MUST_CHECK;
+
 /** Wrap one DER certificate as DER PKCS#7 certs-only (CF 281). */
 est_err pki_p7_certs_only(const uint8_t *cert, size_t cert_len, uint8_t **p7,
                           size_t *p7_len) EST_MUST_CHECK;
+
+
+/** A certificate's serial as lowercase hex, as the store keeps it:
+ * EST_OK, EST_ERR_MALFORMED, EST_ERR_TOO_LARGE (out too short). */
+est_err pki_cert_serial_hex(const uint8_t *der, size_t len, char *out,
+                            size_t out_len) EST_MUST_CHECK;
 
 /** A certificate's subject as an RFC 4514 string (malloc), or NULL. */
 char *pki_cert_subject(const uint8_t *der, size_t len);

@@ -10,6 +10,7 @@
 #include "async.h"
 #include "common/opts.h"
 #include "est_plugin.h"
+#include "idevid.h"
 #include "handlers.h"
 #include "proto/der.h"
 
@@ -26,6 +27,7 @@ typedef struct opt_ctx {
   const char *ca_cert;
   const char *ca_key;
   const char *idevid_trust;
+  const char *idevid_crl;
   const char *csr_attrs;
   const char *labels;
   const char *db_path;
@@ -33,6 +35,13 @@ typedef struct opt_ctx {
       db_busy_timeout, dedup_entries, dedup_max_bytes, block1_transfers;
   int pop_linking, keygen_type, idevid_policy, ldevid_policy, db_synchronous;
   bool keygen, idevid_allow_expired;
+  /* Issuance policy (docs/decisions.md §13). */
+  const char *san_types, *san_dns_patterns, *subject_attrs, *cert_eku, *csr_key_types;
+  long long max_sans, max_subject_bytes, max_cert_bytes, csr_rsa_min_bits;
+  int subject_match;
+  bool san_wildcards;
+  names_config names; /* filled by apply_options, copied by enroll_open */
+  pki_profile profile; /* set on the CA by load_files */
 } opt_ctx;
 
 /* A root is an absolute path without a trailing slash, like "/est". */
@@ -103,6 +112,31 @@ static const char *const keygen_words[] = {"ec-p256", "rsa-2048", "rsa-3072",
 static const char *const policy_words[] = {"auto", "manual", NULL};
 /* store/README.md: FULL survives power loss, NORMAL only a crash. */
 static const char *const sync_words[] = {"full", "normal", NULL};
+static const char *const match_words[] = {"none", "idevid-cn", "idevid-serial", NULL};
+
+/* The issuance policy's lists, checked by their owners (names.c, pki.c). */
+static int check_names(names_field f, const char *v, char *why, size_t why_len) {
+  return names_config_set(NULL, f, v, why, why_len) == EST_OK ? 0 : -1;
+}
+static int check_san_types(const char *v, char *why, size_t why_len) {
+  return check_names(NAMES_FIELD_SAN_TYPES, v, why, why_len);
+}
+static int check_dns_patterns(const char *v, char *why, size_t why_len) {
+  return check_names(NAMES_FIELD_DNS_PATTERNS, v, why, why_len);
+}
+static int check_subject_attrs(const char *v, char *why, size_t why_len) {
+  return check_names(NAMES_FIELD_SUBJECT_ATTRS, v, why, why_len);
+}
+static int check_key_types(const char *v, char *why, size_t why_len) {
+  return check_names(NAMES_FIELD_KEY_TYPES, v, why, why_len);
+}
+static int check_eku(const char *v, char *why, size_t why_len) {
+  unsigned eku;
+  if (pki_eku_parse(v, &eku) == EST_OK)
+    return 0;
+  snprintf(why, why_len, "clientAuth and/or serverAuth");
+  return -1;
+}
 
 /* Every option est_coaps.so takes: coapd checks the plugin_opt_ lines
  * against this before est_init, and parse_options() reads them with it. */
@@ -118,6 +152,11 @@ static const coapd_opt est_option_entries[] = {
   {.name = "idevid_trust", COAPD_OPT_PATH_IN(opt_ctx, idevid_trust),
    .max_len = PATH_MAX - 1,
    .doc = "PEM bundle of manufacturer CAs whose certificates (IDevIDs) may enroll"},
+  /* docs/decisions.md §14: reread when a file changes. */
+  {.name = "idevid_crl", COAPD_OPT_LIST_IN(opt_ctx, idevid_crl), .min = 0,
+   .max = IDEVID_CRL_MAX, .item_max = PATH_MAX - 1,
+   .doc = "manufacturer CRLs (PEM or DER, comma-separated files): an IDevID they list gets "
+          "4.03"},
   {.name = "root", COAPD_OPT_STRING_IN(opt_ctx, root), .max_len = EST_ROOT_MAX - 1,
    .check = check_root, .def = "/est",
    .doc = "the short root; every function is also under /.well-known/est"},
@@ -179,6 +218,39 @@ static const coapd_opt est_option_entries[] = {
    .max = BODY_XFERS_MAX, .def = "4",
    .doc = "Block1 uploads one DTLS session may have open at once (the one idle longest "
           "makes room)"},
+  /* Issuance policy: docs/decisions.md §13, RFC 5280 §4.2.1.6/§4.2.1.12. */
+  {.name = "san_types", COAPD_OPT_LIST_IN(opt_ctx, san_types), .min = 0, .max = 5,
+   .item_max = 16, .check = check_san_types, .def = "dns,ip",
+   .doc = "subjectAltName types a CSR may ask for: dns, ip, uri, email, othername"},
+  {.name = "san_wildcards", COAPD_OPT_BOOL_IN(opt_ctx, san_wildcards), .def = "off",
+   .doc = "a DNS name may be a wildcard (*.example.com, leftmost label only)"},
+  {.name = "san_dns_patterns", COAPD_OPT_LIST_IN(opt_ctx, san_dns_patterns), .min = 0,
+   .max = NAMES_PATTERNS_MAX, .item_max = NAMES_DNS_MAX, .check = check_dns_patterns,
+   .doc = "DNS names must match one: exact, or *.suffix with * standing for exactly one "
+          "label; none given: any DNS name"},
+  {.name = "max_sans", COAPD_OPT_INT_IN(opt_ctx, max_sans), .min = 0,
+   .max = NAMES_SANS_LIMIT, .def = "8",
+   .doc = "most subjectAltName entries a CSR may ask for (more: 4.00)"},
+  {.name = "max_subject_bytes", COAPD_OPT_INT_IN(opt_ctx, max_subject_bytes),
+   .min = NAMES_SUBJECT_MIN, .max = NAMES_SUBJECT_LIMIT, .def = "512",
+   .doc = "largest CSR subject, DER and as text (more: 4.00)"},
+  {.name = "max_cert_bytes", COAPD_OPT_INT_IN(opt_ctx, max_cert_bytes), .min = 1024,
+   .max = PKI_CERT_MAX, .def = "4096",
+   .doc = "largest certificate the CA writes (more: 4.00, nothing issued)"},
+  {.name = "subject_attrs", COAPD_OPT_LIST_IN(opt_ctx, subject_attrs), .min = 0, .max = 17,
+   .item_max = 16, .check = check_subject_attrs, .def = "CN,serialNumber,O,OU,C,ST,L",
+   .doc = "subject attributes a CSR may carry"},
+  {.name = "subject_match", COAPD_OPT_ENUM_IN(opt_ctx, subject_match), .words = match_words,
+   .def = "none",
+   .doc = "the CSR's CN or serialNumber must be the client certificate's CN or serialNumber"},
+  {.name = "cert_eku", COAPD_OPT_LIST_IN(opt_ctx, cert_eku), .min = 1, .max = 2,
+   .item_max = 16, .check = check_eku, .def = "clientAuth",
+   .doc = "extended key usage of issued certificates: clientAuth, serverAuth"},
+  {.name = "csr_key_types", COAPD_OPT_LIST_IN(opt_ctx, csr_key_types), .min = 1, .max = 5,
+   .item_max = 16, .check = check_key_types, .def = "ec-p256,ec-p384,rsa",
+   .doc = "CSR key types: ec-p256, ec-p384, ec-p521, ed25519, rsa"},
+  {.name = "csr_rsa_min_bits", COAPD_OPT_INT_IN(opt_ctx, csr_rsa_min_bits), .min = 2048,
+   .max = 8192, .def = "2048", .doc = "smallest RSA key a CSR may have"},
 };
 
 static const coapd_opt_table est_options =
@@ -210,6 +282,25 @@ static est_err apply_options(opt_ctx *o) {
       enroll_policy_parse(policy_words[o->idevid_policy], &p->ecfg.idevid) != EST_OK ||
       enroll_policy_parse(policy_words[o->ldevid_policy], &p->ecfg.ldevid) != EST_OK)
     return EST_ERR_INTERNAL;
+  /* The issuance policy (docs/decisions.md §13); the checks passed. */
+  names_config_init(&o->names);
+  o->names.allow_wildcard = o->san_wildcards;
+  o->names.max_sans = (unsigned)o->max_sans;
+  o->names.max_subject_bytes = (unsigned)o->max_subject_bytes;
+  o->names.rsa_min_bits = (unsigned)o->csr_rsa_min_bits;
+  o->profile.max_cert_bytes = (size_t)o->max_cert_bytes;
+  if (names_config_set(&o->names, NAMES_FIELD_SAN_TYPES, o->san_types, NULL, 0) != EST_OK ||
+      (o->san_dns_patterns && names_config_set(&o->names, NAMES_FIELD_DNS_PATTERNS,
+                                               o->san_dns_patterns, NULL, 0) != EST_OK) ||
+      names_config_set(&o->names, NAMES_FIELD_SUBJECT_ATTRS, o->subject_attrs, NULL, 0) !=
+          EST_OK ||
+      names_config_set(&o->names, NAMES_FIELD_SUBJECT_MATCH, match_words[o->subject_match],
+                       NULL, 0) != EST_OK ||
+      names_config_set(&o->names, NAMES_FIELD_KEY_TYPES, o->csr_key_types, NULL, 0) !=
+          EST_OK ||
+      pki_eku_parse(o->cert_eku, &o->profile.eku) != EST_OK)
+    return EST_ERR_INTERNAL;
+  p->ecfg.names = &o->names;
   /* check_labels refused empty, long, blank, bad and repeated ones. */
   est_opts_list_begin(&it, o->labels);
   while (est_opts_list_next(&it, &item, &len)) {
@@ -297,6 +388,31 @@ static est_err parse_options(opt_ctx *o) {
   return rc;
 }
 
+/* The files idevid_load() reads, resolved once, so a reload reads the
+ * same ones. */
+static est_err idevid_sources(est_plugin *p, const opt_ctx *o) {
+  char item[PATH_MAX];
+  const char *v;
+  size_t len;
+  est_opts_list it;
+  if (resolve_path(p, o->idevid_trust, p->idsrc.trust, sizeof p->idsrc.trust) != EST_OK)
+    return EST_ERR_TOO_LARGE;
+  est_opts_list_begin(&it, o->idevid_crl);
+  while (est_opts_list_next(&it, &v, &len)) {
+    if (len == 0)
+      continue;
+    /* The option table caps both (IDEVID_CRL_MAX items, PATH_MAX - 1). */
+    if (len >= sizeof item || p->idsrc.ncrl == IDEVID_CRL_MAX)
+      return EST_ERR_TOO_LARGE;
+    memcpy(item, v, len);
+    item[len] = '\0';
+    if (resolve_path(p, item, p->idsrc.crl[p->idsrc.ncrl], PATH_MAX) != EST_OK)
+      return EST_ERR_TOO_LARGE;
+    p->idsrc.ncrl++;
+  }
+  return EST_OK;
+}
+
 static est_err load_files(opt_ctx *o) {
   est_plugin *p = o->p;
   const coapd_host_api *api = p->api;
@@ -313,15 +429,30 @@ static est_err load_files(opt_ctx *o) {
              diag[0] ? diag : est_strerror(rc));
     return rc;
   }
+  /* cert_eku, max_cert_bytes (docs/decisions.md §13); before any issuance. */
+  rc = pki_ca_set_profile(p->ca, &o->profile);
+  if (rc != EST_OK)
+    return rc;
+  if (o->idevid_crl && !o->idevid_trust) {
+    api->log(api->host, COAPD_LOG_ERR,
+             "%s:%u: idevid_crl needs idevid_trust (the CAs that sign those CRLs)",
+             api->config_path, api->config_line);
+    return EST_ERR_CONFIG;
+  }
   if (o->idevid_trust) {
-    if (resolve_path(p, o->idevid_trust, a, sizeof a) != EST_OK)
-      return EST_ERR_TOO_LARGE;
-    rc = pki_trust_load(a, &p->idevid, diag, sizeof diag);
+    rc = idevid_sources(p, o);
+    if (rc != EST_OK)
+      return rc;
+    unsigned revoked = 0;
+    rc = idevid_load(&p->idsrc, &p->idevid, &revoked, diag, sizeof diag);
     if (rc != EST_OK) {
-      api->log(api->host, COAPD_LOG_ERR, "%s: idevid_trust: %s", api->config_path,
+      api->log(api->host, COAPD_LOG_ERR, "%s: idevid_trust/idevid_crl: %s", api->config_path,
                diag[0] ? diag : est_strerror(rc));
       return rc;
     }
+    if (p->idsrc.ncrl)
+      api->log(api->host, COAPD_LOG_INFO, "idevid_crl: %zu CRL file(s), %u revoked serial(s)",
+               p->idsrc.ncrl, revoked);
   }
   /* Manual approval needs somewhere to keep the pending requests. */
   if (!o->db_path && (p->ecfg.idevid == ENROLL_MANUAL || p->ecfg.ldevid == ENROLL_MANUAL)) {
@@ -335,6 +466,7 @@ static est_err load_files(opt_ctx *o) {
   p->ecfg.db_path = o->db_path ? b : NULL;
   rc = enroll_open(&p->ecfg, p->ca, p->api, &p->en, diag, sizeof diag);
   p->ecfg.db_path = NULL;
+  p->ecfg.names = NULL; /* &o->names, copied by enroll_open */
   if (rc != EST_OK) {
     api->log(api->host, COAPD_LOG_ERR, "%s: db_path: %s", api->config_path,
              diag[0] ? diag : est_strerror(rc));
@@ -500,10 +632,40 @@ static int est_init(const coapd_host_api *api, void **state) {
   return 0;
 }
 
+/* A changed idevid_trust or idevid_crl file is read again; the new trust
+ * takes over only when all of it loads (docs/decisions.md §14). */
+static void idevid_refresh(est_plugin *p) {
+  char diag[PATH_MAX + 128] = "";
+  pki_trust *t = NULL;
+  unsigned revoked = 0;
+  if (!p->idevid || !idevid_changed(&p->idsrc))
+    return;
+  est_err rc = idevid_load(&p->idsrc, &t, &revoked, diag, sizeof diag);
+  if (rc != EST_OK) {
+    p->api->log(p->api->host, COAPD_LOG_WARNING,
+                "idevid_trust/idevid_crl changed but does not load (%s); the previous "
+                "one stays in use", diag[0] ? diag : est_strerror(rc));
+    /* Not again until the files change once more. */
+    idevid_mark_seen(&p->idsrc);
+    return;
+  }
+  pki_trust_free(p->idevid);
+  p->idevid = t;
+  p->idevid_gen++;
+  p->api->log(p->api->host, COAPD_LOG_NOTICE,
+              "idevid_trust/idevid_crl reloaded: %zu CRL file(s), %u revoked serial(s); "
+              "open sessions are checked again", p->idsrc.ncrl, revoked);
+}
+
 static uint32_t est_tick(void *state, uint64_t now_ms) {
   est_plugin *p = state;
   (void)now_ms;
-  return enroll_tick(p->en, (long long)time(NULL)) * 1000u;
+  idevid_refresh(p);
+  uint32_t next = enroll_tick(p->en, (long long)time(NULL)) * 1000u;
+  /* Files are polled: a changed CRL counts within this long. */
+  if (p->idevid && next > EST_IDEVID_POLL_MS)
+    next = EST_IDEVID_POLL_MS;
+  return next;
 }
 
 COAPD_PLUGIN_EXPORT const coapd_plugin coapd_plugin_entry = {

@@ -19,6 +19,8 @@ static const char *refusal(pki_client_status st) {
            "accept expired IDevIDs";
   case PKI_STATUS_NOT_YET_VALID:
     return "client certificate is not yet valid";
+  case PKI_STATUS_REVOKED:
+    return "client certificate revoked (by its manufacturer's CRL)";
   case PKI_STATUS_VALID:
   case PKI_STATUS_UNTRUSTED:
   case PKI_STATUS__MAX:
@@ -33,6 +35,10 @@ est_err policy_decide(const policy_input *in, char *diag, size_t diag_len) {
    * does one refused for its dates (AUTH-5, docs/decisions.md §5). */
   if (in->cls == PKI_CLIENT_UNKNOWN)
     return deny(diag, diag_len, refusal(in->status));
+  /* Revoked is refused for every function, on an open session too
+   * (docs/decisions.md §14): a device cannot renew its way out. */
+  if (in->revoked)
+    return deny(diag, diag_len, "client certificate revoked");
   switch (in->fn) {
   case EST_FN_CRTS:
   case EST_FN_ATT:

@@ -17,6 +17,7 @@ typedef struct policy_input {
   est_fn fn;                /**< the EST function asked for */
   pki_client_class cls;     /**< how the DTLS client authenticated */
   pki_client_status status; /**< why, for the diagnostic of a refusal */
+  bool revoked;             /**< our certificate of the client is revoked */
 } policy_input;
 
 /**

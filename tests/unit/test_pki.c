@@ -21,7 +21,11 @@
 #include <gnutls/pkcs7.h>
 #include <gnutls/x509.h>
 
+#include <libtasn1.h>
+
 #include "plugin/est/pki.h"
+
+extern const asn1_static_node pkix_crl_asn_tab[];
 
 #define DAY 86400LL
 
@@ -1705,6 +1709,185 @@ static void test_threads(void **state) {
   pki_csr_free(c);
 }
 
+/* ---- CRLs (docs/decisions.md §14) ---------------------------------------- */
+
+/* The extnValue of entry @p i's only entry extension, or "" when it has
+ * none: read back with libtasn1, independent of how it was written. */
+static void crl_entry_ext(const gnutls_datum_t *crl, unsigned i, char *hex, size_t hexlen) {
+  asn1_node defs = NULL, list = NULL;
+  char err[ASN1_MAX_ERROR_DESCRIPTION_SIZE], name[128];
+  uint8_t v[16];
+  int len = sizeof v;
+  assert_int_equal(asn1_array2tree(pkix_crl_asn_tab, &defs, err), ASN1_SUCCESS);
+  assert_int_equal(asn1_create_element(defs, "PKIX-CRL.CertificateList", &list), ASN1_SUCCESS);
+  assert_int_equal(asn1_der_decoding(&list, crl->data, (int)crl->size, err), ASN1_SUCCESS);
+  snprintf(name, sizeof name,
+           "tbsCertList.revokedCertificates.?%u.crlEntryExtensions.?1.extnValue", i);
+  hex[0] = '\0';
+  if (asn1_read_value(list, name, v, &len) == ASN1_SUCCESS)
+    for (int k = 0; k < len && (size_t)(2 * k + 3) <= hexlen; k++)
+      snprintf(hex + 2 * k, 3, "%02x", v[k]);
+  snprintf(name, sizeof name, "tbsCertList.revokedCertificates.?%u.crlEntryExtensions.?1.extnID",
+           i);
+  char oid[64];
+  len = sizeof oid;
+  if (hex[0]) {
+    assert_int_equal(asn1_read_value(list, name, oid, &len), ASN1_SUCCESS);
+    assert_string_equal(oid, "2.5.29.21");
+  }
+  asn1_delete_structure(&list);
+  asn1_delete_structure(&defs);
+}
+
+static void crl_check(pki_ca *ca, gnutls_x509_crt_t ca_crt) {
+  long long now = (long long)time(NULL);
+  pki_crl_entry e[3] = {
+      {{0x11, 0x22}, 2, now - 100, 1},         /* keyCompromise */
+      {{0x7f, 0x01, 0x02}, 3, now - 50, 0},    /* unspecified: no code */
+      {{0x01}, 1, now - 10, 5},                /* cessationOfOperation */
+  };
+  uint8_t *der = NULL;
+  size_t len = 0;
+  assert_int_equal(pki_crl_sign(ca, e, 3, 300, now, now + 7 * DAY, &der, &len), EST_OK);
+  gnutls_x509_crl_t crl;
+  gnutls_datum_t d = {der, (unsigned)len};
+  assert_int_equal(gnutls_x509_crl_init(&crl), 0);
+  assert_int_equal(gnutls_x509_crl_import(crl, &d, GNUTLS_X509_FMT_DER), 0);
+  unsigned vret = 99;
+  assert_int_equal(gnutls_x509_crl_verify(crl, &ca_crt, 1, 0, &vret), 0);
+  assert_int_equal(vret, 0); /* the signature over the new TBSCertList holds */
+  assert_int_equal(gnutls_x509_crl_get_version(crl), 2);
+  assert_int_equal(gnutls_x509_crl_get_crt_count(crl), 3);
+  uint8_t num[8];
+  size_t nlen = sizeof num;
+  assert_int_equal(gnutls_x509_crl_get_number(crl, num, &nlen, NULL), 0);
+  assert_int_equal(nlen, 2);
+  assert_int_equal(num[0] * 256 + num[1], 300);
+  uint8_t aki[64], ski[64];
+  size_t alen = sizeof aki, slen = sizeof ski;
+  assert_true(gnutls_x509_crl_get_authority_key_id(crl, aki, &alen, NULL) >= 0);
+  assert_true(gnutls_x509_crt_get_subject_key_id(ca_crt, ski, &slen, NULL) >= 0);
+  assert_int_equal(alen, slen);
+  assert_memory_equal(aki, ski, alen);
+  assert_int_equal((long long)gnutls_x509_crl_get_next_update(crl), now + 7 * DAY);
+  for (unsigned i = 0; i < 3; i++) {
+    uint8_t sn[32];
+    size_t snl = sizeof sn;
+    time_t t = 0;
+    assert_int_equal(gnutls_x509_crl_get_crt_serial(crl, i, sn, &snl, &t), 0);
+    assert_int_equal(snl, e[i].serial_len);
+    assert_memory_equal(sn, e[i].serial, snl);
+    assert_int_equal((long long)t, e[i].revoked_at);
+  }
+  char hex[16];
+  crl_entry_ext(&d, 1, hex, sizeof hex);
+  assert_string_equal(hex, "0a0101");
+  crl_entry_ext(&d, 2, hex, sizeof hex);
+  assert_string_equal(hex, "");
+  crl_entry_ext(&d, 3, hex, sizeof hex);
+  assert_string_equal(hex, "0a0105");
+  gnutls_x509_crl_deinit(crl);
+  free(der);
+
+  /* No reasons at all, no entries: GnuTLS's CRL as it is, still valid. */
+  assert_int_equal(pki_crl_sign(ca, NULL, 0, 1, now, now + DAY, &der, &len), EST_OK);
+  d = (gnutls_datum_t){der, (unsigned)len};
+  assert_int_equal(gnutls_x509_crl_init(&crl), 0);
+  assert_int_equal(gnutls_x509_crl_import(crl, &d, GNUTLS_X509_FMT_DER), 0);
+  assert_int_equal(gnutls_x509_crl_verify(crl, &ca_crt, 1, 0, &vret), 0);
+  assert_int_equal(vret, 0);
+  assert_int_equal(gnutls_x509_crl_get_crt_count(crl), 0);
+  gnutls_x509_crl_deinit(crl);
+  free(der);
+
+  /* Refused: no number, dates backwards, a code this CA never writes. */
+  assert_int_equal(pki_crl_sign(ca, e, 3, 0, now, now + DAY, &der, &len), EST_ERR_INVALID);
+  assert_int_equal(pki_crl_sign(ca, e, 3, 2, now, now, &der, &len), EST_ERR_INVALID);
+  pki_crl_entry bad = {{0x05}, 1, now, 8}; /* removeFromCRL: delta CRLs only */
+  assert_int_equal(pki_crl_sign(ca, &bad, 1, 2, now, now + DAY, &der, &len), EST_ERR_INVALID);
+  bad.reason = 7;
+  assert_int_equal(pki_crl_sign(ca, &bad, 1, 2, now, now + DAY, &der, &len), EST_ERR_INVALID);
+  assert_null(der);
+}
+
+static void test_crl_sign(void **state) {
+  fx *f = *state;
+  crl_check(f->ec, f->ec_ca);
+  crl_check(f->rsa, f->rsa_ca);
+}
+
+/* A manufacturer CRL listing the IDevID: classified as revoked; a CRL
+ * signed by anyone else is refused, not ignored. */
+static void test_trust_crl(void **state) {
+  fx *f = *state;
+  char path[160], diag[256];
+  long long now = (long long)time(NULL);
+  pki_trust *t = NULL;
+  const uint8_t *chain[1];
+  size_t lens[1];
+  gnutls_datum_t idev;
+  assert_int_equal(gnutls_x509_crt_export2(f->idev, GNUTLS_X509_FMT_DER, &idev), 0);
+  chain[0] = idev.data;
+  lens[0] = idev.size;
+
+  for (int signer = 0; signer < 2; signer++) {
+    gnutls_x509_crl_t crl;
+    gnutls_datum_t out;
+    assert_int_equal(gnutls_x509_crl_init(&crl), 0);
+    assert_int_equal(gnutls_x509_crl_set_version(crl, 2), 0);
+    assert_int_equal(gnutls_x509_crl_set_this_update(crl, (time_t)now), 0);
+    assert_int_equal(gnutls_x509_crl_set_next_update(crl, (time_t)(now + DAY)), 0);
+    assert_int_equal(gnutls_x509_crl_set_crt(crl, f->idev, (time_t)now), 0);
+    /* 0: the manufacturer; 1: the RSA CA, which is not in the bundle. */
+    assert_int_equal(gnutls_x509_crl_sign2(crl, signer ? f->rsa_ca : f->mfr,
+                                           signer ? f->rsa_key : f->mfr_key,
+                                           GNUTLS_DIG_SHA256, 0), 0);
+    assert_int_equal(gnutls_x509_crl_export2(crl, signer ? GNUTLS_X509_FMT_DER
+                                                         : GNUTLS_X509_FMT_PEM, &out), 0);
+    gnutls_x509_crl_deinit(crl);
+    path_join(path, sizeof path, f, signer ? "other.crl" : "mfr.crl");
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(out.data, 1, out.size, fp), out.size);
+    fclose(fp);
+    gnutls_free(out.data);
+
+    assert_int_equal(pki_trust_load(f->mfr_pem, &t, diag, sizeof diag), EST_OK);
+    unsigned n = 9;
+    est_err rc = pki_trust_add_crl_file(t, path, &n, diag, sizeof diag);
+    if (signer == 0) {
+      assert_int_equal(rc, EST_OK);
+      assert_int_equal(n, 1);
+      pki_client_class cls = PKI_CLIENT_IDEVID;
+      pki_client_status st = PKI_STATUS_VALID;
+      assert_int_equal(pki_client_classify(f->ec, t, chain, lens, 1, now, 0, &cls, &st),
+                       EST_OK);
+      assert_int_equal(cls, PKI_CLIENT_UNKNOWN);
+      assert_int_equal(st, PKI_STATUS_REVOKED);
+    } else {
+      assert_int_equal(rc, EST_ERR_CONFIG);
+      assert_non_null(strstr(diag, "not signed by a CA in idevid_trust"));
+    }
+    pki_trust_free(t);
+    t = NULL;
+  }
+  /* Without the CRL the same IDevID is an IDevID. */
+  assert_int_equal(pki_trust_load(f->mfr_pem, &t, diag, sizeof diag), EST_OK);
+  pki_client_class cls = PKI_CLIENT_UNKNOWN;
+  assert_int_equal(pki_client_classify(f->ec, t, chain, lens, 1, now, 0, &cls, NULL), EST_OK);
+  assert_int_equal(cls, PKI_CLIENT_IDEVID);
+  /* Not a CRL at all. */
+  path_join(path, sizeof path, f, "junk.crl");
+  FILE *fp = fopen(path, "w");
+  assert_non_null(fp);
+  fputs("not a CRL\n", fp);
+  fclose(fp);
+  assert_int_equal(pki_trust_add_crl_file(t, path, NULL, diag, sizeof diag), EST_ERR_CONFIG);
+  assert_non_null(strstr(diag, "no PEM or DER CRL"));
+  pki_trust_free(t);
+  gnutls_free(idev.data);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_key_type_parse),
@@ -1732,6 +1915,8 @@ int main(void) {
       cmocka_unit_test(test_classify_dates),
       cmocka_unit_test(test_trust_load_errors),
       cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_crl_sign),
+      cmocka_unit_test(test_trust_crl),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

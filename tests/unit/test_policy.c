@@ -11,7 +11,7 @@
 
 static est_err decide_st(est_fn fn, pki_client_class cls, pki_client_status st,
                          char *diag) {
-  policy_input in = {fn, cls, st};
+  policy_input in = {fn, cls, st, false};
   diag[0] = '\0';
   return policy_decide(&in, diag, 128);
 }
@@ -61,6 +61,7 @@ static void test_refusal_diagnostics(void **state) {
     {PKI_STATUS_LDEVID_EXPIRED, "client certificate has expired"},
     {PKI_STATUS_IDEVID_EXPIRED, "IDevID) has expired"},
     {PKI_STATUS_NOT_YET_VALID, "not yet valid"},
+    {PKI_STATUS_REVOKED, "revoked (by its manufacturer's CRL)"},
     {PKI_STATUS__MAX, "not from this CA"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -76,6 +77,19 @@ static void test_refusal_diagnostics(void **state) {
                              PKI_STATUS_IDEVID_EXPIRED, diag), EST_ERR_FORBIDDEN);
 }
 
+/* A revoked certificate of ours gets nothing, whatever the function. */
+static void test_revoked(void **state) {
+  (void)state;
+  char diag[128];
+  for (est_fn fn = EST_FN_CRTS; fn < EST_FN__MAX; fn++) {
+    policy_input in = {fn, PKI_CLIENT_LDEVID, PKI_STATUS_VALID, true};
+    assert_int_equal(policy_decide(&in, diag, sizeof diag), EST_ERR_FORBIDDEN);
+    assert_string_equal(diag, "client certificate revoked");
+    in.revoked = false;
+    assert_int_equal(policy_decide(&in, diag, sizeof diag), EST_OK);
+  }
+}
+
 static void test_bad_function(void **state) {
   (void)state;
   char diag[128];
@@ -88,6 +102,7 @@ int main(void) {
     cmocka_unit_test(test_ldevid_may_do_everything),
     cmocka_unit_test(test_idevid_may_not_reenroll),
     cmocka_unit_test(test_refusal_diagnostics),
+    cmocka_unit_test(test_revoked),
     cmocka_unit_test(test_bad_function),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

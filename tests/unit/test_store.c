@@ -239,7 +239,7 @@ static void integrity_ok(const char *path) {
 
 static void test_open_creates_schema(void **state) {
   fx *f = *state;
-  assert_int_equal(store_schema_version(), 1);
+  assert_int_equal(store_schema_version(), 2);
   assert_int_equal(query(f->path, "PRAGMA user_version"), store_schema_version());
   assert_int_equal(query(f->path, "PRAGMA application_id"), 0x45535443);
   char *mode = query_text(f->path, "PRAGMA journal_mode");
@@ -252,7 +252,7 @@ static void test_open_creates_schema(void **state) {
   assert_int_equal(sqlite3_db_readonly(f->db, "main"), 0);
   /* A second open migrates nothing and works. */
   reopen(f);
-  assert_int_equal(query(f->path, "PRAGMA user_version"), 1);
+  assert_int_equal(query(f->path, "PRAGMA user_version"), store_schema_version());
 }
 
 static void test_open_synchronous(void **state) {
@@ -356,7 +356,7 @@ static void test_open_schema_newer_refused(void **state) {
                    EST_ERR_SCHEMA);
   assert_null(s);
   assert_string_equal(diag,
-                      "database schema version 7 is newer than this program (1)");
+                      "database schema version 7 is newer than this program (2)");
   o.read_only = true;
   assert_int_equal(store_open(f->path, &o, &s, diag, sizeof diag),
                    EST_ERR_SCHEMA);
@@ -887,6 +887,90 @@ static void test_revoke(void **state) {
   fake_now = T0 + 10;
   assert_int_equal(lookup(f, 2, STORE_FN_SEN, &r), EST_ERR_NOT_FOUND);
   store_request_clear(&r);
+}
+
+typedef struct crl_seen {
+  int n;
+  char serial[4][16];
+  char reason[4][32];
+} crl_seen;
+
+static int on_crl(const char *serial, int64_t revoked_at, const char *reason, void *ctx) {
+  crl_seen *c = ctx;
+  (void)revoked_at;
+  if (c->n == 4)
+    return -1;
+  snprintf(c->serial[c->n], sizeof c->serial[0], "%s", serial);
+  snprintf(c->reason[c->n], sizeof c->reason[0], "%s", reason ? reason : "-");
+  c->n++;
+  return 0;
+}
+
+/* Each revocation takes a CRL number; a CRL takes the number revocations
+ * handed out, or a new one; numbers only grow (docs/decisions.md §14). */
+static void test_crl_numbers(void **state) {
+  fx *f = *state;
+  int64_t number = -1, published = -1, at = -1;
+  char why[32];
+  store_request_new n = req(1, STORE_FN_SEN);
+  store_cert_new c = cert("aa01");
+  assert_int_equal(store_issue_direct(f->s, &n, &c, "coapd", NULL, NULL), EST_OK);
+  n = req(2, STORE_FN_SEN);
+  c = cert("aa02");
+  assert_int_equal(store_issue_direct(f->s, &n, &c, "coapd", NULL, NULL), EST_OK);
+  assert_int_equal(store_crl_numbers(f->s, &number, &published), EST_OK);
+  assert_int_equal(number, 0);
+  assert_int_equal(published, 0);
+  assert_int_equal(store_cert_revoked(f->s, "AA01", &at, why, sizeof why), EST_OK);
+  assert_int_equal(at, 0);
+
+  fake_now = T0 + 3;
+  assert_int_equal(store_cert_revoke(f->s, "aa01", "keyCompromise", "op"), EST_OK);
+  assert_int_equal(store_cert_revoked(f->s, "AA01", &at, why, sizeof why), EST_OK);
+  assert_int_equal(at, T0 + 3);
+  assert_string_equal(why, "keyCompromise");
+  assert_int_equal(store_cert_revoked(f->s, "aa02", &at, NULL, 0), EST_OK);
+  assert_int_equal(at, 0);
+  assert_int_equal(store_cert_revoked(f->s, "dead", &at, NULL, 0), EST_OK);
+  assert_int_equal(at, 0);
+  assert_int_equal(store_cert_revoked(f->s, "zz", &at, NULL, 0), EST_ERR_INVALID);
+  assert_int_equal(store_crl_numbers(f->s, &number, &published), EST_OK);
+  assert_int_equal(number, 1);
+  assert_int_equal(query(f->path, "SELECT crl_number FROM certificates WHERE serial = 'aa01'"), 1);
+
+  /* The CRL after that revocation carries its number, and lists it. */
+  crl_seen seen = {0};
+  assert_int_equal(store_crl_snapshot(f->s, false, &number, on_crl, &seen), EST_OK);
+  assert_int_equal(number, 1);
+  assert_int_equal(seen.n, 1);
+  assert_string_equal(seen.serial[0], "aa01");
+  assert_string_equal(seen.reason[0], "keyCompromise");
+  assert_int_equal(store_crl_published(f->s, number, "-----BEGIN X509 CRL-----\n"), EST_OK);
+  assert_int_equal(store_crl_numbers(f->s, &number, &published), EST_OK);
+  assert_int_equal(published, 1);
+  /* Nothing new: the next CRL (a re-signing) needs a new number. */
+  memset(&seen, 0, sizeof seen);
+  assert_int_equal(store_crl_snapshot(f->s, false, &number, on_crl, &seen), EST_OK);
+  assert_int_equal(number, 2);
+  assert_int_equal(store_crl_published(f->s, number, "x"), EST_OK);
+  /* Two revocations before the next CRL: it takes the higher number. */
+  assert_int_equal(store_cert_revoke(f->s, "aa02", NULL, "op"), EST_OK);
+  assert_int_equal(query(f->path, "SELECT crl_number FROM certificates WHERE serial = 'aa02'"), 3);
+  memset(&seen, 0, sizeof seen);
+  assert_int_equal(store_crl_snapshot(f->s, false, &number, on_crl, &seen), EST_OK);
+  assert_int_equal(number, 3);
+  assert_int_equal(seen.n, 2);
+  assert_string_equal(seen.reason[1], "-");
+  /* bump: a new number even so. */
+  assert_int_equal(store_crl_snapshot(f->s, true, &number, on_crl, &seen), EST_OK);
+  assert_int_equal(number, 4);
+  /* The audit row of a revocation carries the number of its CRL. */
+  assert_int_equal(query(f->path, "SELECT count(*) FROM meta WHERE key = 'crl.pem'"), 1);
+  assert_int_equal(store_crl_published(f->s, 0, "x"), EST_ERR_INVALID);
+  assert_int_equal(store_crl_published(f->s, 5, ""), EST_ERR_INVALID);
+  /* A callback error stops the walk and is returned. */
+  seen.n = 4;
+  assert_int_equal(store_crl_snapshot(f->s, false, &number, on_crl, &seen), -1);
 }
 
 static void test_resent(void **state) {
@@ -1736,6 +1820,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_issue_direct, setup, teardown),
     cmocka_unit_test_setup_teardown(test_issue_duplicate_serial, setup, teardown),
     cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_crl_numbers, setup, teardown),
     cmocka_unit_test_setup_teardown(test_resent, setup, teardown),
     cmocka_unit_test_setup_teardown(test_request_list, setup, teardown),
     cmocka_unit_test_setup_teardown(test_cert_list_and_get, setup, teardown),
