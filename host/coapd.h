@@ -85,6 +85,24 @@ est_err coapd_dtls_context(coapd_app *app, char *err,
 est_err coapd_dtls_endpoints(coapd_app *app, char *err,
                              size_t errlen) EST_MUST_CHECK;
 
+/* admit_io.c: admission control under a ClientHello flood (admit.h) */
+/** After the endpoints are open: take their sockets from libcoap's epoll
+ * set (nothing to do under `dtls_admission no`). */
+est_err coapd_admit_setup(coapd_app *app, char *err, size_t errlen) EST_MUST_CHECK;
+/** The endpoint sockets the loop is to watch (none when off). */
+size_t coapd_admit_fds(int *fds, size_t max);
+/** Before coap_io_process(): drop refused datagrams; 1 if one waits for
+ * libcoap (its socket is lent to libcoap for that call). */
+int coapd_admit_filter(uint64_t now_ms);
+/** After coap_io_process(): take the socket back, poll, time out. */
+void coapd_admit_after(uint64_t now_ms);
+/** Milliseconds until the next poll is due, or -1. */
+int coapd_admit_next_ms(uint64_t now_ms);
+/** SERVER_SESSION_NEW (@p created 1) and SERVER_SESSION_DEL (0). */
+void coapd_admit_session(coap_session_t *session, int created);
+/** Before coap_free_context(): totals line, sockets back to libcoap. */
+void coapd_admit_shutdown(void);
+
 /* loop.c */
 est_err coapd_loop_new(coapd_app *app, coapd_loop **out) EST_MUST_CHECK;
 /** Run until SIGTERM/SIGINT. Returns EST_OK on a clean stop. */

@@ -78,6 +78,21 @@ static const key_def keys[] = {
     {KIND_BOOL,
      offsetof(coapd_config, dtls_reboot_probe),
      {.name = "dtls_reboot_probe", .type = COAPD_OPT_ENUM, .words = yes_no}},
+    {KIND_BOOL,
+     offsetof(coapd_config, dtls_admission),
+     {.name = "dtls_admission", .type = COAPD_OPT_ENUM, .words = yes_no}},
+    {KIND_NUMBER,
+     offsetof(coapd_config, max_handshakes_per_addr),
+     {.name = "max_handshakes_per_addr", .type = COAPD_OPT_INT, .min = 1, .max = 100000}},
+    {KIND_NUMBER,
+     offsetof(coapd_config, handshake_pressure),
+     {.name = "handshake_pressure", .type = COAPD_OPT_INT, .min = 0, .max = 100000}},
+    {KIND_NUMBER,
+     offsetof(coapd_config, handshake_timeout),
+     {.name = "handshake_timeout", .type = COAPD_OPT_INT, .min = 1, .max = 30}},
+    {KIND_NUMBER,
+     offsetof(coapd_config, max_parked_handshakes),
+     {.name = "max_parked_handshakes", .type = COAPD_OPT_INT, .min = 0, .max = 65536}},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -406,6 +421,39 @@ static void set_defaults(coapd_config *cfg) {
   cfg->max_handshake_sessions.value = COAPD_DEFAULT_MAX_HANDSHAKE_SESSIONS;
   cfg->dtls_verify_depth.value = COAPD_DEFAULT_DTLS_VERIFY_DEPTH;
   cfg->dtls_reboot_probe.value = 1;
+  cfg->dtls_admission.value = 1;
+  cfg->max_handshakes_per_addr.value = COAPD_DEFAULT_MAX_HANDSHAKES_PER_ADDR;
+  cfg->handshake_pressure.value = COAPD_DEFAULT_HANDSHAKE_PRESSURE;
+  cfg->handshake_timeout.value = COAPD_DEFAULT_HANDSHAKE_TIMEOUT;
+  cfg->max_parked_handshakes.value = COAPD_DEFAULT_MAX_PARKED_HANDSHAKES;
+}
+
+/* The pressure threshold bounds the ClientHellos that pass before the
+ * retransmission check starts, whose sessions nothing can free for 30 s
+ * (docs/admission.md); below both caps, one address and all of them
+ * always keep room for a handshake that can be evicted. */
+static est_err check_admission(parser *p) {
+  coapd_config *cfg = p->cfg;
+  coapd_num_key *pr = &cfg->handshake_pressure;
+  const coapd_num_key *caps[] = {&cfg->max_handshakes_per_addr, &cfg->max_handshake_sessions};
+  const char *names[] = {"max_handshakes_per_addr", "max_handshake_sessions"};
+  if (!cfg->dtls_admission.value)
+    return EST_OK;
+  for (size_t i = 0; i < 2; i++) {
+    if (pr->value < caps[i]->value)
+      continue;
+    if (!pr->line) {
+      /* Default pressure over a small cap: half the cap (0: always). */
+      pr->value = caps[i]->value / 2u;
+      continue;
+    }
+    unsigned line = pr->line > caps[i]->line ? pr->line : caps[i]->line;
+    coapd_errf(p->err, p->errlen,
+               "%s:%u: handshake_pressure %u must be below %s %u (docs/admission.md)", p->path,
+               line, pr->value, names[i], caps[i]->value);
+    return EST_ERR_CONFIG;
+  }
+  return EST_OK;
 }
 
 static est_err check_required(parser *p) {
@@ -477,6 +525,8 @@ est_err coapd_config_parse_buf(const char *text, size_t len, const char *path,
       goto out;
   }
   rc = check_required(&p);
+  if (rc == EST_OK)
+    rc = check_admission(&p);
 
 out:
   if (rc == EST_ERR_NOMEM)

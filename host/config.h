@@ -34,6 +34,11 @@ extern "C" {
 #define COAPD_DEFAULT_MAX_IDLE_SESSIONS 1000u
 #define COAPD_DEFAULT_MAX_HANDSHAKE_SESSIONS 100u
 #define COAPD_DEFAULT_DTLS_VERIFY_DEPTH 4u
+/** Defaults of the admission keys (docs/admission.md). */
+#define COAPD_DEFAULT_MAX_HANDSHAKES_PER_ADDR 32u
+#define COAPD_DEFAULT_HANDSHAKE_PRESSURE 16u
+#define COAPD_DEFAULT_HANDSHAKE_TIMEOUT 3u
+#define COAPD_DEFAULT_MAX_PARKED_HANDSHAKES 1600u
 #define COAPD_DEFAULT_LOG_LEVEL 5 /* notice, syslog numbering */
 
 /** One `listen ADDR PORT` line. */
@@ -113,6 +118,15 @@ typedef struct coapd_config {
    * `no` for a libcoap that does this itself.
    */
   coapd_bool_key dtls_reboot_probe;
+  /**
+   * Admission control under a ClientHello flood (host/admit.h,
+   * docs/admission.md). `dtls_admission no` leaves only libcoap's own caps.
+   */
+  coapd_bool_key dtls_admission;
+  coapd_num_key max_handshakes_per_addr; /**< 1..100000, half-open per address */
+  coapd_num_key handshake_pressure;      /**< 0..100000 half-open; 0 = always */
+  coapd_num_key handshake_timeout;       /**< seconds, 1..30, under pressure */
+  coapd_num_key max_parked_handshakes;   /**< 0..65536 silent HELLO sessions held */
 } coapd_config;
 
 /**

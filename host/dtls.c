@@ -156,7 +156,10 @@ static int on_event(coap_session_t *session, const coap_event_t event) {
                     (unsigned char *)addr, sizeof addr - 1);
     coapd_log(COAPD_LOG_INFO, "%s, peer %s", name, addr);
   }
+  if (event == COAP_EVENT_SERVER_SESSION_NEW)
+    coapd_admit_session(session, 1);
   if (event == COAP_EVENT_SERVER_SESSION_DEL) {
+    coapd_admit_session(session, 0);
     reboot_forget(session);
     if (app)
       coapd_session_release(app, session);

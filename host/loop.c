@@ -16,6 +16,11 @@
 
 /* epoll data.u64 tags; plugin watches use TAG_WATCH + slot index. */
 enum { TAG_COAP = 0, TAG_TIMER = 1, TAG_SIGNAL = 2, TAG_WATCH = 3 };
+/* The DTLS endpoint sockets admission control takes from libcoap. */
+#define TAG_ADMIT ((uint64_t)TAG_WATCH + COAPD_WATCH_MAX)
+/* coap_io_process() calls per wake-up while datagrams wait (each reads
+ * one), so a flood cannot keep the loop from the signal and timer fds. */
+#define TURNS_MAX 64
 
 #define EVENTS_MAX 32
 
@@ -86,6 +91,14 @@ est_err coapd_loop_new(coapd_app *app, coapd_loop **out) {
       add_fd(l->ep, l->sfd, TAG_SIGNAL) != 0) {
     coapd_log(COAPD_LOG_ERR, "loop setup: %s", strerror(errno));
     goto out;
+  }
+  int afd[COAPD_CONFIG_MAX_LISTEN];
+  size_t nafd = coapd_admit_fds(afd, COAPD_CONFIG_MAX_LISTEN);
+  for (size_t i = 0; i < nafd; i++) {
+    if (add_fd(l->ep, afd[i], TAG_ADMIT) != 0) {
+      coapd_log(COAPD_LOG_ERR, "loop setup: %s", strerror(errno));
+      goto out;
+    }
   }
   *out = l;
   l = NULL;
@@ -180,15 +193,37 @@ static int got_signal(coapd_loop *l) {
   return stop;
 }
 
+/* The sooner of two epoll timeouts (-1: none). */
+static int sooner(int a, int b) {
+  if (a < 0)
+    return b;
+  return b < 0 || a < b ? a : b;
+}
+
+/* One non-blocking libcoap pass, or one per datagram admission control
+ * lets through (host/admit_io.c), never from inside a handler. */
+static void coap_turn(coapd_loop *l) {
+  for (int i = 0; i < TURNS_MAX; i++) {
+    int more = coapd_admit_filter(coapd_now_ms());
+    coap_io_process(l->app->ctx, COAP_IO_NO_WAIT);
+    coapd_admit_after(coapd_now_ms());
+    if (!more)
+      break;
+  }
+}
+
 est_err coapd_loop_run(coapd_loop *l) {
   struct epoll_event ev[EVENTS_MAX];
   /* Prime libcoap once so its timers are armed, and tick every plugin
    * once right away (the first tick sets the schedule). */
-  coap_io_process(l->app->ctx, COAP_IO_NO_WAIT);
+  coap_turn(l);
   arm(l, COAPD_TICK_MIN_MS);
   for (;;) {
-    /* Infinite, unless a reboot probe is due (host/reboot.h). */
-    int n = epoll_wait(l->ep, ev, EVENTS_MAX, reboot_next_ms(coapd_now_ms()));
+    /* Infinite, unless a reboot probe or an admission poll is due
+     * (host/reboot.h, host/admit.h). */
+    uint64_t now = coapd_now_ms();
+    int n = epoll_wait(l->ep, ev, EVENTS_MAX,
+                       sooner(reboot_next_ms(now), coapd_admit_next_ms(now)));
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -198,7 +233,7 @@ est_err coapd_loop_run(coapd_loop *l) {
     int stop = 0, ran_plugin = 0, coap_ready = 0;
     for (int i = 0; i < n; i++) {
       uint64_t tag = ev[i].data.u64;
-      if (tag == TAG_COAP) {
+      if (tag == TAG_COAP || tag == TAG_ADMIT) {
         coap_ready = 1;
       } else if (tag == TAG_TIMER) {
         tick(l);
@@ -220,12 +255,12 @@ est_err coapd_loop_run(coapd_loop *l) {
      * async; one non-blocking pass sends them and re-arms libcoap's timer.
      * Never called from inside a handler. */
     if (coap_ready || ran_plugin) {
-      coap_io_process(l->app->ctx, COAP_IO_NO_WAIT);
+      coap_turn(l);
       reboot_run(l->app->ctx, coapd_now_ms());
     } else if (n == 0) {
-      /* A probe is due: drop the session, then let libcoap free it. */
+      /* A probe or poll is due: drop the session, then let libcoap free it. */
       reboot_run(l->app->ctx, coapd_now_ms());
-      coap_io_process(l->app->ctx, COAP_IO_NO_WAIT);
+      coap_turn(l);
     }
   }
 }

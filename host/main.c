@@ -135,7 +135,8 @@ int main(int argc, char **argv) {
     goto out;
   /* -t checks everything but binds nothing, so it also works next to a
    * running coapd with the same config. */
-  if (!check_only && coapd_dtls_endpoints(&app, err, sizeof err) != EST_OK)
+  if (!check_only && (coapd_dtls_endpoints(&app, err, sizeof err) != EST_OK ||
+                      coapd_admit_setup(&app, err, sizeof err) != EST_OK))
     goto out;
   if (coapd_loop_new(&app, &app.loop) != EST_OK) {
     snprintf(err, sizeof err, "cannot set up the I/O loop");
@@ -163,6 +164,7 @@ out:
   coapd_plugins_fini(&app);
   coapd_loop_free(app.loop);
   app.loop = NULL;
+  coapd_admit_shutdown();
   if (app.ctx) {
     coapd_sessions_release_all(&app);
     coap_free_context(app.ctx);

@@ -12,3 +12,8 @@ foreach(script ${host_scripts})
   set_tests_properties(it.${name} PROPERTIES LABELS integration TIMEOUT 120
     ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;TESTPLUG=$<TARGET_FILE:testplug>;TESTPLUG_BADABI=$<TARGET_FILE:testplug_badabi>;EST_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data")
 endforeach()
+# The flood takes a core for half a minute: alone, so it neither slows the
+# other tests nor is slowed by them.
+if(TEST it.host_flood)
+  set_tests_properties(it.host_flood PROPERTIES RUN_SERIAL TRUE TIMEOUT 150)
+endif()

@@ -654,6 +654,79 @@ static void test_files(void **state) {
   free(pem);
 }
 
+/* The admission keys (docs/admission.md): defaults, ranges, and the
+ * pressure threshold below both caps. */
+static void test_admission(void **state) {
+  (void)state;
+  char err[256];
+  coapd_config *cfg = NULL;
+  assert_int_equal(parse(BASE, &cfg, err, sizeof err), EST_OK);
+  assert_int_equal(cfg->dtls_admission.value, 1);
+  assert_int_equal(cfg->max_handshakes_per_addr.value, COAPD_DEFAULT_MAX_HANDSHAKES_PER_ADDR);
+  assert_int_equal(cfg->handshake_pressure.value, COAPD_DEFAULT_HANDSHAKE_PRESSURE);
+  assert_int_equal(cfg->handshake_timeout.value, COAPD_DEFAULT_HANDSHAKE_TIMEOUT);
+  assert_int_equal(cfg->max_parked_handshakes.value, COAPD_DEFAULT_MAX_PARKED_HANDSHAKES);
+  coapd_config_free(cfg);
+  assert_int_equal(parse(BASE "dtls_admission no\nmax_handshakes_per_addr 4\n"
+                              "handshake_pressure 0\nhandshake_timeout 30\n"
+                              "max_parked_handshakes 0\n",
+                         &cfg, err, sizeof err),
+                   EST_OK);
+  assert_int_equal(cfg->dtls_admission.value, 0);
+  assert_int_equal(cfg->dtls_admission.line, 5);
+  assert_int_equal(cfg->max_handshakes_per_addr.value, 4);
+  assert_int_equal(cfg->handshake_pressure.value, 0);
+  assert_int_equal(cfg->handshake_timeout.value, 30);
+  assert_int_equal(cfg->max_parked_handshakes.value, 0);
+  coapd_config_free(cfg);
+  /* A default pressure over a small cap becomes half of it. */
+  assert_int_equal(parse(BASE "max_handshake_sessions 10\n", &cfg, err, sizeof err), EST_OK);
+  assert_int_equal(cfg->handshake_pressure.value, 5);
+  coapd_config_free(cfg);
+  assert_int_equal(parse(BASE "max_handshakes_per_addr 1\n", &cfg, err, sizeof err), EST_OK);
+  assert_int_equal(cfg->handshake_pressure.value, 0);
+  coapd_config_free(cfg);
+  struct {
+    const char *lines, *want;
+  } cases[] = {
+      {"dtls_admission off\n", "t.conf:5: bad value 'off' for dtls_admission (yes|no)"},
+      {"max_handshakes_per_addr 0\n",
+       "t.conf:5: bad value '0' for max_handshakes_per_addr (integer from 1 to 100000)"},
+      {"handshake_pressure -1\n",
+       "t.conf:5: bad value '-1' for handshake_pressure (integer from 0 to 100000)"},
+      {"handshake_timeout 0\n",
+       "t.conf:5: bad value '0' for handshake_timeout (integer from 1 to 30)"},
+      {"handshake_timeout 31\n",
+       "t.conf:5: bad value '31' for handshake_timeout (integer from 1 to 30)"},
+      {"max_parked_handshakes 65537\n",
+       "t.conf:5: bad value '65537' for max_parked_handshakes (integer from 0 to 65536)"},
+      {"handshake_pressure 32\n",
+       "t.conf:5: handshake_pressure 32 must be below max_handshakes_per_addr 32 "
+       "(docs/admission.md)"},
+      {"handshake_pressure 8\n# x\nmax_handshakes_per_addr 8\n",
+       "t.conf:7: handshake_pressure 8 must be below max_handshakes_per_addr 8 "
+       "(docs/admission.md)"},
+      {"max_handshake_sessions 10\nhandshake_pressure 12\n",
+       "t.conf:6: handshake_pressure 12 must be below max_handshake_sessions 10 "
+       "(docs/admission.md)"},
+      {"max_handshakes_per_addr 50\nhandshake_pressure 20\nmax_handshake_sessions 20\n",
+       "t.conf:7: handshake_pressure 20 must be below max_handshake_sessions 20 "
+       "(docs/admission.md)"},
+      {"handshake_timeout 3\nhandshake_timeout 3\n",
+       "t.conf:6: duplicate 'handshake_timeout' (first set on line 5)"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char text[512];
+    snprintf(text, sizeof text, BASE "%s", cases[i].lines);
+    expect_err(text, EST_ERR_CONFIG, cases[i].want);
+  }
+  /* With admission off the threshold is not checked. */
+  assert_int_equal(parse(BASE "dtls_admission no\nhandshake_pressure 500\n", &cfg, err,
+                         sizeof err),
+                   EST_OK);
+  coapd_config_free(cfg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_full),       cmocka_unit_test(test_defaults),
@@ -663,6 +736,7 @@ int main(void) {
       cmocka_unit_test(test_plugins),    cmocka_unit_test(test_required),
       cmocka_unit_test(test_caps),       cmocka_unit_test(test_bytes),
       cmocka_unit_test(test_api_edges),  cmocka_unit_test(test_files),
+      cmocka_unit_test(test_admission),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
