@@ -9,3 +9,7 @@ endforeach()
 add_test(NAME it.est_loss COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/est_loss.sh)
 set_tests_properties(it.est_loss PROPERTIES LABELS integration TIMEOUT 1800
   ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;EST_PLUGIN=$<TARGET_FILE:est_coaps>;EST_ENROLL=$<TARGET_FILE:est-enroll>;EST_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;EST_SCRIPTS=${PROJECT_SOURCE_DIR}/scripts")
+# est-enroll's CON back-off on the wire, and a repeated answer taken once.
+add_test(NAME it.est_backoff COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/est_backoff.sh)
+set_tests_properties(it.est_backoff PROPERTIES LABELS integration TIMEOUT 300
+  ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;EST_PLUGIN=$<TARGET_FILE:est_coaps>;EST_ENROLL=$<TARGET_FILE:est-enroll>;EST_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;EST_SCRIPTS=${PROJECT_SOURCE_DIR}/scripts")

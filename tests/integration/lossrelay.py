@@ -4,6 +4,9 @@ reorders datagrams with set, seeded probabilities, each way.
 
   lossrelay.py --target PORT --port-file F [--seed N] [--drop P] [--dup P]
                [--delay-ms MS] [--reorder P] [--stats F] [--max-clients N]
+               [--drop-up P] [--drop-down P] [--dup-up P] [--dup-down P]
+               [--drop-app-up K] [--drop-app-up-min-len N] [--hold-app-down MS]
+               [--log F]
 
 It listens on 127.0.0.1 (a free port, written to --port-file once bound)
 and gives every client address its own upstream socket, so the server
@@ -15,6 +18,19 @@ closed first) and at most 10000 datagrams waiting to be delayed.
 of each client's datagrams in each direction; only --reorder (the given
 fraction, held back 20-70 ms behind what follows) changes the order, so
 the reordering rate is the one set.
+
+Optional, for tests that need one direction or one exchange (all off by
+default, and the seeded draws stay the same): --drop-up/--drop-down and
+--dup-up/--dup-down set --drop/--dup for client->server (up) or
+server->client (down) only. The relay cannot read CoAP inside DTLS, but the
+DTLS record header is clear (RFC 6347 §4.1: content type, epoch, sequence
+number), so --drop-app-up K drops the first K application_data (type 23)
+datagrams sent up that are at least --drop-app-up-min-len N bytes long
+(default 0: any), and --hold-app-down MS holds the first one sent down
+back by MS ms (without delaying the ones after it; logged again when it
+goes out). --log F writes one line per datagram: time since start,
+direction, length, the first record's content type, epoch and sequence
+number, and what the relay did.
 """
 import argparse
 import heapq
@@ -41,10 +57,28 @@ def main():
     ap.add_argument("--reorder", type=float, default=0.0)
     ap.add_argument("--stats")
     ap.add_argument("--max-clients", type=int, default=512)
+    ap.add_argument("--drop-up", type=float)
+    ap.add_argument("--drop-down", type=float)
+    ap.add_argument("--dup-up", type=float)
+    ap.add_argument("--dup-down", type=float)
+    ap.add_argument("--drop-app-up", type=int, default=0)
+    ap.add_argument("--drop-app-up-min-len", type=int, default=0)
+    ap.add_argument("--hold-app-down", type=float, default=0.0)
+    ap.add_argument("--log")
     a = ap.parse_args()
-    for p in (a.drop, a.dup, a.reorder):
+    drop = {"up": a.drop if a.drop_up is None else a.drop_up,
+            "down": a.drop if a.drop_down is None else a.drop_down}
+    dup = {"up": a.dup if a.dup_up is None else a.dup_up,
+           "down": a.dup if a.dup_down is None else a.dup_down}
+    for p in (a.reorder, *drop.values(), *dup.values()):
         if not 0.0 <= p <= 1.0:
             sys.exit("lossrelay: probabilities are 0..1")
+    if min(a.drop_app_up, a.drop_app_up_min_len, a.hold_app_down) < 0:
+        sys.exit("lossrelay: --drop-app-up, --drop-app-up-min-len, --hold-app-down are >= 0")
+    app_drop = [a.drop_app_up]
+    app_hold = [a.hold_app_down > 0]
+    logf = open(a.log, "w", buffering=1) if a.log else None
+    t0 = time.monotonic()
 
     rnd = random.Random(a.seed)
     sel = selectors.DefaultSelector()
@@ -71,19 +105,48 @@ def main():
         f.write("%d\n" % front.getsockname()[1])
     os.rename(a.port_file + ".tmp", a.port_file)
 
+    def log(direction, data, now, what):
+        if not logf:
+            return
+        # The first DTLS record header (RFC 6347 §4.1), when there is one.
+        ctype, epoch, rseq = -1, -1, -1
+        if len(data) >= 13:
+            ctype = data[0]
+            epoch = int.from_bytes(data[3:5], "big")
+            rseq = int.from_bytes(data[5:11], "big")
+        logf.write("%.3f %s len=%d type=%d epoch=%d seq=%d %s\n"
+                   % (now - t0, direction, len(data), ctype, epoch, rseq, what))
+
     def schedule(direction, sock, data, addr, flow, now):
         nonlocal seq
         st = stats[direction]
         st["in"] += 1
-        if rnd.random() < a.drop:
+        app = len(data) >= 13 and data[0] == 23
+        if (direction == "up" and app and app_drop[0] > 0
+                and len(data) >= a.drop_app_up_min_len):
+            app_drop[0] -= 1
             st["dropped"] += 1
+            log(direction, data, now, "dropped-app")
             return
-        copies = 2 if rnd.random() < a.dup else 1
+        hold = 0.0
+        if direction == "down" and app and app_hold[0]:
+            app_hold[0] = False
+            hold = a.hold_app_down / 1000.0
+        if rnd.random() < drop[direction]:
+            st["dropped"] += 1
+            log(direction, data, now, "dropped")
+            return
+        copies = 2 if rnd.random() < dup[direction] else 1
         if copies == 2:
             st["duplicated"] += 1
+        log(direction, data, now, ("held %d ms" % a.hold_app_down if hold else "sent")
+            + (" x2" if copies == 2 else ""))
         for _ in range(copies):
             delay = rnd.random() * a.delay_ms / 1000.0
-            if rnd.random() < a.reorder:
+            if hold:
+                # Behind the ones after it, which keep their own timing.
+                delay += hold
+            elif rnd.random() < a.reorder:
                 # Hold this one back behind what follows.
                 delay += 0.02 + rnd.random() * 0.05
             else:
@@ -94,7 +157,8 @@ def main():
             if delay > 0 and len(pending) < PENDING_MAX:
                 st["delayed"] += 1
                 seq += 1
-                heapq.heappush(pending, (now + delay, seq, sock, data, addr, direction))
+                heapq.heappush(pending, (now + delay, seq, sock, data, addr, direction,
+                                         bool(hold)))
             else:
                 send(sock, data, addr, direction)
 
@@ -126,7 +190,9 @@ def main():
     while running[0]:
         now = time.monotonic()
         while pending and pending[0][0] <= now:
-            _, _, sock, data, addr, direction = heapq.heappop(pending)
+            _, _, sock, data, addr, direction, held = heapq.heappop(pending)
+            if held:
+                log(direction, data, now, "delivered-held")
             send(sock, data, addr, direction)
         timeout = max(0.0, pending[0][0] - now) if pending else 0.2
         for key, _ in sel.select(min(timeout, 0.2)):
@@ -144,6 +210,8 @@ def main():
                 else:                 # from the server, back to key.data
                     last[key.data] = now
                     schedule("down", front, data, key.data, key.data, now)
+    if logf:
+        logf.close()
     if a.stats:
         stats["clients"] = len(last)
         with open(a.stats, "w") as f:

@@ -21,6 +21,19 @@
 #include "retry.h"
 
 #define TOKEN_MAX 8
+/* A handshake session that closed after this long died of loss, not of a
+ * refusal, and is tried again with a new one if this much time is left. */
+#define EC_HS_RETRY_AFTER_MS 2000u
+#define EC_HS_RETRY_LEFT_MS 2000u
+
+/* Handshake timeouts allowed per session: GnuTLS's first timer is 1 s and
+ * only grows (RFC 6347 §4.2.4.1), so --timeout seconds of them never run
+ * out before --timeout itself does. */
+static uint16_t hs_retransmit_budget(unsigned timeout_s) {
+  if (timeout_s < COAP_DEFAULT_MAX_RETRANSMIT)
+    return COAP_DEFAULT_MAX_RETRANSMIT;
+  return timeout_s > UINT16_MAX ? UINT16_MAX : (uint16_t)timeout_s;
+}
 
 struct ec_client {
   ec_client_conf conf;
@@ -391,17 +404,22 @@ est_err ec_client_add_trust(ec_client *c, const uint8_t *pem, size_t len) {
 
 void ec_client_cleanup(void) { coap_cleanup(); }
 
-void ec_client_close(ec_client *c) {
-  if (!c || !c->session)
-    return;
+/* Release the session only: a handshake tried again keeps the set-up. */
+static void drop_session(ec_client *c) {
   coap_session_t *s = c->session;
   c->session = NULL;
   c->connected = false;
-  c->host[0] = '\0';
-  c->port = 0;
   /* The last reference: libcoap sends close_notify and frees it. */
   coap_session_release(s);
   coap_io_process(c->ctx, COAP_IO_NO_WAIT);
+}
+
+void ec_client_close(ec_client *c) {
+  if (!c || !c->session)
+    return;
+  c->host[0] = '\0';
+  c->port = 0;
+  drop_session(c);
   free(c->conn_trust);
   c->conn_trust = NULL;
 }
@@ -534,27 +552,51 @@ est_err ec_client_connect(ec_client *c, const char *host, uint16_t port,
   c->pki.pki_key.key.pem_buf.ca_cert = c->conn_trust;
   c->pki.pki_key.key.pem_buf.ca_cert_len = c->trust_len;
 
-  c->connected = false;
-  c->closed = false;
-  c->session = coap_new_client_session_pki(c->ctx, NULL, &dst, COAP_PROTO_DTLS, &c->pki);
-  if (!c->session) {
-    diag_set(diag, diag_len,
-             "cannot set up DTLS to '%s' (check --cert, --key and --trust)", host);
-    return EST_ERR_TLS;
-  }
   /* Drive the handshake to its end before anything else, so the channel
    * binding exists and the server is checked first (RFC 7030 §3.5). */
   uint64_t deadline = now_ms() + (uint64_t)c->conf.timeout_s * 1000u;
-  while (!c->connected && !c->closed) {
-    if (coap_session_get_state(c->session) == COAP_SESSION_STATE_ESTABLISHED) {
-      c->connected = true;
-      break;
+  for (unsigned attempt = 1;; attempt++) {
+    uint64_t began = now_ms();
+    c->connected = false;
+    c->closed = false;
+    c->session = coap_new_client_session_pki(c->ctx, NULL, &dst, COAP_PROTO_DTLS, &c->pki);
+    if (!c->session) {
+      diag_set(diag, diag_len,
+               "cannot set up DTLS to '%s' (check --cert, --key and --trust)", host);
+      goto out;
     }
-    uint64_t now = now_ms();
-    if (now >= deadline)
+    /* The first flight is out; libcoap reads max_retransmit at every
+     * handshake timeout after this and gives up when its count of them,
+     * over all flights, passes it. RFC 7252 §4.8's 4 is for CoAP
+     * messages; a handshake retransmits by RFC 6347 §4.2.4, so --timeout
+     * bounds it instead (tools/enroll/README.md "Lossy links"). */
+    coap_session_set_max_retransmit(c->session, hs_retransmit_budget(c->conf.timeout_s));
+    while (!c->connected && !c->closed) {
+      if (coap_session_get_state(c->session) == COAP_SESSION_STATE_ESTABLISHED) {
+        c->connected = true;
+        break;
+      }
+      uint64_t now = now_ms();
+      if (now >= deadline)
+        break;
+      uint64_t left = deadline - now;
+      coap_io_process(c->ctx, (uint32_t)(left < 250 ? left : 250));
+    }
+    if (c->connected && !c->closed)
       break;
-    uint64_t left = deadline - now;
-    coap_io_process(c->ctx, (uint32_t)(left < 250 ? left : 250));
+    /* A refusal (alert, untrusted certificate, ICMP) ends a session within
+     * a round trip; one that dies after seconds of retransmissions lost
+     * its flights, and a new session starts again at a 1 s timer. */
+    uint64_t now = now_ms();
+    if (!c->closed || now - began < EC_HS_RETRY_AFTER_MS ||
+        now + EC_HS_RETRY_LEFT_MS > deadline)
+      break;
+    fprintf(stderr,
+            "est-enroll: DTLS handshake with %s port %u: session %u closed after %llu s "
+            "of retransmissions, trying a new session (%llu s left)\n",
+            host, port, attempt, (unsigned long long)((now - began) / 1000u),
+            (unsigned long long)((deadline - now) / 1000u));
+    drop_session(c);
   }
   if (!c->connected || c->closed ||
       coap_session_get_state(c->session) != COAP_SESSION_STATE_ESTABLISHED) {
@@ -564,6 +606,9 @@ est_err ec_client_connect(ec_client *c, const char *host, uint16_t port,
                        : "timed out");
     goto out;
   }
+  /* Back to MAX_RETRANSMIT 4 before the first CON (RFC 7252 §4.8):
+   * libcoap reads it at each CON retransmission. */
+  coap_session_set_max_retransmit(c->session, COAP_DEFAULT_MAX_RETRANSMIT);
   rc = check_server_name(c, name, diag, diag_len);
   if (rc != EST_OK)
     goto out;
