@@ -16,8 +16,8 @@ it_init est_loss
 [ -x "${EST_ENROLL:-}" ] || it_fail "EST_ENROLL is not set"
 N=${EST_LOSS_N:-200}
 PAR=${EST_LOSS_PAR:-16}
-DROP=${EST_LOSS_DROP:-0.1}
-DUP=${EST_LOSS_DUP:-0.05}
+DROP=${EST_LOSS_DROP:-0.2}
+DUP=${EST_LOSS_DUP:-0.1}
 SEED=${EST_LOSS_SEED:-9148}
 ATTEMPTS=10
 DB=$T/est.db
