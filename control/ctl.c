@@ -10,6 +10,8 @@
 
 #include "ctl.h"
 
+#include "common/crlreason.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -261,6 +263,9 @@ cJSON *ctl_event(const store_audit_row *row, const char **kind) {
     ok &= cJSON_AddStringToObject(o, "serial", row->cert_serial) != NULL;
   if (has_reason && row->detail != NULL)
     ok &= cJSON_AddStringToObject(o, "reason", row->detail) != NULL;
+  /* The first CRL that lists a revoked certificate (docs/decisions.md §14). */
+  if (row->action == STORE_AUDIT_REVOKED && row->crl_number > 0)
+    ok &= add_int(o, "crlNumber", row->crl_number);
   o = finish(o, ok);
   if (o != NULL && kind != NULL)
     *kind = k;
@@ -713,6 +718,14 @@ static est_err cmd_revoke(const ctl_ctx *c, const cJSON *cmd, cJSON *data,
   if (rc != EST_OK ||
       (rc = arg_str(cmd, "reason", true, STORE_MAX_TEXT, &reason, e)) != EST_OK)
     return rc;
+  /* RFC 5280 §5.3.1: the reason goes into the CRL as a reasonCode, so
+   * only its names are taken (docs/decisions.md §14). */
+  unsigned code = 0;
+  if (!est_crl_reason_parse(reason, &code))
+    return seterr(e, EST_ERR_INVALID,
+                  "reason '%.64s' is not an RFC 5280 revocation reason; use one of: "
+                  EST_CRL_REASON_NAMES, reason);
+  reason = est_crl_reason_name(code); /* kept in its RFC spelling */
   rc = store_cert_revoke(c->s, serial, reason, c->actor);
   switch (rc) {
   case EST_OK:
@@ -736,6 +749,30 @@ static est_err cmd_revoke(const ctl_ctx *c, const cJSON *cmd, cJSON *data,
                   "certificate %s revoked, but reading it back failed: %s",
                   serial, est_strerror(rc));
   return data_add(data, "certificate", o, e);
+}
+
+/* The CRL coapd published last (docs/decisions.md §14). */
+static est_err cmd_get_crl(const ctl_ctx *c, const cJSON *cmd, cJSON *data, errbuf *e) {
+  int64_t number = 0, published = 0;
+  char *pem = NULL;
+  (void)cmd;
+  est_err rc = store_crl_numbers(c->s, &number, &published);
+  if (rc != EST_OK)
+    return store_err(c, e, rc, "CRL numbers");
+  if (published > 0)
+    rc = store_meta_get(c->s, "crl.pem", &pem);
+  if (published <= 0 || rc == EST_ERR_NOT_FOUND) {
+    free(pem);
+    return seterr(e, EST_ERR_NOT_FOUND,
+                  "no CRL has been published yet (coapd publishes one when "
+                  "plugin_opt_crl_file is set)");
+  }
+  if (rc != EST_OK)
+    return store_err(c, e, rc, "read the CRL");
+  bool ok = add_int(data, "number", published) && add_int(data, "latestNumber", number) &&
+            cJSON_AddStringToObject(data, "pem", pem) != NULL;
+  free(pem);
+  return ok ? EST_OK : seterr(e, EST_ERR_NOMEM, "out of memory");
 }
 
 static est_err cmd_list_audit(const ctl_ctx *c, const cJSON *cmd, cJSON *data,
@@ -776,6 +813,7 @@ typedef enum ctl_cmd_id {
   CTL_CMD_LIST_CERTIFICATES,
   CTL_CMD_REVOKE_CERTIFICATE,
   CTL_CMD_LIST_AUDIT,
+  CTL_CMD_GET_CRL,
   CTL_CMD__MAX /**< sentinel */
 } ctl_cmd_id;
 
@@ -794,6 +832,7 @@ static const struct {
   [CTL_CMD_LIST_CERTIFICATES] = {"listCertificates", false, cmd_list_certs},
   [CTL_CMD_REVOKE_CERTIFICATE] = {"revokeCertificate", true, cmd_revoke},
   [CTL_CMD_LIST_AUDIT] = {"listAudit", false, cmd_list_audit},
+  [CTL_CMD_GET_CRL] = {"getCrl", false, cmd_get_crl},
 };
 
 static ctl_cmd_id cmd_lookup(const char *name) {

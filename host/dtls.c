@@ -1,11 +1,13 @@
 /* DTLS setup: key/cert checks with GnuTLS, the libcoap context with PKI
  * (docs/libcoap-4.3.1.md §2 order), and the coaps endpoints. */
 #include "addr.h"
+#include "common/keyfile.h"
 #include "coapd.h"
 #include "reboot.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -90,6 +92,19 @@ est_err coapd_dtls_check(const coapd_config *cfg, char *err, size_t errlen) {
           EST_OK)
     goto out;
 
+  /* docs/decisions.md §14: a key others can read is refused, not used. */
+  bool group_readable = false;
+  char why[PATH_MAX + 160];
+  rc = est_keyfile_check(cfg->dtls_key.path, &group_readable, why, sizeof why);
+  if (rc != EST_OK) {
+    coapd_errf(err, errlen, "%s:%u: dtls_key: %s", cfg->path, cfg->dtls_key.line, why);
+    goto out;
+  }
+  if (group_readable)
+    coapd_log(COAPD_LOG_WARNING, "%s:%u: dtls_key '%s' is readable by its group; "
+              "chmod 600 it unless that group must read it", cfg->path, cfg->dtls_key.line,
+              cfg->dtls_key.path);
+  rc = EST_ERR_CONFIG;
   r = gnutls_load_file(cfg->dtls_key.path, &kd);
   if (r >= 0)
     r = gnutls_x509_privkey_init(&key);

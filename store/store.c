@@ -6,6 +6,8 @@
 #include "store_schema.h"
 
 #include <errno.h>
+#include <unistd.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -850,6 +852,26 @@ static est_err open_db(store *s, const char *path, const store_options *o) {
     flags |= SQLITE_OPEN_READONLY;
   else
     flags |= SQLITE_OPEN_READWRITE | (o->create ? SQLITE_OPEN_CREATE : 0);
+  /* It holds every CSR, client identity and the audit trail: create it
+   * private, whatever the umask; SQLite gives -wal and -shm its mode. An
+   * empty file is a valid new database. */
+  if (o->create && !o->read_only) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      mode_t mode = o->use_group ? 0640 : 0600;
+      bool ok = (!o->use_group || fchown(fd, (uid_t)-1, (gid_t)o->group_gid) == 0) &&
+                fchmod(fd, mode) == 0;
+      int err = errno;
+      close(fd);
+      if (!ok) {
+        (void)unlink(path);
+        return fail(s, EST_ERR_IO, "cannot set owner and mode of new %s: %s", path,
+                    strerror(err));
+      }
+    } else if (errno != EEXIST) {
+      return fail(s, EST_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    }
+  }
 
   src = sqlite3_open_v2(path, &s->db, flags, NULL);
   if (src != SQLITE_OK) {

@@ -140,6 +140,12 @@ typedef struct store_options {
    *  explicitly and do not use it. */
   int64_t (*clock)(void *clock_ctx);
   void *clock_ctx;          /**< passed to @c clock */
+  /** A database file this open creates is mode 0600 whatever the umask, or
+   *  0640 owned by group @c group_gid when @c use_group is set (a broker
+   *  plugin that runs as another user in that group). SQLite gives its
+   *  -wal and -shm files the same mode (docs/decisions.md §14). */
+  bool use_group;
+  unsigned group_gid;
 } store_options;
 
 /** A request row. Owns its strings and blob; free with store_request_clear(). */

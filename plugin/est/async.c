@@ -81,6 +81,10 @@ void est_async_ready(void *plugin) {
   est_plugin *p = plugin;
   worker_job *wj;
   while ((wj = worker_take(p->wk)) != NULL) {
+    if (wj->finish) {
+      wj->finish(wj, true); /* not a keygen job (crlpub.c) */
+      continue;
+    }
     est_job *j = (est_job *)wj;
     /* Record and encode on the loop, which owns the store. */
     enroll_job_finish(p->en, j->job, &j->res);
@@ -117,6 +121,10 @@ bool est_async_finish(est_req *r) {
 }
 
 static void drop_job(worker_job *wj) {
+  if (wj->finish) {
+    wj->finish(wj, false);
+    return;
+  }
   est_job *j = (est_job *)wj;
   j->ready = true; /* now only on the plugin list */
 }

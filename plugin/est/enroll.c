@@ -140,6 +140,8 @@ est_err enroll_open(const enroll_config *cfg, pki_ca *ca, const coapd_host_api *
     store_options_init(&o);
     o.create = true;
     o.busy_timeout_ms = cfg->busy_timeout_ms;
+    o.use_group = cfg->db_use_group;
+    o.group_gid = cfg->db_gid;
     o.synchronous_normal = cfg->sync_normal;
     rc = store_open(cfg->db_path, &o, &e->s, diag, diag_len);
   }
@@ -586,3 +588,5 @@ est_err enroll_client_revoked(enroll *e, const char *serial_hex, bool *revoked, 
   *revoked = at != 0;
   return EST_OK;
 }
+
+store *enroll_store(enroll *e) { return e ? e->s : NULL; }

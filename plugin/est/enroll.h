@@ -23,6 +23,7 @@
 #include "pki.h"
 #include "pop.h"
 #include "proto/resource.h"
+#include "store/store.h"
 
 /** Max-Age of every "retry later" for transient trouble (busy store, full
  * queue, out of memory): RFC 9148 §4.7, docs/decisions.md §7. */
@@ -49,6 +50,8 @@ typedef struct enroll_config {
   unsigned max_pending;         /**< live requests per client certificate */
   int busy_timeout_ms;          /**< how long a store write may wait */
   bool sync_normal;             /**< synchronous=NORMAL instead of FULL */
+  bool db_use_group;            /**< a new database is 0640 in group db_gid */
+  unsigned db_gid;              /**< (else 0600) */
   pop_mode pop;                 /**< pop_linking (docs/decisions.md §9) */
   pki_key_type keygen_type;     /**< key type of skg/skc */
   const names_config *names;    /**< issuance policy (names.h), copied by
@@ -133,5 +136,9 @@ unsigned enroll_tick(enroll *e, long long now);
  */
 est_err enroll_client_revoked(enroll *e, const char *serial_hex, bool *revoked, char *why,
                               size_t why_len) EST_MUST_CHECK;
+
+/** The store (NULL without db_path), for the CRL publisher, which reads
+ * the revocations it holds (crlpub.h). */
+store *enroll_store(enroll *e);
 
 #endif /* EST_ENROLL_H */

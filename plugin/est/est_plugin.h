@@ -57,6 +57,7 @@ struct est_plugin {
   worker *wk;      /* server-side keygen runs here (docs/decisions.md §8) */
   int wk_fd;       /* its eventfd, watched by the host loop */
   est_job *jobs;   /* every keygen job not yet answered */
+  struct crlpub *crl; /* crl_file's publisher, or NULL (crlpub.h) */
   size_t dedup_entries;        /* answers kept per session (dedup.h) */
   size_t block1_transfers;     /* open Block1 transfers per session (body.h) */
   dedup_budget dedup_budget;   /* their bytes, over all sessions */

@@ -648,7 +648,7 @@ est_err pki_eku_parse(const char *list, unsigned *out) {
 est_err pki_ca_set_profile(pki_ca *ca, const pki_profile *p) {
   const unsigned known = PKI_EKU_CLIENT_AUTH | PKI_EKU_SERVER_AUTH;
   if (!ca || !p || p->eku == 0 || (p->eku & ~known) || p->max_cert_bytes == 0 ||
-      p->max_cert_bytes > PKI_CERT_MAX)
+      p->max_cert_bytes > PKI_CERT_MAX || !memchr(p->crl_url, '\0', sizeof p->crl_url))
     return EST_ERR_INVALID;
   ca->profile = *p;
   return EST_OK;
@@ -1410,6 +1410,13 @@ static est_err issue_from_crq(pki_ca *ca, gnutls_x509_crq_t crq,
   }
   if ((ca->profile.eku & PKI_EKU_SERVER_AUTH) &&
       (rc = gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_SERVER, 0)) < 0) {
+    err = gerr(rc, EST_ERR_PKI);
+    goto out;
+  }
+  /* RFC 5280 §4.2.1.13: where a verifier fetches the CRL (crl_url). */
+  if (ca->profile.crl_url[0] &&
+      (rc = gnutls_x509_crt_set_crl_dist_points(crt, GNUTLS_SAN_URI, ca->profile.crl_url,
+                                                0)) < 0) {
     err = gerr(rc, EST_ERR_PKI);
     goto out;
   }

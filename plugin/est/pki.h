@@ -199,9 +199,13 @@ void pki_issued_clear(pki_issued *c);
 #define PKI_CERT_MAX 16384u
 
 /** What the CA writes into every certificate (docs/decisions.md §13). */
+/** Longest crl_url (RFC 5280 §4.2.1.13 distributionPoint URI). */
+#define PKI_URL_MAX 512
+
 typedef struct pki_profile {
   unsigned eku;          /**< PKI_EKU_*, at least one */
   size_t max_cert_bytes; /**< a bigger certificate is not issued (EST_ERR_BAD_CSR) */
+  char crl_url[PKI_URL_MAX]; /**< "": no CRL Distribution Point */
 } pki_profile;
 
 /** Parse cert_eku: "clientAuth", "serverAuth" or both, comma-separated. */

@@ -1,6 +1,7 @@
 /* est_coaps.so: options, CA set-up and the RFC 9148 resources. */
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +9,10 @@
 #include <time.h>
 
 #include "async.h"
+#include "common/keyfile.h"
 #include "common/opts.h"
 #include "est_plugin.h"
+#include "crlpub.h"
 #include "idevid.h"
 #include "handlers.h"
 #include "proto/der.h"
@@ -28,6 +31,8 @@ typedef struct opt_ctx {
   const char *ca_key;
   const char *idevid_trust;
   const char *idevid_crl;
+  const char *crl_file, *crl_url, *db_group;
+  long long crl_validity;
   const char *csr_attrs;
   const char *labels;
   const char *db_path;
@@ -43,6 +48,21 @@ typedef struct opt_ctx {
   names_config names; /* filled by apply_options, copied by enroll_open */
   pki_profile profile; /* set on the CA by load_files */
 } opt_ctx;
+
+/* RFC 5280 §4.2.1.13: a URI a verifier can fetch the CRL from. */
+static int check_url(const char *v, char *why, size_t why_len) {
+  if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0 &&
+      strncmp(v, "ldap://", 7) != 0) {
+    snprintf(why, why_len, "must start with http://, https:// or ldap://");
+    return -1;
+  }
+  for (const char *c = v; *c; c++)
+    if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f) {
+      snprintf(why, why_len, "blanks and non-ASCII must be percent-encoded");
+      return -1;
+    }
+  return 0;
+}
 
 /* A root is an absolute path without a trailing slash, like "/est". */
 static int check_root(const char *v, char *why, size_t why_len) {
@@ -177,6 +197,17 @@ static const coapd_opt est_option_entries[] = {
   {.name = "max_body", COAPD_OPT_INT_IN(opt_ctx, max_body), .min = 1024,
    .max = MAX_BODY_LIMIT, .def = "65536",
    .doc = "largest request body in bytes; larger gets 4.13 with Size1"},
+  /* docs/decisions.md §14. */
+  {.name = "crl_file", COAPD_OPT_PATH_IN(opt_ctx, crl_file), .max_len = PATH_MAX - 1,
+   .doc = "where this CA's CRL is written (DER, replaced atomically); needs db_path"},
+  {.name = "crl_validity", COAPD_OPT_INT_IN(opt_ctx, crl_validity), .min = 10,
+   .max = 31536000, .def = "604800",
+   .doc = "seconds from a CRL's thisUpdate to its nextUpdate; it is signed again halfway"},
+  {.name = "crl_url", COAPD_OPT_STRING_IN(opt_ctx, crl_url), .max_len = PKI_URL_MAX - 1,
+   .check = check_url,
+   .doc = "URL put in every certificate issued as its CRL Distribution Point"},
+  {.name = "db_group", COAPD_OPT_STRING_IN(opt_ctx, db_group), .max_len = 255,
+   .doc = "a new database is 0640 in this group (e.g. a broker's), else 0600"},
   {.name = "db_path", COAPD_OPT_PATH_IN(opt_ctx, db_path), .max_len = PATH_MAX - 1,
    .doc = "SQLite database of requests, certificates and the audit trail (created if missing)"},
   {.name = "idevid_policy", COAPD_OPT_ENUM_IN(opt_ctx, idevid_policy),
@@ -289,6 +320,8 @@ static est_err apply_options(opt_ctx *o) {
   o->names.max_subject_bytes = (unsigned)o->max_subject_bytes;
   o->names.rsa_min_bits = (unsigned)o->csr_rsa_min_bits;
   o->profile.max_cert_bytes = (size_t)o->max_cert_bytes;
+  /* check_url and the length cap passed. */
+  snprintf(o->profile.crl_url, sizeof o->profile.crl_url, "%s", o->crl_url ? o->crl_url : "");
   if (names_config_set(&o->names, NAMES_FIELD_SAN_TYPES, o->san_types, NULL, 0) != EST_OK ||
       (o->san_dns_patterns && names_config_set(&o->names, NAMES_FIELD_DNS_PATTERNS,
                                                o->san_dns_patterns, NULL, 0) != EST_OK) ||
@@ -423,6 +456,17 @@ static est_err load_files(opt_ctx *o) {
   if (resolve_path(p, o->ca_cert, a, sizeof a) != EST_OK ||
       resolve_path(p, o->ca_key, b, sizeof b) != EST_OK)
     return EST_ERR_TOO_LARGE;
+  /* docs/decisions.md §14: the CA key must be ours alone. */
+  bool group_readable = false;
+  rc = est_keyfile_check(b, &group_readable, diag, sizeof diag);
+  if (rc != EST_OK) {
+    api->log(api->host, COAPD_LOG_ERR, "%s: ca_key: %s", api->config_path, diag);
+    return rc;
+  }
+  if (group_readable)
+    api->log(api->host, COAPD_LOG_WARNING,
+             "%s: ca_key '%s' is readable by its group; chmod 600 it unless that group "
+             "must read it", api->config_path, b);
   rc = pki_ca_load(a, b, p->cert_days, &p->ca, diag, sizeof diag);
   if (rc != EST_OK) {
     api->log(api->host, COAPD_LOG_ERR, "%s: ca_cert/ca_key: %s", api->config_path,
@@ -463,6 +507,17 @@ static est_err load_files(opt_ctx *o) {
   }
   if (o->db_path && resolve_path(p, o->db_path, b, sizeof b) != EST_OK)
     return EST_ERR_TOO_LARGE;
+  if (o->db_group) {
+    struct group gr, *res = NULL;
+    char buf[4096];
+    if (getgrnam_r(o->db_group, &gr, buf, sizeof buf, &res) != 0 || !res) {
+      api->log(api->host, COAPD_LOG_ERR, "%s: db_group: no group '%s'", api->config_path,
+               o->db_group);
+      return EST_ERR_CONFIG;
+    }
+    p->ecfg.db_use_group = true;
+    p->ecfg.db_gid = (unsigned)gr.gr_gid;
+  }
   p->ecfg.db_path = o->db_path ? b : NULL;
   rc = enroll_open(&p->ecfg, p->ca, p->api, &p->en, diag, sizeof diag);
   p->ecfg.db_path = NULL;
@@ -566,6 +621,8 @@ static void est_fini(void *state) {
     p->api->unwatch_fd(p->api->host, p->wk_fd);
     est_async_drop_all(p);
   }
+  /* After the worker: a CRL job it dropped has let go of the publisher. */
+  crlpub_free(p->crl);
   enroll_close(p->en);
   pki_ca_free(p->ca);
   pki_trust_free(p->idevid);
@@ -596,12 +653,28 @@ static int est_init(const coapd_host_api *api, void **state) {
   rc = parse_options(&o);
   if (rc == EST_OK)
     rc = load_files(&o);
-  if (rc == EST_OK && p->keygen) {
+  if (rc == EST_OK && o.crl_file && !o.db_path) {
+    api->log(api->host, COAPD_LOG_ERR,
+             "%s:%u: crl_file needs plugin_opt_db_path (the revocations are kept there)",
+             api->config_path, api->config_line);
+    rc = EST_ERR_CONFIG;
+  }
+  /* Keygen and CRL signing run off the loop (docs/decisions.md §8, §14). */
+  if (rc == EST_OK && (p->keygen || o.crl_file)) {
     rc = worker_start(&p->wk, &p->wk_fd);
     if (rc == EST_OK && api->watch_fd(api->host, p->wk_fd, est_async_ready, p) != 0)
       rc = EST_ERR_INTERNAL;
     if (rc != EST_OK)
-      api->log(api->host, COAPD_LOG_ERR, "starting the keygen worker: %s", est_strerror(rc));
+      api->log(api->host, COAPD_LOG_ERR, "starting the worker: %s", est_strerror(rc));
+  }
+  if (rc == EST_OK && o.crl_file) {
+    char path[PATH_MAX];
+    crlpub_config cc = {path, (unsigned)o.crl_validity};
+    rc = resolve_path(p, o.crl_file, path, sizeof path);
+    if (rc == EST_OK)
+      rc = crlpub_new(&cc, p->ca, enroll_store(p->en), p->wk, api, &p->crl);
+    if (rc != EST_OK)
+      api->log(api->host, COAPD_LOG_ERR, "crl_file: %s", est_strerror(rc));
   }
   if (rc == EST_OK) {
     rc = add_resources(p);
@@ -661,7 +734,13 @@ static uint32_t est_tick(void *state, uint64_t now_ms) {
   est_plugin *p = state;
   (void)now_ms;
   idevid_refresh(p);
-  uint32_t next = enroll_tick(p->en, (long long)time(NULL)) * 1000u;
+  long long now = (long long)time(NULL);
+  uint32_t next = enroll_tick(p->en, now) * 1000u;
+  if (p->crl) {
+    uint32_t c = crlpub_tick(p->crl, now) * 1000u;
+    if (c < next)
+      next = c;
+  }
   /* Files are polled: a changed CRL counts within this long. */
   if (p->idevid && next > EST_IDEVID_POLL_MS)
     next = EST_IDEVID_POLL_MS;

@@ -11,6 +11,7 @@
 #ifndef EST_WORKER_H
 #define EST_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/est_err.h"
@@ -20,6 +21,9 @@ typedef struct worker worker;
 typedef struct worker_job {
   struct worker_job *next;          /* queue link, owned by the worker */
   void (*run)(struct worker_job *j); /* runs on the worker thread */
+  /* NULL for the keygen jobs of async.c; else what the loop calls once the
+   * job is back (ran true) or dropped unrun at stop (ran false). */
+  void (*finish)(struct worker_job *j, bool ran);
 } worker_job;
 
 /** Most jobs in the worker at once (queued, running, or finished and not

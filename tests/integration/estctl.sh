@@ -39,6 +39,10 @@ ec_raw() {
   return 0
 }
 ec() { ec_raw --db "$DB" --actor alice "$@"; }
+# --actor is recorded with the login name that gave it (docs/decisions.md §14).
+ME=$(logname 2>/dev/null || id -un)
+ALICE="alice (unix $ME)"
+BOB="bob (unix $ME)"
 
 expect_rc() {
   [ "$RC" = "$1" ] ||
@@ -144,7 +148,7 @@ expect_rc 0
 ec_raw --version
 expect_rc 0
 expect_out "^estctl \(est-coaps\) [0-9][^,]*, store schema [1-9]"
-for c in list show approve reject preauth certs revoke audit raw events; do
+for c in list show approve reject preauth certs revoke crl audit raw events; do
   ec_raw "$c" --help # no --db needed for help
   expect_rc 0
   expect_out "usage: estctl --db PATH $c"
@@ -304,14 +308,14 @@ expect_rc 0
 validate show "$OUT" >/dev/null
 [ "$(jget "$OUT" "['state']")" = approved ] || it_fail "request 2 not approved"
 [ "$(jget "$OUT" "['reason']")" = "looks fine" ] || it_fail "request 2 reason"
-[ "$(jget "$OUT" "['audit'][1]['actor']")" = alice ] || it_fail "request 2 audit actor"
+[ "$(jget "$OUT" "['audit'][1]['actor']")" = "$ALICE" ] || it_fail "request 2 audit actor"
 ec list --state rejected --json
 [ "$(validate each objects/request.json "$OUT")" = 2 ] || it_fail "2 rejected"
 [ "$(jget "$OUT" "[0]['reason']")" = "unknown device" ] || it_fail "reject reason"
 
 # The audit trail in the database, by actor.
-expect_sql "SELECT count(*) FROM audit WHERE action='approved' AND actor='alice'" 3
-expect_sql "SELECT group_concat(request_id) FROM (SELECT request_id FROM audit WHERE action='rejected' AND actor='alice' AND detail='unknown device' ORDER BY id)" "4,5"
+expect_sql "SELECT count(*) FROM audit WHERE action='approved' AND actor='$ALICE'" 3
+expect_sql "SELECT group_concat(request_id) FROM (SELECT request_id FROM audit WHERE action='rejected' AND actor='$ALICE' AND detail='unknown device' ORDER BY id)" "4,5"
 expect_sql "SELECT state FROM requests WHERE id=3" approved
 expect_sql "SELECT count(*) FROM audit WHERE actor='coapd' AND action='pending'" 5
 
@@ -343,7 +347,7 @@ ec preauth list
 expect_rc 0
 expect_out "^ID +KIND +VALUE +NOTE +CREATED +ACTOR$"
 expect_out "^1 +subject +CN=dev-0100,O=Acme +ticket 7 "
-expect_out "^2 +idevid +${FP,,} +- .* alice$"
+expect_out "^2 +idevid +${FP,,} +- .* alice \\(unix $ME\\)$"
 ec preauth list --json
 [ "$(validate each objects/preauth.json "$OUT")" = 2 ] || it_fail "preauth list --json"
 ec preauth remove --subject "CN=dev-0100,O=Acme"
@@ -353,7 +357,7 @@ ec preauth remove --subject "CN=dev-0100,O=Acme"
 expect_rc 1
 expect_err "subject 'CN=dev-0100,O=Acme' is not pre-authorised"
 expect_sql "SELECT count(*) FROM preauth" 1
-expect_sql "SELECT actor || ' ' || detail FROM audit WHERE action='preauth_remove'" "alice subject CN=dev-0100,O=Acme"
+expect_sql "SELECT actor || ' ' || detail FROM audit WHERE action='preauth_remove'" "$ALICE subject CN=dev-0100,O=Acme"
 
 # ------------------------------------------------------------ certs / revoke
 "$SEED_STORE" "$DB" issue 1 BEEF01 >/dev/null || it_fail "seed_store issue"
@@ -364,31 +368,44 @@ expect_out "^0a1b2c +CN=auto-0A1B2C +[0-9T:Z-]+ +6 +no "
 expect_out "^beef01 +CN=dev-0001 +[0-9T:Z-]+ +1 +no "
 ec certs --json
 [ "$(validate each objects/certificate.json "$OUT")" = 2 ] || it_fail "certs --json"
+# RFC 5280 reason names only (docs/decisions.md §14).
 ec revoke BEEF01 --reason "key compromise"
+expect_rc 1
+expect_err "reason 'key compromise' is not an RFC 5280 revocation reason; use one of: unspecified, keyCompromise"
+ec revoke BEEF01 --reason keyCompromise
 expect_rc 0
 expect_out "^certificate beef01 revoked$"
-ec revoke beef01 --reason again
+ec revoke beef01 --reason superseded
 expect_rc 1
 expect_err "certificate beef01 is already revoked"
-ec revoke 123456 --reason x
+ec revoke 123456 --reason superseded
 expect_rc 1
 expect_err "serial 123456: no such certificate"
-ec revoke zz --reason x
+ec revoke zz --reason superseded
 expect_rc 1
 expect_err "serial must be hex digits"
 ec certs --json
 validate each objects/certificate.json "$OUT" >/dev/null
 [ "$(jget "$OUT" "[1]['revoked']")" = true ] || it_fail "beef01 not revoked"
-[ "$(jget "$OUT" "[1]['revokeReason']")" = "key compromise" ] || it_fail "revoke reason"
+[ "$(jget "$OUT" "[1]['revokeReason']")" = "keyCompromise" ] || it_fail "revoke reason"
 ec certs
 expect_out "^beef01 +CN=dev-0001 +[0-9T:Z-]+ +1 +20[0-9-]+T"
-expect_sql "SELECT actor || ' ' || cert_serial || ' ' || detail FROM audit WHERE action='revoked'" "alice beef01 key compromise"
+expect_sql "SELECT actor || ' ' || cert_serial || ' ' || detail FROM audit WHERE action='revoked'" "$ALICE beef01 keyCompromise"
+
+# No coapd has published a CRL into this database (it.est_crl does).
+ec crl --out "$T/none.crl"
+expect_rc 1
+expect_err "no CRL has been published yet"
+[ ! -e "$T/none.crl" ] || it_fail "crl wrote a file without a CRL"
+ec crl
+expect_rc 2
+expect_err "crl needs --out FILE"
 
 # ------------------------------------------------------------ audit
 ec audit
 expect_rc 0
 expect_out "^ID +TIME +ACTOR +ACTION +SERIAL +REQUEST +DETAIL$"
-expect_out " alice +revoked +beef01 +1 +key compromise$"
+expect_out " alice \\(unix $ME\\) +revoked +beef01 +1 +keyCompromise$"
 ec audit --json
 total=$(validate each objects/audit.json "$OUT")
 [ "$total" = "$(sql 'SELECT count(*) FROM audit')" ] || it_fail "audit --json: $total rows"
@@ -412,7 +429,7 @@ cat >"$T/env.json" <<'EOF'
  {"command":"removePreauth","kind":"subject","value":"CN=raw"},
  {"command":"listPreauth"},
  {"command":"listCertificates"},
- {"command":"revokeCertificate","serial":"0a1b2c","reason":"test"},
+ {"command":"revokeCertificate","serial":"0a1b2c","reason":"affiliationChanged"},
  {"command":"listAudit","requestId":1,"limit":2},
  {"command":"rejectRequest","id":42,"reason":"x","correlationData":"c10"}
 ]}
@@ -425,7 +442,7 @@ validate one control/reply.json "$OUT"
 [ "$(jget "$OUT" "['responses'][2]['error']")" = "request 3 is approved, not pending" ] || it_fail "raw: approve 3"
 [ "$(jget "$OUT" "['responses'][9]['error']")" = "id 42: no such request" ] || it_fail "raw: reject 42"
 [ "$(jget "$OUT" "['responses'][7]['data']['certificate']['revoked']")" = true ] || it_fail "raw: revoke"
-expect_sql "SELECT count(*) FROM audit WHERE actor='bob'" 3 # add, remove, revoke
+expect_sql "SELECT count(*) FROM audit WHERE actor='$BOB'" 3 # add, remove, revoke
 ec raw '{"commands":[{"command":"listRequests"}'
 expect_rc 1
 validate one control/reply.json "$OUT"
@@ -512,6 +529,6 @@ expect_sql "SELECT count(*) FROM meta WHERE key='estctl-test'" 0
 
 # Nothing was ever written by a refused command: every audit row of alice
 # matches a successful action above.
-expect_sql "SELECT count(*) FROM audit WHERE actor='alice'" 9
+expect_sql "SELECT count(*) FROM audit WHERE actor='$ALICE'" 9
 
 it_pass

@@ -696,13 +696,22 @@ static void test_certs_revoke(void **state) {
               EST_ERR_TOO_LARGE, "serial is longer than 64 hex digits");
   check_error(f,
               "{\"command\":\"revokeCertificate\",\"serial\":\"beef\",\"reason\":"
-              "\"x\"}",
+              "\"superseded\"}",
               EST_ERR_NOT_FOUND, "serial beef: no such certificate");
+  /* RFC 5280 §5.3.1 names only; removeFromCRL is for delta CRLs. */
+  check_error(f,
+              "{\"command\":\"revokeCertificate\",\"serial\":\"01ab\",\"reason\":"
+              "\"key compromise\"}",
+              EST_ERR_INVALID, "'key compromise' is not an RFC 5280 revocation reason");
+  check_error(f,
+              "{\"command\":\"revokeCertificate\",\"serial\":\"01ab\",\"reason\":"
+              "\"removeFromCRL\"}",
+              EST_ERR_INVALID, "use one of: unspecified, keyCompromise");
 
   fake_now = T0 + 600;
   r = run_text(f,
                "{\"command\":\"revokeCertificate\",\"serial\":\"01AB\",\"reason\":"
-               "\"key compromise\"}",
+               "\"KEYCOMPROMISE\"}",
                &err);
   d = expect_ok(r, "revokeCertificate");
   assert_keys(d, "certificate");
@@ -710,13 +719,17 @@ static void test_certs_revoke(void **state) {
   assert_keys(c, CERT_KEYS);
   assert_true(cJSON_IsTrue(cJSON_GetObjectItem(c, "revoked")));
   assert_string_equal(str(c, "revokedAt"), "2026-11-27T18:10:00Z");
-  assert_string_equal(str(c, "revokeReason"), "key compromise");
+  /* Any case in, the RFC spelling kept. */
+  assert_string_equal(str(c, "revokeReason"), "keyCompromise");
   cJSON_Delete(r);
 
   check_error(f,
               "{\"command\":\"revokeCertificate\",\"serial\":\"01ab\",\"reason\":"
-              "\"again\"}",
+              "\"superseded\"}",
               EST_ERR_STATE, "certificate 01ab is already revoked");
+  /* Revoked, but coapd has not published a CRL yet. */
+  check_error(f, "{\"command\":\"getCrl\"}", EST_ERR_NOT_FOUND,
+              "no CRL has been published yet");
 }
 
 static void test_list_audit(void **state) {
@@ -1093,9 +1106,11 @@ static int on_row(void *ctx, const store_audit_row *row) {
     break;
   case STORE_AUDIT_REVOKED:
     assert_keys(ev,
-                "id,function,subject,client,time,auditId,actor,serial,reason");
+                "id,function,subject,client,time,auditId,actor,serial,reason,crlNumber");
     assert_string_equal(str(ev, "serial"), "c0de");
-    assert_string_equal(str(ev, "reason"), "lost");
+    assert_string_equal(str(ev, "reason"), "cessationOfOperation");
+    /* The first revocation: the first CRL that will list it. */
+    assert_int_equal(cJSON_GetObjectItem(ev, "crlNumber")->valuedouble, 1);
     break;
   default:
     break;
@@ -1142,7 +1157,7 @@ static void test_events(void **state) {
   /* revoked; preauth add/remove */
   r = run_text(f,
                "{\"command\":\"revokeCertificate\",\"serial\":\"c0de\","
-               "\"reason\":\"lost\"}",
+               "\"reason\":\"cessationOfOperation\"}",
                &err);
   expect_ok(r, "revokeCertificate");
   cJSON_Delete(r);

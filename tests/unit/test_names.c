@@ -609,7 +609,7 @@ static void test_profile_eku(void **state) {
   gnutls_x509_crt_t crt = issue(f, &(spec){0}, EST_OK);
   assert_int_equal(eku_of(crt), PKI_EKU_CLIENT_AUTH);
   gnutls_x509_crt_deinit(crt);
-  pki_profile p = {PKI_EKU_CLIENT_AUTH | PKI_EKU_SERVER_AUTH, 4096};
+  pki_profile p = {PKI_EKU_CLIENT_AUTH | PKI_EKU_SERVER_AUTH, 4096, ""};
   assert_int_equal(pki_ca_set_profile(f->ca, &p), EST_OK);
   crt = issue(f, &(spec){0}, EST_OK);
   assert_int_equal(eku_of(crt), PKI_EKU_CLIENT_AUTH | PKI_EKU_SERVER_AUTH);
@@ -620,8 +620,8 @@ static void test_profile_eku(void **state) {
   assert_int_equal(eku_of(crt), PKI_EKU_SERVER_AUTH);
   gnutls_x509_crt_deinit(crt);
   /* Bad profiles are refused and change nothing. */
-  pki_profile bad[] = {{0, 4096}, {0x4, 4096}, {PKI_EKU_CLIENT_AUTH, 0},
-                       {PKI_EKU_CLIENT_AUTH, PKI_CERT_MAX + 1}};
+  pki_profile bad[] = {{0, 4096, ""}, {0x4, 4096, ""}, {PKI_EKU_CLIENT_AUTH, 0, ""},
+                       {PKI_EKU_CLIENT_AUTH, PKI_CERT_MAX + 1, ""}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     assert_int_equal(pki_ca_set_profile(f->ca, &bad[i]), EST_ERR_INVALID);
   crt = issue(f, &(spec){0}, EST_OK);
@@ -650,7 +650,7 @@ static void test_profile_cert_size(void **state) {
   assert_true(size > 900);
   /* The cap is on the certificate as written (its ECDSA signature varies
    * by a few bytes from one issuance to the next). */
-  pki_profile p = {PKI_EKU_CLIENT_AUTH, size - 16};
+  pki_profile p = {PKI_EKU_CLIENT_AUTH, size - 16, ""};
   assert_int_equal(pki_ca_set_profile(f->ca, &p), EST_OK);
   assert_int_equal(pki_issue(f->ca, c, &is), EST_ERR_BAD_CSR);
   assert_null(is.der);

@@ -8,6 +8,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pwd.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <gnutls/gnutls.h>
 
 #include "control/ctl.h"
 #include "store/store.h"
@@ -64,7 +66,8 @@ static const char usage_main[] =
   "  preauth remove (--subject DN | --idevid SHA256HEX)\n"
   "  preauth list [--json]                pre-authorised clients\n"
   "  certs [--json]                       issued certificates\n"
-  "  revoke SERIAL --reason TEXT          revoke a certificate\n"
+  "  revoke SERIAL --reason REASON        revoke a certificate (RFC 5280 reason)\n"
+  "  crl --out FILE [--pem]               the CRL coapd published last\n"
   "  audit [--request ID] [--limit N] [--json]\n"
   "                                       audit trail, newest first\n"
   "  raw [JSON | -]                       run a control envelope\n"
@@ -73,7 +76,8 @@ static const char usage_main[] =
   "\n"
   "options:\n"
   "  --db PATH           the est-coaps database; it is never created\n"
-  "  --actor NAME        name written to the audit trail (default: login name)\n"
+  "  --actor NAME        name written to the audit trail, with the login\n"
+  "                      name after it: \"NAME (unix LOGIN)\" (default: LOGIN)\n"
   "  --busy-timeout MS   how long to wait for a locked database (default "
   "5000)\n"
   "  -h, --help          this help; 'estctl COMMAND --help' for one command\n"
@@ -125,10 +129,20 @@ static const char help_certs[] =
   "  --json   print a JSON array of certificate objects\n";
 
 static const char help_revoke[] =
-  "usage: estctl --db PATH revoke SERIAL --reason TEXT\n"
+  "usage: estctl --db PATH revoke SERIAL --reason REASON\n"
   "\n"
-  "Revoke a certificate by its serial number (hex). A retry of its request\n"
-  "is no longer answered with it.\n";
+  "Revoke a certificate by its serial number (hex). The client is refused\n"
+  "from its next request on, a retry of its request is no longer answered\n"
+  "with it, and coapd lists it in its next CRL (plugin_opt_crl_file).\n"
+  "REASON is an RFC 5280 reason: unspecified, keyCompromise, cACompromise,\n"
+  "affiliationChanged, superseded, cessationOfOperation, certificateHold,\n"
+  "privilegeWithdrawn or aACompromise.\n";
+
+static const char help_crl[] =
+  "usage: estctl --db PATH crl --out FILE [--pem]\n"
+  "\n"
+  "Write the CRL coapd published last (plugin_opt_crl_file) to FILE, DER\n"
+  "unless --pem; FILE is replaced in one step. Prints its CRL number.\n";
 
 static const char help_audit[] =
   "usage: estctl --db PATH audit [--request ID] [--limit N] [--json]\n"
@@ -444,6 +458,8 @@ static bool parse_id(const char *s, bool zero_ok, int64_t *out) {
 #define OPT_REQUEST 1006
 #define OPT_LIMIT 1007
 #define OPT_AFTER 1008
+#define OPT_OUT 1009
+#define OPT_PEM 1010
 
 static const struct option cmd_opts[] = {
   {"help", no_argument, NULL, OPT_HELP},
@@ -456,19 +472,21 @@ static const struct option cmd_opts[] = {
   {"request", required_argument, NULL, OPT_REQUEST},
   {"limit", required_argument, NULL, OPT_LIMIT},
   {"after", required_argument, NULL, OPT_AFTER},
+  {"out", required_argument, NULL, OPT_OUT},
+  {"pem", no_argument, NULL, OPT_PEM},
   {NULL, 0, NULL, 0},
 };
 
 typedef struct args {
-  bool help, json;
+  bool help, json, pem;
   const char *state, *reason, *subject, *idevid, *note, *request, *limit,
-    *after;
+    *after, *out;
   int nargs;
   char **pos; /* positional arguments */
 } args;
 
 /* Parse the options of command @p name, allowing only those in @p allowed
- * (a string of OPT_ letters: j s r S I n q l a). */
+ * (a string of OPT_ letters: j s r S I n q l a o p). */
 static int parse_args(const char *name, const char *allowed, int argc,
                       char **argv, args *out) {
   int ch;
@@ -516,6 +534,14 @@ static int parse_args(const char *name, const char *allowed, int argc,
     case OPT_AFTER:
       key = 'a';
       out->after = optarg;
+      break;
+    case OPT_OUT:
+      key = 'o';
+      out->out = optarg;
+      break;
+    case OPT_PEM:
+      key = 'p';
+      out->pem = true;
       break;
     case ':':
       return usage_error(name, "option '%s' needs a value", argv[optind - 1]);
@@ -862,7 +888,7 @@ static int do_revoke(app *a, int argc, char **argv) {
   if (o.nargs != 1)
     return usage_error("revoke", "revoke needs exactly one SERIAL");
   if (o.reason == NULL || o.reason[0] == '\0')
-    return usage_error("revoke", "revoke needs --reason TEXT");
+    return usage_error("revoke", "revoke needs --reason REASON");
   if ((rc = db_open(a, false)) != EXIT_OK)
     return rc;
   cJSON *cmd = cmd_new("revokeCertificate"), *resp;
@@ -874,6 +900,79 @@ static int do_revoke(app *a, int argc, char **argv) {
     char *cv = clean(field(c, "serial", NULL, 0), 0);
     printf("certificate %s revoked\n", cv);
     free(cv);
+  }
+  cJSON_Delete(resp);
+  return rc;
+}
+
+/* @p len bytes to @p path, replacing it in one step (write, fsync, rename). */
+static int write_file(const char *path, const void *data, size_t len) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+    fprintf(stderr, "estctl: crl: path too long\n");
+    return EXIT_FAILED;
+  }
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  bool ok = fd >= 0;
+  for (size_t off = 0; ok && off < len;) {
+    ssize_t w = write(fd, (const char *)data + off, len - off);
+    if (w < 0 && errno == EINTR)
+      continue;
+    ok = w > 0;
+    if (ok)
+      off += (size_t)w;
+  }
+  ok = ok && fsync(fd) == 0;
+  if (fd >= 0 && close(fd) != 0)
+    ok = false;
+  ok = ok && rename(tmp, path) == 0;
+  if (!ok) {
+    fprintf(stderr, "estctl: crl: cannot write '%s': %s\n", path, strerror(errno));
+    if (fd >= 0)
+      (void)unlink(tmp);
+    return EXIT_FAILED;
+  }
+  return EXIT_OK;
+}
+
+static int do_crl(app *a, int argc, char **argv) {
+  args o;
+  int rc = parse_args("crl", "op", argc, argv, &o);
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_crl, stdout), EXIT_OK;
+  if (o.nargs != 0)
+    return usage_error("crl", "unexpected argument '%s'", o.pos[0]);
+  if (o.out == NULL || o.out[0] == '\0')
+    return usage_error("crl", "crl needs --out FILE");
+  if ((rc = db_open(a, true)) != EXIT_OK)
+    return rc;
+  cJSON *cmd = cmd_new("getCrl"), *resp;
+  const cJSON *data;
+  if ((rc = run(a, cmd, &resp, &data)) == EXIT_OK) {
+    const cJSON *pem = cJSON_GetObjectItemCaseSensitive(data, "pem");
+    char num[32];
+    field(data, "number", num, sizeof num);
+    gnutls_datum_t in = {NULL, 0}, der = {NULL, 0};
+    if (!cJSON_IsString(pem) || pem->valuestring == NULL) {
+      fprintf(stderr, "estctl: crl: the answer holds no CRL\n");
+      rc = EXIT_FAILED;
+    } else if (o.pem) {
+      rc = write_file(o.out, pem->valuestring, strlen(pem->valuestring));
+    } else {
+      in.data = (unsigned char *)pem->valuestring;
+      in.size = (unsigned)strlen(pem->valuestring);
+      if (gnutls_pem_base64_decode2("X509 CRL", &in, &der) < 0) {
+        fprintf(stderr, "estctl: crl: the stored CRL is not PEM\n");
+        rc = EXIT_FAILED;
+      } else {
+        rc = write_file(o.out, der.data, der.size);
+      }
+      gnutls_free(der.data);
+    }
+    if (rc == EXIT_OK)
+      printf("CRL %s written to %s\n", num, o.out);
   }
   cJSON_Delete(resp);
   return rc;
@@ -1014,7 +1113,8 @@ static const struct {
 } commands[] = {
   {"list", do_list},     {"show", do_show},     {"approve", do_approve},
   {"reject", do_reject}, {"preauth", do_preauth}, {"certs", do_certs},
-  {"revoke", do_revoke}, {"audit", do_audit},   {"raw", do_raw},
+  {"revoke", do_revoke}, {"crl", do_crl},       {"audit", do_audit},
+  {"raw", do_raw},
   {"events", do_events},
 };
 
@@ -1094,8 +1194,22 @@ int main(int argc, char **argv) {
   }
   if (a.actor != NULL && a.actor[0] == '\0')
     return usage_error(NULL, "--actor must not be empty");
-  if (a.actor == NULL)
+  if (a.actor == NULL) {
     default_actor(&a);
+  } else {
+    /* A name given is a claim: the audit row says who made it too. */
+    const char *given = a.actor;
+    default_actor(&a);
+    if (strcmp(given, a.actor) != 0) {
+      char who[sizeof a.actor_buf];
+      snprintf(who, sizeof who, "%s", a.actor);
+      int n = snprintf(a.actor_buf, sizeof a.actor_buf, "%.*s (unix %s)",
+                       (int)(sizeof a.actor_buf / 2), given, who);
+      if (n < 0 || (size_t)n >= sizeof a.actor_buf || strlen(given) > sizeof a.actor_buf / 2)
+        return usage_error(NULL, "--actor is too long");
+      a.actor = a.actor_buf;
+    }
+  }
 
   /* --help needs no database: let the command print it first. */
   bool wants_help = false;

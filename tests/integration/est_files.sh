@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Protected files (docs/decisions.md §14): coapd refuses a CA key or DTLS
+# key other users can read and warns about a group-readable one; the
+# database and its -wal/-shm are created 0600 under umask 022, or 0640 in
+# db_group.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/est_lib.sh"
+it_init est_files
+umask 022
+
+mode() { stat -c %a "$1"; }
+# start_fails PATTERN: coapd -c $CONF must exit 1 and log PATTERN.
+start_fails() {
+  timeout -k 5 20 "$COAPD" -c "$CONF" >"$T/fail.log" 2>&1
+  local rc=$?
+  [ "$rc" = 1 ] || it_fail "coapd started (exit $rc), expected a refusal: $(tail -3 "$T/fail.log")"
+  grep -qF -- "$1" "$T/fail.log" || it_fail "no '$1' in: $(cat "$T/fail.log")"
+}
+
+est_start
+est_req gnutls idevid get /est/crts
+it_expect_code 2.05
+for f in "$T/est.db" "$T/est.db-wal" "$T/est.db-shm"; do
+  [ -e "$f" ] || it_fail "$f does not exist"
+  [ "$(mode "$f")" = 600 ] || it_fail "$f is mode $(mode "$f") under umask 022, want 600"
+done
+est_stop
+
+# A group for a broker on another user: 0640 in that group.
+grp=$(getent group nogroup >/dev/null && echo nogroup || id -gn)
+rm -f "$T"/est.db*
+est_start "db_group $grp"
+for f in "$T/est.db" "$T/est.db-wal" "$T/est.db-shm"; do
+  [ "$(mode "$f")" = 640 ] || it_fail "$f is mode $(mode "$f") with db_group, want 640"
+  [ "$(stat -c %G "$f")" = "$grp" ] || it_fail "$f is in group $(stat -c %G "$f"), want $grp"
+done
+est_stop
+sed -i "s/^plugin_opt_db_group .*/plugin_opt_db_group no-such-group-here/" "$CONF"
+start_fails "db_group: no group 'no-such-group-here'"
+sed -i "/^plugin_opt_db_group /d" "$CONF"
+
+# The CA key: world-readable refused with the fix named, group-readable
+# taken with a warning.
+chmod 644 "$PKI/ca.key"
+start_fails "ca_key: private key '$PKI/ca.key' has mode 0644: other users can read or change it; run chmod 600"
+chmod 640 "$PKI/ca.key"
+est_start
+grep -q "ca_key '$PKI/ca.key' is readable by its group" "$T/coapd.log" || it_fail "no group-readable warning"
+est_stop
+chmod 600 "$PKI/ca.key"
+
+# The DTLS key, with the config line.
+chmod 604 "$PKI/server.key"
+line=$(grep -n '^dtls_key ' "$CONF" | cut -d: -f1)
+start_fails "$CONF:$line: dtls_key: private key '$PKI/server.key' has mode 0604"
+chmod 600 "$PKI/server.key"
+est_start
+est_req gnutls idevid get /est/crts
+it_expect_code 2.05
+est_stop
+it_pass
