@@ -123,6 +123,8 @@ est_err coapd_plugins_load(coapd_app *app, char *err,
 /** Tick each plugin whose deadline has come (tick.h); return the earliest
  * deadline of all (COAPD_TICK_NEVER if no plugin ticks). */
 uint64_t coapd_plugins_tick(coapd_app *app, uint64_t now_ms);
+/** SIGHUP: each plugin's reload hook (ABI 1.2), in load order. */
+void coapd_plugins_reload(coapd_app *app);
 /** `coapd --help-plugin PATH`: dlopen @p path (a bare name under
  * @p plugin_dir) and print its option table to @p out. EST_ERR_ABI if it is
  * not a plugin, EST_ERR_CONFIG if it cannot be opened, with the reason in

@@ -1,6 +1,6 @@
 /* The I/O loop: one epoll set holding libcoap's own epoll fd (Debian builds
  * libcoap with epoll, docs/libcoap-4.3.1.md §5 variant B), a timerfd for plugin
- * ticks, a signalfd for SIGTERM/SIGINT and the fds plugins watch. */
+ * ticks, a signalfd for SIGTERM/SIGINT/SIGHUP and the fds plugins watch. */
 #include "coapd.h"
 #include "reboot.h"
 
@@ -82,6 +82,7 @@ est_err coapd_loop_new(coapd_app *app, coapd_loop **out) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   l->ep = epoll_create1(EPOLL_CLOEXEC);
   l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   l->sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -181,11 +182,17 @@ static void tick(coapd_loop *l) {
   arm(l, coapd_tick_wait(next, coapd_now_ms()));
 }
 
-/* Returns 1 when a stop signal came. */
+/* Returns 1 when a stop signal came; SIGHUP has the plugins read their
+ * changing files again. */
 static int got_signal(coapd_loop *l) {
   struct signalfd_siginfo si;
   int stop = 0;
   while (read(l->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+    if (si.ssi_signo == SIGHUP) {
+      coapd_log(COAPD_LOG_NOTICE, "coapd: SIGHUP, plugins read their files again");
+      coapd_plugins_reload(l->app);
+      continue;
+    }
     coapd_log(COAPD_LOG_NOTICE, "coapd: signal %u, shutting down",
               (unsigned)si.ssi_signo);
     stop = 1;
@@ -240,6 +247,7 @@ est_err coapd_loop_run(coapd_loop *l) {
         ran_plugin = 1;
       } else if (tag == TAG_SIGNAL) {
         stop |= got_signal(l);
+        ran_plugin = 1; /* a reload may have queued work */
       } else if (tag - TAG_WATCH < COAPD_WATCH_MAX) {
         watch *w = &l->w[tag - TAG_WATCH];
         /* It may have been unwatched by an earlier callback this round. */

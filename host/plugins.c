@@ -417,6 +417,14 @@ uint64_t coapd_plugins_tick(coapd_app *app, uint64_t now_ms) {
   return coapd_tick_run(app->tick_due, app->nplugins, now_ms, tick_one, app);
 }
 
+void coapd_plugins_reload(coapd_app *app) {
+  for (size_t i = 0; i < app->nplugins; i++) {
+    coapd_host *h = &app->plugins[i];
+    if (h->initialised && COAPD_PLUGIN_HAS(h->desc, reload) && h->desc->reload)
+      h->desc->reload(h->state);
+  }
+}
+
 void coapd_plugins_fini(coapd_app *app) {
   /* Session data first: its free_fns may use plugin state. */
   coapd_sessions_release_all(app);

@@ -40,8 +40,9 @@ extern "C" {
  * checks it, members added in a revision are found by `size`.
  *  - 1.0: the first release.
  *  - 1.1: coapd_plugin.options (include/coapd/options.h).
+ *  - 1.2: coapd_plugin.reload (SIGHUP).
  */
-#define COAPD_PLUGIN_ABI_MINOR 1u
+#define COAPD_PLUGIN_ABI_MINOR 2u
 
 /** Name of the descriptor symbol the host looks up with dlsym(). */
 #define COAPD_PLUGIN_SYMBOL "coapd_plugin_entry"
@@ -201,6 +202,16 @@ typedef struct coapd_plugin {
    * before init(). Read it only if COAPD_PLUGIN_HAS(d, options).
    */
   const coapd_opt_table *options;
+
+  /* ---- ABI 1.2 ---- */
+
+  /**
+   * coapd got SIGHUP: read again the files that may change while running
+   * (CRLs, trust bundles), on the loop thread, between requests. May be
+   * NULL. A file that no longer loads must leave the old state in force.
+   * Read it only if COAPD_PLUGIN_HAS(d, reload).
+   */
+  void (*reload)(void *state);
 } coapd_plugin;
 
 /** True if descriptor @p d was built with member @p member. */

@@ -707,11 +707,11 @@ static int est_init(const coapd_host_api *api, void **state) {
 
 /* A changed idevid_trust or idevid_crl file is read again; the new trust
  * takes over only when all of it loads (docs/decisions.md §14). */
-static void idevid_refresh(est_plugin *p) {
+static void idevid_refresh(est_plugin *p, bool force) {
   char diag[PATH_MAX + 128] = "";
   pki_trust *t = NULL;
   unsigned revoked = 0;
-  if (!p->idevid || !idevid_changed(&p->idsrc))
+  if (!p->idevid || (!force && !idevid_changed(&p->idsrc)))
     return;
   est_err rc = idevid_load(&p->idsrc, &t, &revoked, diag, sizeof diag);
   if (rc != EST_OK) {
@@ -733,7 +733,7 @@ static void idevid_refresh(est_plugin *p) {
 static uint32_t est_tick(void *state, uint64_t now_ms) {
   est_plugin *p = state;
   (void)now_ms;
-  idevid_refresh(p);
+  idevid_refresh(p, false);
   long long now = (long long)time(NULL);
   uint32_t next = enroll_tick(p->en, now) * 1000u;
   if (p->crl) {
@@ -747,6 +747,15 @@ static uint32_t est_tick(void *state, uint64_t now_ms) {
   return next;
 }
 
+/* SIGHUP (ABI 1.2): idevid_trust and idevid_crl again, changed or not. */
+static void est_reload(void *state) {
+  est_plugin *p = state;
+  if (p->idevid)
+    idevid_refresh(p, true);
+  else
+    p->api->log(p->api->host, COAPD_LOG_INFO, "reload: no idevid_trust, nothing to read");
+}
+
 COAPD_PLUGIN_EXPORT const coapd_plugin coapd_plugin_entry = {
   .abi_version = COAPD_PLUGIN_ABI_VERSION,
   .size = sizeof(coapd_plugin),
@@ -756,4 +765,5 @@ COAPD_PLUGIN_EXPORT const coapd_plugin coapd_plugin_entry = {
   .fini = est_fini,
   .tick = est_tick,
   .options = &est_options,
+  .reload = est_reload,
 };

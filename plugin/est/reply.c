@@ -1,6 +1,7 @@
 /* Filling in CoAP responses (reply.h). */
 #include "reply.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,10 +47,19 @@ void reply_error(est_req *r, est_err err) {
     add_uint_option(r->resp, COAP_OPTION_MAXAGE, r->max_age);
   /* RC-6: a short UTF-8 diagnostic, no Content-Format (RFC 7252 §5.5.2). */
   coap_add_data(r->resp, strlen(msg), (const uint8_t *)msg);
-  r->p->api->log(r->p->api->host, code >= 500 && code != 503 ? COAPD_LOG_WARNING : COAPD_LOG_INFO,
-                 "%s, client '%s', %u.%02u (%s)", proto_fn_info(r->route->fn)->name,
+  /* A refusal (4.xx) is an operator's business: notice, with where it
+   * came from (docs/decisions.md §13); 5.03 is the normal "come back". */
+  char from[INET6_ADDRSTRLEN + 16] = "?";
+  const coap_address_t *peer = coap_session_get_addr_remote(r->session);
+  if (peer)
+    coap_print_addr(peer, (unsigned char *)from, sizeof from);
+  int level = code >= 500 && code != 503 ? COAPD_LOG_WARNING
+              : code >= 400 && code < 500 ? COAPD_LOG_NOTICE
+                                          : COAPD_LOG_INFO;
+  r->p->api->log(r->p->api->host, level, "%s, client '%s', %u.%02u (%s) from %s",
+                 proto_fn_info(r->route->fn)->name,
                  r->sess && r->sess->classified ? r->sess->peer : "?", code / 100,
-                 code % 100, msg);
+                 code % 100, msg, from);
 }
 
 /* RFC 7959 §2.4: the Block2 block the request asks for (the first one,

@@ -32,6 +32,17 @@ est_start keygen\ on "idevid_crl $T/mfr.crl" "retry_after 2"
 grep -q "idevid_crl: 1 CRL file(s), 0 revoked serial(s)" "$T/coapd.log" ||
   it_fail "no idevid_crl load line: $(grep idevid_crl "$T/coapd.log")"
 
+# SIGHUP reads the trust and the CRLs again, changed or not.
+kill -HUP "${IT_PIDS[coapd]}"
+for ((i = 0; i < 50; i++)); do
+  grep -q "idevid_trust/idevid_crl reloaded: 1 CRL file(s), 0 revoked" "$T/coapd.log" && break
+  sleep 0.1
+done
+grep -q "coapd: SIGHUP, plugins read their files again" "$T/coapd.log" &&
+  grep -q "idevid_trust/idevid_crl reloaded: 1 CRL file(s), 0 revoked" "$T/coapd.log" ||
+  it_fail "SIGHUP did not reload: $(tail -3 "$T/coapd.log")"
+kill -0 "${IT_PIDS[coapd]}" || it_fail "coapd died of SIGHUP"
+
 # An LDevID from this CA, then revoked: refused on every function.
 est_csr "$T/dev.key" "$T/dev.csr" dev-r 'dns_name = "dev-r.example"'
 est_req gnutls idevid post /est/sen -t 286 -f "$T/dev.csr"
@@ -57,8 +68,9 @@ for client in gnutls openssl; do
 done
 count=$(sql "select count(*) from certificates where subject = 'CN=dev-r'")
 [ "$count" = 1 ] || it_fail "a revoked client got a certificate: $count for CN=dev-r"
-grep -q "client 'CN=dev-r', 4.03 (client certificate revoked)" "$T/coapd.log" ||
-  it_fail "no log line for the refusal"
+# Every refusal: notice, function, client, reason and where it came from.
+grep -Eq "notice \[est-coaps\] sen, client 'CN=dev-r', 4.03 \(client certificate revoked\) from (127\.0\.0\.1|\[::1\]):[0-9]+$" \
+  "$T/coapd.log" || it_fail "no notice line for the refusal: $(grep 'dev-r' "$T/coapd.log" | tail -2)"
 # The IDevID itself is not revoked and still enrolls.
 est_csr "$T/other.key" "$T/other.csr" dev-s
 est_req gnutls idevid post /est/sen -t 286 -f "$T/other.csr"
