@@ -31,10 +31,20 @@ for f in two-a two-b newmid late-b2; do
   est_csr "$W/$f.key" "$W/$f.csr" "node-$f" "dns_name = \"node-$f.example\""
 done
 LP=$(it_free_port)
+# Step 8: an LDevID of this CA, revoked while its session is open.
+est_csr "$W/ldev.key" "$W/ldev.csr" node-ldev
+est_req gnutls idevid post /est/sen -t 286 -f "$W/ldev.csr"
+it_expect_code 2.04
+est_p7_to_pem "$IT_PAYLOAD_FILE" "$W/ldev.crt"
+est_csr "$W/ldev.key" "$W/ldev-next.csr" node-ldev
+LDEV_SERIAL=$(sqlite3 -cmd ".timeout 5000" "$T/est.db" "select serial from certificates where subject = 'CN=node-ldev'")
+[ -n "$LDEV_SERIAL" ] || it_fail "no LDevID recorded for step 8"
+[ -x "${ESTCTL:-}" ] || it_fail "ESTCTL is not set"
 
 start=$(date +%s%N)
 timeout -k 5 240 node "$T/node/client.mjs" --host 127.0.0.1 --port "$PORT" --pki "$PKI" \
-  --out "$W" --local-port "$LP" >"$T/node-client.log" 2>&1
+  --out "$W" --local-port "$LP" --ldevid "$W/ldev" --estctl "$ESTCTL" --db "$T/est.db" \
+  --serial "$LDEV_SERIAL" >"$T/node-client.log" 2>&1
 rc=$?
 echo "node client: exit $rc after $((($(date +%s%N) - start) / 1000000)) ms"
 grep -E '^(STEP|SUMMARY)' "$T/node-client.log"
@@ -95,6 +105,10 @@ grep -q "did not answer after a new ClientHello" "$T/coapd.log" ||
 # 7. A block out of sequence: 4.08 with the Block1 echo and a diagnostic,
 # for a middle and a last block alike.
 step_ok 7
+step_ok 8
+count=$(sqlite3 -cmd ".timeout 5000" "$T/est.db" "select count(*) from certificates where subject = 'CN=node-ldev'")
+# One from the IDevID, one from the LDevID's sen before the revocation.
+[ "$count" = 2 ] || it_fail "step 8: $count certificates for CN=node-ldev, want 2"
 # 5b. The duplicate final block got the same answer, byte for byte.
 step_ok 5b
 cmp -s "$W/dup-final.p7" "$W/dup-final-again.p7" || it_fail "5b: the duplicate's certificate differs"

@@ -98,9 +98,10 @@ function fmt(raw) {
 // One DTLS session from a UDP socket bound to 127.0.0.1:localPort (0 = any),
 // with the CoAP message layer on top.
 class Session {
-  constructor(name, localPort = 0) {
+  constructor(name, localPort = 0, creds = { cert: CLIENT_CERT, key: CLIENT_KEY }) {
     this.name = name;
     this.localPort = localPort;
+    this.creds = creds;
     this.mid = randomInt(0x10000);
     this.pendingMid = new Map(); // MID -> exchange
     this.pendingTok = new Map(); // token hex -> exchange
@@ -132,8 +133,8 @@ class Session {
     });
     this.dtls = new DtlsClient({
       transport: this.transport,
-      cert: CLIENT_CERT,
-      key: CLIENT_KEY,
+      cert: this.creds.cert,
+      key: this.creds.key,
       // werift loads cert and key only when this is given too.
       signatureHash: { hash: werift.HashAlgorithm.sha256_4, signature: werift.SignatureAlgorithm.ecdsa_3 },
       certificateRequest: true,
@@ -655,6 +656,35 @@ await step(7, 'block-gap', async (open) => {
     notes.push(`block ${num}${more ? '/M' : ''}: 4.08 Block1 ${num} '${r.p.payload.toString()}'`);
   }
   return notes.join('; ');
+});
+
+// 8. Revocation on an open session (docs/decisions.md §14): the LDevID
+// estctl revokes is refused at its next request, in the same DTLS session,
+// on every function.
+await step(8, 'revoked-open-session', async (open, use) => {
+  for (const k of ['ldevid', 'estctl', 'db', 'serial']) if (!args[k]) throw new Error(`needs --${k}`);
+  const cert = pemBlock(fs.readFileSync(`${args.ldevid}.crt`, 'latin1'), 'CERTIFICATE');
+  const key = createPrivateKey(pemBlock(fs.readFileSync(`${args.ldevid}.key`, 'latin1'), '[A-Z ]*PRIVATE KEY'))
+    .export({ type: 'pkcs8', format: 'pem' }).toString();
+  const s = use(await new Session('8:ldevid', 0, { cert, key }).open());
+  const csr = readCsr('ldev-next.csr');
+  const cf = [{ name: 'Content-Format', value: uintBuf(286) }];
+  const before = await s.request({ code: 'POST', path: '/est/sen', options: cf, payload: csr });
+  if (before.p.code !== '2.04') throw new Error(`before the revocation: sen wants 2.04, got ${fmt(before.raw)}`);
+  const { execFileSync } = await import('node:child_process');
+  execFileSync(args.estctl, ['--db', args.db, '--actor', 'node-step-8', 'revoke', args.serial, '--reason', 'keyCompromise'],
+    { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20000 });
+  const seen = [];
+  for (const [code, p, payload] of [['GET', '/est/crts'], ['POST', '/est/sen', csr], ['POST', '/est/sren', csr], ['POST', '/est/skg', csr]]) {
+    const r = await s.request({ code, path: p, options: payload ? cf : [], payload });
+    const text = r.p.payload ? r.p.payload.toString() : '';
+    if (r.p.code !== '4.03' || text !== 'client certificate revoked') {
+      throw new Error(`${code} ${p} after the revocation, same session: want 4.03 'client certificate revoked', got ${fmt(r.raw)}`);
+    }
+    seen.push(`${p.split('/').pop()} 4.03`);
+  }
+  if (s.closed) throw new Error('the session was closed');
+  return `sen 2.04, then estctl revoke; same session (no new handshake): ${seen.join(', ')} '${'client certificate revoked'}'`;
 });
 
 const failed = results.filter((x) => !x).length;
