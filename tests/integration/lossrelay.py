@@ -14,6 +14,9 @@ sees one peer per client. On SIGTERM it writes its counts as JSON to
 --stats. Bounded: at most --max-clients upstream sockets (oldest idle one
 closed first) and at most 10000 datagrams waiting to be delayed.
 
+--drop-hs-down N drops the Nth server datagram of handshake records and,
+with --mute-up-ms MS, every client datagram for MS ms after it.
+
 --delay-ms is a random delay of up to MS per datagram that keeps the order
 of each client's datagrams in each direction; only --reorder (the given
 fraction, held back 20-70 ms behind what follows) changes the order, so
@@ -64,6 +67,8 @@ def main():
     ap.add_argument("--drop-app-up", type=int, default=0)
     ap.add_argument("--drop-app-up-min-len", type=int, default=0)
     ap.add_argument("--hold-app-down", type=float, default=0.0)
+    ap.add_argument("--drop-hs-down", type=int, default=0)
+    ap.add_argument("--mute-up-ms", type=float, default=0.0)
     ap.add_argument("--log")
     a = ap.parse_args()
     drop = {"up": a.drop if a.drop_up is None else a.drop_up,
@@ -75,6 +80,10 @@ def main():
             sys.exit("lossrelay: probabilities are 0..1")
     if min(a.drop_app_up, a.drop_app_up_min_len, a.hold_app_down) < 0:
         sys.exit("lossrelay: --drop-app-up, --drop-app-up-min-len, --hold-app-down are >= 0")
+    if a.drop_hs_down < 0 or a.mute_up_ms < 0:
+        sys.exit("lossrelay: --drop-hs-down and --mute-up-ms are >= 0")
+    hs_seen = [0]        # server handshake datagrams so far
+    mute_until = [0.0]   # up datagrams dropped until then
     app_drop = [a.drop_app_up]
     app_hold = [a.hold_app_down > 0]
     logf = open(a.log, "w", buffering=1) if a.log else None
@@ -122,6 +131,21 @@ def main():
         st = stats[direction]
         st["in"] += 1
         app = len(data) >= 13 and data[0] == 23
+        # --drop-hs-down N: the Nth server datagram of DTLS handshake records
+        # (content type 22) is lost, and with --mute-up-ms every client
+        # datagram after it for that long: only the server's own timer can
+        # then resend its flight (RFC 6347 §4.2.4).
+        if direction == "down" and len(data) >= 13 and data[0] == 22 and a.drop_hs_down:
+            hs_seen[0] += 1
+            if hs_seen[0] == a.drop_hs_down:
+                st["dropped"] += 1
+                mute_until[0] = now + a.mute_up_ms / 1000.0
+                log(direction, data, now, "dropped-hs")
+                return
+        if direction == "up" and now < mute_until[0]:
+            st["dropped"] += 1
+            log(direction, data, now, "muted")
+            return
         if (direction == "up" and app and app_drop[0] > 0
                 and len(data) >= a.drop_app_up_min_len):
             app_drop[0] -= 1
