@@ -662,7 +662,13 @@ static void test_descriptor_size(void **state) {
   /* The 1.0 descriptor is exactly the members up to tick. */
   assert_int_equal(COAPD_PLUGIN_SIZE_1_0, offsetof(coapd_plugin, options));
   assert_int_equal(COAPD_PLUGIN_ABI_VERSION, 1);
-  assert_int_equal(COAPD_PLUGIN_ABI_MINOR, 1);
+  assert_int_equal(COAPD_PLUGIN_ABI_MINOR, 2);
+  /* 1.2 appended reload: a 1.1 descriptor (up to options) has none. */
+  d.size = (uint32_t)(offsetof(coapd_plugin, options) + sizeof d.options);
+  assert_true(COAPD_PLUGIN_HAS(&d, options));
+  assert_false(COAPD_PLUGIN_HAS(&d, reload));
+  d.size = sizeof d;
+  assert_true(COAPD_PLUGIN_HAS(&d, reload));
   /* The first revision of the table structs is the whole of them. */
   assert_int_equal(COAPD_OPT_TABLE_SIZE_1_1, sizeof(coapd_opt_table));
   assert_int_equal(COAPD_OPT_SIZE_1_1, sizeof(coapd_opt));
