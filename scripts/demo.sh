@@ -40,12 +40,14 @@ plugin_opt_keygen on
 plugin_opt_db_path est.db
 plugin_opt_idevid_policy manual
 plugin_opt_retry_after 10
+plugin_opt_crl_file ca.crl
 CONF
 
 cat <<MSG
 demo: EST-coaps on coaps://127.0.0.1:$port/est and coaps://[::1]:$port/est
 demo: a device's manufacturer certificate: $dir/pki/idevid.crt (key idevid.key)
 demo: approve requests with  build/tools/estctl/estctl --db $dir/est.db list|approve ID
+demo: revoke with  estctl --db $dir/est.db revoke SERIAL --reason keyCompromise; the CRL is $dir/ca.crl
 demo: try   coap-client-gnutls -c $dir/pki/idevid.crt -j $dir/pki/idevid.key \\
               -C $dir/pki/ca.crt -A 281 -o crts.p7 coaps://127.0.0.1:$port/est/crts
 MSG
