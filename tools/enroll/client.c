@@ -196,6 +196,12 @@ static bool take_body(ec_client *c, const coap_pdu_t *rcvd) {
   }
   unsigned szx = COAP_OPT_BLOCK_SZX(b2);
   size_t off = (size_t)coap_opt_block_num(b2) << (szx + 4);
+  /* RFC 7252 §4.5: a block already held, with the same bytes, is the same
+   * answer again (a duplicate datagram, or the answer to a retransmitted
+   * request): nothing new, keep waiting for the next one. */
+  if (szx <= 6 && off < c->part_len && len <= c->part_len - off &&
+      (len == 0 || memcmp(c->part + off, data, len) == 0))
+    return false;
   if (szx > 6 || off != c->part_len) {
     fail_request(c, EST_ERR_MALFORMED, "Block2 out of order");
     return false;
