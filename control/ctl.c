@@ -12,6 +12,10 @@
 
 #include "common/crlreason.h"
 
+#include <arpa/inet.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -29,6 +33,11 @@
 #define CTL_ID_MAX 9007199254740991.0
 /* Longest command name echoed inside an error text. */
 #define CTL_NAME_ECHO 64
+/* Most SANs one request object lists, and the longest value of one. */
+#define CTL_SANS_MAX 64u
+#define CTL_SAN_LEN 1024u
+/* olderThan/newerThan: at most 100 years, in seconds. */
+#define CTL_AGE_MAX 3155760000LL
 /* Error texts: room for a value at STORE_MAX_TEXT plus the words. */
 #define CTL_ERR_LEN (STORE_MAX_TEXT + 256u)
 
@@ -127,6 +136,173 @@ static cJSON *finish(cJSON *o, bool ok) {
   return o;
 }
 
+static bool utf8_valid(const unsigned char *p);
+
+static void hex_lower(const uint8_t *in, size_t n, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = digits[in[i] >> 4];
+    out[2 * i + 1] = digits[in[i] & 0x0f];
+  }
+  out[2 * n] = '\0';
+}
+
+/* One SAN as {type, value}: RFC 5280 §4.2.1.6 names; text that is not
+ * printable UTF-8 (or other kinds) as "#" and hex. */
+static cJSON *san_json(unsigned type, const unsigned char *v, size_t len) {
+  char text[2 * CTL_SAN_LEN + 2];
+  const char *name;
+  bool as_text = true;
+  switch (type) {
+  case GNUTLS_SAN_DNSNAME:
+    name = "dns";
+    break;
+  case GNUTLS_SAN_RFC822NAME:
+    name = "email";
+    break;
+  case GNUTLS_SAN_URI:
+    name = "uri";
+    break;
+  case GNUTLS_SAN_IPADDRESS:
+    name = "ip";
+    as_text = false;
+    if ((len == 4 && inet_ntop(AF_INET, v, text, sizeof text) != NULL) ||
+        (len == 16 && inet_ntop(AF_INET6, v, text, sizeof text) != NULL))
+      goto done;
+    break;
+  case GNUTLS_SAN_DN:
+    name = "dirName";
+    as_text = false;
+    {
+      gnutls_datum_t in = {(unsigned char *)(uintptr_t)v, (unsigned)len}, str = {NULL, 0};
+      bool ok = gnutls_x509_rdn_get2(&in, &str, 0) >= 0 && str.data != NULL &&
+                str.size < sizeof text;
+      if (ok) {
+        memcpy(text, str.data, str.size);
+        text[str.size] = '\0';
+      }
+      gnutls_free(str.data);
+      if (ok)
+        goto done;
+    }
+    break;
+  case GNUTLS_SAN_REGISTERED_ID:
+    name = "registeredID";
+    break;
+  default:
+    name = "otherName";
+    as_text = false;
+    break;
+  }
+  if (as_text && len < sizeof text && memchr(v, '\0', len) == NULL) {
+    memcpy(text, v, len);
+    text[len] = '\0';
+    bool printable = utf8_valid((const unsigned char *)text);
+    for (size_t i = 0; printable && i < len; i++)
+      printable = (unsigned char)text[i] >= 0x20 && text[i] != 0x7f;
+    if (printable)
+      goto done;
+  }
+  if (len > CTL_SAN_LEN)
+    len = CTL_SAN_LEN;
+  text[0] = '#';
+  hex_lower(v, len, text + 1);
+done:;
+  cJSON *o = cJSON_CreateObject();
+  bool ok = o != NULL && cJSON_AddStringToObject(o, "type", name) != NULL &&
+            cJSON_AddStringToObject(o, "value", text) != NULL;
+  return finish(o, ok);
+}
+
+/* What the stored CSR asks for (RFC 2986): its SANs and its key. The
+ * members are null when the CSR does not parse. */
+static bool add_csr_info(cJSON *o, const uint8_t *der, size_t len) {
+  gnutls_x509_crq_t crq = NULL;
+  cJSON *sans = NULL;
+  const char *type = NULL;
+  char curve[32] = "";
+  unsigned bits = 0;
+  bool ok = true, parsed = false;
+  if (der != NULL && len > 0 && len <= STORE_MAX_CSR &&
+      gnutls_x509_crq_init(&crq) >= 0) {
+    gnutls_datum_t d = {(unsigned char *)(uintptr_t)der, (unsigned)len};
+    parsed = gnutls_x509_crq_import(crq, &d, GNUTLS_X509_FMT_DER) >= 0;
+  }
+  if (parsed && (sans = cJSON_CreateArray()) == NULL)
+    ok = false;
+  for (unsigned i = 0; parsed && ok && i < CTL_SANS_MAX; i++) {
+    unsigned char buf[CTL_SAN_LEN];
+    size_t n = sizeof buf;
+    unsigned san_type = 0, critical = 0;
+    int r = gnutls_x509_crq_get_subject_alt_name(crq, i, buf, &n, &san_type, &critical);
+    if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+      break;
+    if (r == GNUTLS_E_SHORT_MEMORY_BUFFER)
+      continue; /* over the cap: not shown */
+    if (r < 0)
+      break;
+    cJSON *one = san_json((unsigned)r, buf, n);
+    if (one == NULL || !cJSON_AddItemToArray(sans, one)) {
+      cJSON_Delete(one);
+      ok = false;
+    }
+  }
+  if (parsed) {
+    int pk = gnutls_x509_crq_get_pk_algorithm(crq, &bits);
+    switch (pk) {
+    case GNUTLS_PK_RSA:
+      type = "rsa";
+      break;
+    case GNUTLS_PK_RSA_PSS:
+      type = "rsa-pss";
+      break;
+    case GNUTLS_PK_DSA:
+      type = "dsa";
+      break;
+    case GNUTLS_PK_ECDSA: {
+      gnutls_ecc_curve_t c = GNUTLS_ECC_CURVE_INVALID;
+      gnutls_datum_t x = {NULL, 0}, y = {NULL, 0};
+      gnutls_pubkey_t pub = NULL;
+      type = "ec";
+      if (gnutls_pubkey_init(&pub) >= 0 && gnutls_pubkey_import_x509_crq(pub, crq, 0) >= 0 &&
+          gnutls_pubkey_export_ecc_raw(pub, &c, &x, &y) >= 0) {
+        const char *cn = gnutls_ecc_curve_get_name(c);
+        for (size_t i = 0; cn != NULL && cn[i] != '\0' && i + 1 < sizeof curve; i++) {
+          curve[i] = (char)(cn[i] >= 'A' && cn[i] <= 'Z' ? cn[i] - 'A' + 'a' : cn[i]);
+          curve[i + 1] = '\0';
+        }
+      }
+      gnutls_free(x.data);
+      gnutls_free(y.data);
+      gnutls_pubkey_deinit(pub);
+      break;
+    }
+    case GNUTLS_PK_EDDSA_ED25519:
+      type = "ed25519";
+      break;
+    case GNUTLS_PK_EDDSA_ED448:
+      type = "ed448";
+      break;
+    default:
+      type = pk < 0 ? NULL : "other";
+      break;
+    }
+  }
+  gnutls_x509_crq_deinit(crq);
+  if (sans != NULL) {
+    if (ok && !cJSON_AddItemToObject(o, "sans", sans))
+      ok = false;
+    if (!ok)
+      cJSON_Delete(sans);
+  } else {
+    ok &= cJSON_AddNullToObject(o, "sans") != NULL;
+  }
+  ok &= add_opt_str(o, "keyType", type);
+  ok &= add_opt_int(o, "keyBits", type != NULL ? (int64_t)bits : 0);
+  ok &= add_opt_str(o, "keyCurve", curve[0] != '\0' ? curve : NULL);
+  return ok;
+}
+
 /* The request object; certSerial is the serial of the certificate issued
  * for it (the row only holds cert_id), or NULL. */
 static cJSON *request_json(const store_request *r, const char *cert_serial) {
@@ -147,6 +323,12 @@ static cJSON *request_json(const store_request *r, const char *cert_serial) {
   ok &= add_opt_time(o, "expires", r->expires);
   ok &= add_opt_str(o, "reason", r->reason);
   ok &= add_opt_str(o, "certSerial", cert_serial);
+  /* What the approver decides on (docs/decisions.md §15). */
+  char fp[2 * STORE_SHA256_LEN + 1];
+  hex_lower(r->client_fp, STORE_SHA256_LEN, fp);
+  ok &= add_opt_str(o, "clientSerial", r->client_serial);
+  ok &= cJSON_AddStringToObject(o, "clientFingerprint", fp) != NULL;
+  ok &= add_csr_info(o, r->csr, r->csr_len);
   return finish(o, ok);
 }
 
@@ -184,6 +366,7 @@ cJSON *ctl_preauth_json(const store_preauth *p) {
   ok &= add_opt_str(o, "note", p->note);
   ok &= add_time(o, "created", p->created);
   ok &= add_opt_str(o, "actor", p->actor);
+  ok &= add_opt_str(o, "idevid", p->idevid);
   return finish(o, ok);
 }
 
@@ -263,6 +446,13 @@ cJSON *ctl_event(const store_audit_row *row, const char **kind) {
     ok &= cJSON_AddStringToObject(o, "serial", row->cert_serial) != NULL;
   if (has_reason && row->detail != NULL)
     ok &= cJSON_AddStringToObject(o, "reason", row->detail) != NULL;
+  /* Who asks, for the approver (docs/decisions.md §15). */
+  if (row->action == STORE_AUDIT_PENDING && row->has_client_fp) {
+    char fp[2 * STORE_SHA256_LEN + 1];
+    hex_lower(row->client_fp, STORE_SHA256_LEN, fp);
+    ok &= add_opt_str(o, "clientSerial", row->client_serial);
+    ok &= cJSON_AddStringToObject(o, "clientFingerprint", fp) != NULL;
+  }
   /* The first CRL that lists a revoked certificate (docs/decisions.md §14). */
   if (row->action == STORE_AUDIT_REVOKED && row->crl_number > 0)
     ok &= add_int(o, "crlNumber", row->crl_number);
@@ -391,6 +581,73 @@ static est_err arg_serial(const cJSON *cmd, const char **serial, errbuf *e) {
   return EST_OK;
 }
 
+/* A non-negative integer number of seconds, at most CTL_AGE_MAX; *set
+ * tells whether it was given. */
+static est_err arg_secs(const cJSON *cmd, const char *name, int64_t *out, bool *set,
+                        errbuf *e) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(cmd, name);
+  *out = 0;
+  *set = false;
+  if (v == NULL)
+    return EST_OK;
+  if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0.0 ||
+      v->valuedouble > (double)CTL_AGE_MAX || floor(v->valuedouble) != v->valuedouble)
+    return seterr(e, EST_ERR_INVALID,
+                  "%s must be a whole number of seconds (0 to %lld)", name,
+                  (long long)CTL_AGE_MAX);
+  *out = (int64_t)v->valuedouble;
+  *set = true;
+  return EST_OK;
+}
+
+est_err ctl_dn_canonical(const char *dn, char *out, size_t out_len, char *diag,
+                         size_t diag_len) {
+  gnutls_x509_dn_t parsed = NULL;
+  gnutls_datum_t str = {NULL, 0};
+  const char *where = NULL;
+  est_err rc = EST_OK;
+  char dummy[1];
+  if (diag == NULL || diag_len == 0) {
+    diag = dummy;
+    diag_len = sizeof dummy;
+  }
+  diag[0] = '\0';
+  if (out == NULL || out_len == 0 || dn == NULL)
+    return EST_ERR_INVALID;
+  out[0] = '\0';
+  if (dn[0] == '\0' || strnlen(dn, CTL_DN_MAX + 1) > CTL_DN_MAX) {
+    snprintf(diag, diag_len, dn[0] == '\0' ? "it is empty" : "it is longer than %u bytes",
+             CTL_DN_MAX);
+    return dn[0] == '\0' ? EST_ERR_INVALID : EST_ERR_TOO_LARGE;
+  }
+  if (gnutls_x509_dn_init(&parsed) < 0)
+    return EST_ERR_NOMEM;
+  /* RFC 4514 §3: GnuTLS takes type names in any case and drops blanks
+   * around the separators; its rendering is the one of §2. */
+  int r = gnutls_x509_dn_set_str(parsed, dn, &where);
+  if (r >= 0)
+    r = gnutls_x509_dn_get_str2(parsed, &str, 0);
+  if (r < 0 || str.data == NULL || str.size == 0) {
+    snprintf(diag, diag_len,
+             "it is not an RFC 4514 distinguished name such as \"CN=dev-1,O=Acme\" "
+             "(GnuTLS: %s)",
+             r < 0 ? gnutls_strerror(r) : "empty");
+    rc = r == GNUTLS_E_MEMORY_ERROR ? EST_ERR_NOMEM : EST_ERR_INVALID;
+    goto out;
+  }
+  if (str.size >= out_len) {
+    snprintf(diag, diag_len, "its canonical form is longer than %zu bytes", out_len - 1);
+    rc = EST_ERR_TOO_LARGE;
+    goto out;
+  }
+  memcpy(out, str.data, str.size);
+  out[str.size] = '\0';
+out:
+  gnutls_free(str.data);
+  gnutls_x509_dn_deinit(parsed);
+  return rc;
+}
+
 /* ------------------------------------------------------------ reads */
 
 /* Serial of certificate @p cert_id into @p buf ("" if none). */
@@ -435,11 +692,86 @@ out:
   return rc;
 }
 
+/* The filters of listRequests; NULL / unset: not applied. */
+typedef struct req_filter {
+  const char *subject, *san, *client;
+  bool older_set, newer_set;
+  int64_t older, newer, now;
+} req_filter;
+
+/* ASCII case-insensitive substring. */
+static bool contains_ci(const char *hay, const char *needle) {
+  size_t n = strlen(needle);
+  if (hay == NULL)
+    return false;
+  for (; *hay != '\0'; hay++) {
+    size_t i = 0;
+    for (; i < n && hay[i] != '\0'; i++) {
+      char a = hay[i], b = needle[i];
+      if (a >= 'A' && a <= 'Z')
+        a = (char)(a - 'A' + 'a');
+      if (b >= 'A' && b <= 'Z')
+        b = (char)(b - 'A' + 'a');
+      if (a != b)
+        break;
+    }
+    if (i == n)
+      return true;
+  }
+  return n == 0;
+}
+
+/* Is @p text (colons allowed, any case) a prefix of the hex @p fp? */
+static bool fp_prefix(const char *fp, const char *text) {
+  size_t k = 0;
+  for (const char *p = text; *p != '\0'; p++) {
+    char c = *p;
+    if (c == ':')
+      continue;
+    if (c >= 'A' && c <= 'F')
+      c = (char)(c - 'A' + 'a');
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) || fp[k] != c)
+      return false;
+    k++;
+  }
+  return k > 0;
+}
+
+static bool request_matches(const req_filter *f, const store_request *r, const cJSON *o) {
+  if (f->subject != NULL && !contains_ci(r->subject, f->subject))
+    return false;
+  if (f->client != NULL) {
+    const cJSON *fp = cJSON_GetObjectItemCaseSensitive(o, "clientFingerprint");
+    if (!contains_ci(r->client, f->client) &&
+        !(cJSON_IsString(fp) && fp_prefix(fp->valuestring, f->client)))
+      return false;
+  }
+  if (f->san != NULL) {
+    const cJSON *sans = cJSON_GetObjectItemCaseSensitive(o, "sans"), *it;
+    bool hit = false;
+    cJSON_ArrayForEach(it, sans) {
+      const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
+      if (cJSON_IsString(v) && contains_ci(v->valuestring, f->san)) {
+        hit = true;
+        break;
+      }
+    }
+    if (!hit)
+      return false;
+  }
+  if (f->older_set && r->created > f->now - f->older)
+    return false;
+  if (f->newer_set && r->created <= f->now - f->newer)
+    return false;
+  return true;
+}
+
 /* List callbacks: append one JSON object per row. */
 typedef struct req_list {
   cJSON *arr;
   int64_t *cert_ids; /* cert_id of row i, for the serials afterwards */
   size_t n, cap;
+  const req_filter *filter; /* or NULL */
 } req_list;
 
 static int on_request(void *ctx, const store_request *row) {
@@ -453,6 +785,10 @@ static int on_request(void *ctx, const store_request *row) {
     l->cap = cap;
   }
   cJSON *o = request_json(row, NULL);
+  if (o != NULL && l->filter != NULL && !request_matches(l->filter, row, o)) {
+    cJSON_Delete(o);
+    return 0;
+  }
   if (o == NULL || !cJSON_AddItemToArray(l->arr, o)) {
     cJSON_Delete(o);
     return EST_ERR_NOMEM;
@@ -524,9 +860,17 @@ static est_err cmd_list_requests(const ctl_ctx *c, const cJSON *cmd,
   store_req_state state = STORE_REQ_ANY;
   const char *name;
   req_list l = {0};
+  req_filter f = {0};
   est_err rc = arg_str(cmd, "state", false, 16, &name, e);
-  if (rc != EST_OK)
+  if (rc != EST_OK ||
+      (rc = arg_str(cmd, "subject", false, STORE_MAX_TEXT, &f.subject, e)) != EST_OK ||
+      (rc = arg_str(cmd, "san", false, STORE_MAX_TEXT, &f.san, e)) != EST_OK ||
+      (rc = arg_str(cmd, "client", false, STORE_MAX_TEXT, &f.client, e)) != EST_OK ||
+      (rc = arg_secs(cmd, "olderThan", &f.older, &f.older_set, e)) != EST_OK ||
+      (rc = arg_secs(cmd, "newerThan", &f.newer, &f.newer_set, e)) != EST_OK)
     return rc;
+  f.now = c->now != 0 ? c->now : (int64_t)time(NULL);
+  l.filter = &f;
   if (name != NULL && store_state_parse(name, &state) != EST_OK)
     return seterr(e, EST_ERR_INVALID,
                   "state must be one of pending, approved, rejected, issued, "
@@ -643,18 +987,47 @@ static int on_preauth_find(void *ctx, const store_preauth *row) {
   return f->found != NULL ? 1 : EST_ERR_NOMEM;
 }
 
+/* A subject value in canonical form (RFC 4514, docs/decisions.md §15)
+ * into @p buf; *value then points to it. */
+static est_err canonical_value(const char **value, char *buf, size_t len, errbuf *e) {
+  char diag[512];
+  est_err rc = ctl_dn_canonical(*value, buf, len, diag, sizeof diag);
+  if (rc == EST_ERR_NOMEM)
+    return seterr(e, rc, "out of memory");
+  if (rc != EST_OK)
+    return seterr(e, rc, "subject '%.256s': %s", *value, diag);
+  *value = buf;
+  return EST_OK;
+}
+
 static est_err cmd_add_preauth(const ctl_ctx *c, const cJSON *cmd, cJSON *data,
                                errbuf *e) {
   store_preauth_kind kind;
-  const char *value, *note;
-  char label[STORE_MAX_TEXT + 32];
+  const char *value, *note, *idevid;
+  char label[STORE_MAX_TEXT + 128], dn[CTL_DN_MAX + 1];
   preauth_find f = {0};
   est_err rc = arg_kind(cmd, &kind, e);
   if (rc != EST_OK || (rc = arg_preauth_value(cmd, kind, &value, e)) != EST_OK ||
+      (rc = arg_str(cmd, "idevid", false, 2 * STORE_SHA256_LEN, &idevid, e)) != EST_OK ||
       (rc = arg_str(cmd, "note", false, STORE_MAX_TEXT, &note, e)) != EST_OK)
     return rc;
+  if (idevid != NULL && (kind != STORE_PREAUTH_SUBJECT ||
+                         strspn(idevid, "0123456789abcdefABCDEF") != 2 * STORE_SHA256_LEN))
+    return seterr(e, EST_ERR_INVALID,
+                  kind != STORE_PREAUTH_SUBJECT
+                    ? "idevid binds a subject pre-authorisation; kind must be \"subject\""
+                    : "idevid must be an IDevID SHA-256 fingerprint (64 hex digits)");
+  if (kind == STORE_PREAUTH_SUBJECT &&
+      (rc = canonical_value(&value, dn, sizeof dn, e)) != EST_OK)
+    return rc;
   preauth_label(label, sizeof label, kind, value);
-  rc = store_preauth_add(c->s, kind, value, note, c->actor, &f.id);
+  if (idevid != NULL) {
+    size_t n = strlen(label);
+    snprintf(label + n, sizeof label - n, " bound to idevid %s", idevid);
+    rc = store_preauth_add_bound(c->s, value, idevid, note, c->actor, &f.id);
+  } else {
+    rc = store_preauth_add(c->s, kind, value, note, c->actor, &f.id);
+  }
   if (rc == EST_ERR_EXISTS)
     return seterr(e, rc, "%s is already pre-authorised", label);
   if (rc != EST_OK)
@@ -676,13 +1049,21 @@ static est_err cmd_add_preauth(const ctl_ctx *c, const cJSON *cmd, cJSON *data,
 static est_err cmd_remove_preauth(const ctl_ctx *c, const cJSON *cmd,
                                   cJSON *data, errbuf *e) {
   store_preauth_kind kind;
-  const char *value;
-  char label[STORE_MAX_TEXT + 32];
+  const char *value, *given;
+  char label[STORE_MAX_TEXT + 32], dn[CTL_DN_MAX + 1];
   est_err rc = arg_kind(cmd, &kind, e);
   if (rc != EST_OK || (rc = arg_preauth_value(cmd, kind, &value, e)) != EST_OK)
     return rc;
+  given = value;
+  /* Entries are stored canonical; one from before schema 3 (or one that
+   * does not parse) is found as it was written. */
+  if (kind == STORE_PREAUTH_SUBJECT &&
+      ctl_dn_canonical(value, dn, sizeof dn, NULL, 0) == EST_OK)
+    value = dn;
   preauth_label(label, sizeof label, kind, value);
   rc = store_preauth_remove(c->s, kind, value, c->actor);
+  if (rc == EST_ERR_NOT_FOUND && value != given)
+    rc = store_preauth_remove(c->s, kind, given, c->actor);
   if (rc == EST_ERR_NOT_FOUND)
     return seterr(e, rc, "%s is not pre-authorised", label);
   if (rc != EST_OK)

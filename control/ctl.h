@@ -11,8 +11,9 @@
  *   -> {"responses":[{"command":"approveRequest","data":{...},"correlationData":"x"}]}
  *   -> {"responses":[{"command":"approveRequest","error":"...","correlationData":"x"}]}
  * @endverbatim
- * Commands: listRequests {state?}, getRequest {id}, approveRequest {id,
- * reason?}, rejectRequest {id, reason}, addPreauth {kind, value, note?},
+ * Commands: listRequests {state?, subject?, san?, client?, olderThan?,
+ * newerThan?}, getRequest {id}, approveRequest {id,
+ * reason?}, rejectRequest {id, reason}, addPreauth {kind, value, idevid?, note?},
  * removePreauth {kind, value}, listPreauth {}, listCertificates {},
  * revokeCertificate {serial, reason}, listAudit {requestId?, limit?}.
  * JSON Schemas for all of them live in schemas/.
@@ -38,6 +39,9 @@ typedef struct ctl_ctx {
   store *s;
   const char *actor;   /**< recorded in the audit trail */
   bool may_write;      /**< false: state-changing commands get an error */
+  /** Unix seconds the age filters of listRequests count from; 0: the
+   *  system clock. Tests set it. */
+  int64_t now;
 } ctl_ctx;
 
 /**
@@ -64,17 +68,35 @@ char *ctl_run_envelope(const ctl_ctx *c, const char *json, size_t len);
  * Events are published on `est-coaps/v1/events/<kind>`; *kind is one of
  * pending, approved, rejected, issued, expired, revoked. The object has at
  * least id (request id, or 0), function, subject, client, time (ISO 8601
- * UTC), plus auditId, actor and serial/reason where known.
+ * UTC), plus auditId, actor and serial/reason where known; a pending event
+ * also clientSerial and clientFingerprint.
  */
 cJSON *ctl_event(const store_audit_row *row, const char **kind);
 
 /** JSON views of store rows (the objects estctl --json prints). A
  *  store_request holds only cert_id, so ctl_request_json() sets certSerial
- *  to null; the commands fill it in from the certificate. */
+ *  to null; the commands fill it in from the certificate. The request
+ *  object also shows what the stored CSR asks for (sans, keyType, keyBits,
+ *  keyCurve; null when the CSR does not parse) and the client certificate's
+ *  clientSerial and clientFingerprint. */
 cJSON *ctl_request_json(const store_request *r);
 cJSON *ctl_cert_json(const store_cert *c);
 cJSON *ctl_preauth_json(const store_preauth *p);
 cJSON *ctl_audit_json(const store_audit_row *a);
+
+/** Longest canonical DN ctl_dn_canonical() writes (the store's text cap). */
+#define CTL_DN_MAX STORE_MAX_TEXT
+
+/**
+ * Parse @p dn as an RFC 4514 string (attribute type names in any case,
+ * blanks around ',' and '=' allowed) and write GnuTLS's RFC 4514 rendering
+ * of it to @p out: the form pki_csr_subject() gives a CSR's subject, so
+ * two spellings of one DN compare equal byte for byte
+ * (docs/decisions.md §15). EST_ERR_INVALID with a reason in @p diag when
+ * it does not parse; EST_ERR_TOO_LARGE when over @p out_len - 1 bytes.
+ */
+est_err ctl_dn_canonical(const char *dn, char *out, size_t out_len, char *diag,
+                         size_t diag_len) EST_MUST_CHECK;
 
 /** Format unix seconds as "YYYY-MM-DDTHH:MM:SSZ" into @p buf (>= 21 bytes). */
 void ctl_time_iso(long long t, char *buf, size_t len);

@@ -30,20 +30,20 @@
 #define REQ_COLS                                                               \
   "r.id, r.state, r.function, r.spki_sha256, r.client_fp, r.client, "        \
   "r.client_class, r.subject, r.csr, r.reason, r.created, r.updated, "        \
-  "r.expires, r.cert_id"
+  "r.expires, r.cert_id, r.client_serial"
 enum { RC_ID, RC_STATE, RC_FUNCTION, RC_SPKI, RC_FP, RC_CLIENT, RC_CLASS,
        RC_SUBJECT, RC_CSR, RC_REASON, RC_CREATED, RC_UPDATED, RC_EXPIRES,
-       RC_CERT_ID, RC__N };
+       RC_CERT_ID, RC_CLIENT_SERIAL, RC__N };
 /* The lookup adds the issued certificate's revocation and end of validity. */
 enum { RC_REVOKED_AT = RC__N, RC_NOT_AFTER };
 
 #define CERT_COLS                                                              \
   "id, serial, request_id, subject, client, not_before, not_after, der, "     \
   "revoked_at, revoke_reason, created"
-#define PREAUTH_COLS "id, kind, value, note, created, actor"
+#define PREAUTH_COLS "id, kind, value, note, created, actor, idevid"
 #define AUDIT_COLS                                                             \
   "a.id, a.time, a.actor, a.action, a.request_id, a.cert_serial, a.detail, "  \
-  "r.function, r.subject, r.client, c.crl_number"
+  "r.function, r.subject, r.client, c.crl_number, r.client_serial, r.client_fp"
 
 /* Every statement, prepared once at open (SQLITE_PREPARE_PERSISTENT). */
 enum stmt_id {
@@ -106,8 +106,8 @@ static const char *const stmt_sql[ST__MAX] = {
     " LEFT JOIN certificates c ON c.id = r.cert_id WHERE r.id = ?1",
   [ST_REQ_INSERT] =
     "INSERT INTO requests (state, function, spki_sha256, client_fp, client,"
-    " client_class, subject, csr, created, updated, expires)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
+    " client_class, subject, csr, created, updated, expires, client_serial)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
   [ST_REQ_DECIDE] =
     "UPDATE requests SET state = ?2, reason = ?3, updated = ?4, expires = ?5"
     " WHERE id = ?1 AND state = 'pending'",
@@ -158,12 +158,14 @@ static const char *const stmt_sql[ST__MAX] = {
     "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'crl.number'),"
     " (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'crl.published')",
   [ST_PREAUTH_INSERT] =
-    "INSERT INTO preauth (kind, value, note, created, actor)"
-    " VALUES (?1, ?2, ?3, ?4, ?5)",
+    "INSERT INTO preauth (kind, value, note, created, actor, idevid)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
   [ST_PREAUTH_DELETE] = "DELETE FROM preauth WHERE kind = ?1 AND value = ?2",
   [ST_PREAUTH_LIST] = "SELECT " PREAUTH_COLS " FROM preauth ORDER BY id",
   [ST_PREAUTH_MATCH] =
-    "SELECT 1 FROM preauth WHERE (kind = 'subject' AND value = ?1)"
+    /* A bound subject entry needs the IDevID as well (schema 3). */
+    "SELECT 1 FROM preauth WHERE (kind = 'subject' AND value = ?1"
+    " AND (idevid IS NULL OR idevid = ?2))"
     " OR (kind = 'idevid' AND value = ?2) LIMIT 1",
   [ST_AUDIT_SINCE] =
     "SELECT " AUDIT_COLS " FROM audit a"
@@ -420,6 +422,14 @@ static est_err check_request_new(store *s, const store_request_new *in) {
       (rc = check_text(s, in->subject, true, "subject")) != EST_OK ||
       (rc = check_blob(s, in->csr, in->csr_len, STORE_MAX_CSR, "CSR")) != EST_OK)
     return rc;
+  if (in->client_serial != NULL && in->client_serial[0] != '\0') {
+    char hex[STORE_MAX_SERIAL + 1];
+    if (strnlen(in->client_serial, STORE_MAX_SERIAL + 1) > STORE_MAX_SERIAL)
+      return fail(s, EST_ERR_TOO_LARGE, "client serial is longer than %u hex digits",
+                  STORE_MAX_SERIAL);
+    if (!hex_lower(in->client_serial, hex, STORE_MAX_SERIAL, 0))
+      return fail(s, EST_ERR_INVALID, "client serial must be hex digits");
+  }
   return EST_OK;
 }
 
@@ -586,6 +596,7 @@ void store_request_clear(store_request *r) {
   free(r->subject);
   free(r->csr);
   free(r->reason);
+  free(r->client_serial);
   memset(r, 0, sizeof *r);
 }
 
@@ -606,6 +617,7 @@ void store_preauth_clear(store_preauth *p) {
   free(p->value);
   free(p->note);
   free(p->actor);
+  free(p->idevid);
   memset(p, 0, sizeof *p);
 }
 
@@ -618,6 +630,7 @@ void store_audit_row_clear(store_audit_row *a) {
   free(a->detail);
   free(a->subject);
   free(a->client);
+  free(a->client_serial);
   memset(a, 0, sizeof *a);
 }
 
@@ -647,6 +660,7 @@ static est_err read_request(store *s, sqlite3_stmt *st, store_request *r) {
   r->updated = sqlite3_column_int64(st, RC_UPDATED);
   r->expires = col_opt_int(st, RC_EXPIRES);
   r->cert_id = col_opt_int(st, RC_CERT_ID);
+  r->client_serial = col_strdup(st, RC_CLIENT_SERIAL, &oom);
   if (oom) {
     store_request_clear(r);
     return fail(s, EST_ERR_NOMEM, "out of memory reading a request");
@@ -688,6 +702,7 @@ static est_err read_preauth(store *s, sqlite3_stmt *st, store_preauth *p) {
   p->note = col_strdup(st, 3, &oom);
   p->created = sqlite3_column_int64(st, 4);
   p->actor = col_strdup(st, 5, &oom);
+  p->idevid = col_strdup(st, 6, &oom);
   if (oom) {
     store_preauth_clear(p);
     return fail(s, EST_ERR_NOMEM, "out of memory reading a preauth");
@@ -712,6 +727,8 @@ static est_err read_audit(store *s, sqlite3_stmt *st, store_audit_row *a) {
   a->subject = col_strdup(st, 8, &oom);
   a->client = col_strdup(st, 9, &oom);
   a->crl_number = col_opt_int(st, 10);
+  a->client_serial = col_strdup(st, 11, &oom);
+  a->has_client_fp = col_hash(st, 12, a->client_fp);
   if (oom) {
     store_audit_row_clear(a);
     return fail(s, EST_ERR_NOMEM, "out of memory reading an audit row");
@@ -1126,8 +1143,11 @@ static est_err insert_request(store *s, const store_request_new *in,
                               const char *state, int64_t now, int64_t expires,
                               int64_t *id) {
   sqlite3_stmt *st = stmt(s, ST_REQ_INSERT);
+  char serial[STORE_MAX_SERIAL + 1];
   int brc = SQLITE_OK;
   est_err rc;
+  /* check_request_new() has vetted it; lowercase as the column wants. */
+  bool has_serial = hex_lower(in->client_serial, serial, STORE_MAX_SERIAL, 0);
   BIND(brc, sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC));
   BIND(brc, sqlite3_bind_text(st, 2, fn_names[in->function], -1, SQLITE_STATIC));
   BIND(brc, sqlite3_bind_blob(st, 3, in->spki_sha256, STORE_SHA256_LEN,
@@ -1140,6 +1160,7 @@ static est_err insert_request(store *s, const store_request_new *in,
   BIND(brc, sqlite3_bind_blob(st, 8, in->csr, (int)in->csr_len, SQLITE_STATIC));
   BIND(brc, sqlite3_bind_int64(st, 9, now));
   BIND(brc, bind_opt_int(st, 10, expires));
+  BIND(brc, bind_text(st, 11, has_serial ? serial : NULL));
   if (brc != SQLITE_OK)
     return db_fail(s, brc, "request bind");
   if ((rc = exec_done(s, st, "insert request", NULL)) != EST_OK)
@@ -1873,9 +1894,11 @@ static est_err preauth_value(store *s, store_preauth_kind kind,
   return EST_OK;
 }
 
-est_err store_preauth_add(store *s, store_preauth_kind kind, const char *value,
-                          const char *note, const char *actor, int64_t *id) {
-  char fp[2 * STORE_SHA256_LEN + 1], detail[STORE_MAX_TEXT + 32];
+static est_err preauth_insert(store *s, store_preauth_kind kind, const char *value,
+                              const char *idevid, const char *note, const char *actor,
+                              int64_t *id) {
+  char fp[2 * STORE_SHA256_LEN + 1], bound[2 * STORE_SHA256_LEN + 1];
+  char detail[STORE_MAX_TEXT + 128];
   const char *v = NULL;
   int brc = SQLITE_OK, raw = SQLITE_OK;
   int64_t now, new_id = 0;
@@ -1886,8 +1909,17 @@ est_err store_preauth_add(store *s, store_preauth_kind kind, const char *value,
       (rc = check_text(s, note, false, "note")) != EST_OK ||
       (rc = check_text(s, actor, true, "actor")) != EST_OK)
     return rc;
+  if (idevid != NULL && (kind != STORE_PREAUTH_SUBJECT ||
+                         !hex_lower(idevid, bound, 2 * STORE_SHA256_LEN,
+                                    2 * STORE_SHA256_LEN)))
+    return fail(s, EST_ERR_INVALID,
+                "a subject may be bound to an idevid fingerprint of 64 hex digits "
+                "(SHA-256) only");
   now = clock_now(s);
-  snprintf(detail, sizeof detail, "%s %s", kind_names[kind], v);
+  if (idevid != NULL)
+    snprintf(detail, sizeof detail, "%s %s idevid %s", kind_names[kind], v, bound);
+  else
+    snprintf(detail, sizeof detail, "%s %s", kind_names[kind], v);
 
   if ((rc = tx_begin(s)) != EST_OK)
     return rc;
@@ -1897,6 +1929,7 @@ est_err store_preauth_add(store *s, store_preauth_kind kind, const char *value,
   BIND(brc, bind_text(st, 3, note != NULL && note[0] ? note : NULL));
   BIND(brc, sqlite3_bind_int64(st, 4, now));
   BIND(brc, sqlite3_bind_text(st, 5, actor, -1, SQLITE_STATIC));
+  BIND(brc, bind_text(st, 6, idevid != NULL ? bound : NULL));
   if (brc != SQLITE_OK) {
     rc = db_fail(s, brc, "preauth bind");
     goto out;
@@ -1913,6 +1946,17 @@ out:
   if (rc == EST_OK && id != NULL)
     *id = new_id;
   return rc;
+}
+
+est_err store_preauth_add(store *s, store_preauth_kind kind, const char *value,
+                          const char *note, const char *actor, int64_t *id) {
+  return preauth_insert(s, kind, value, NULL, note, actor, id);
+}
+
+est_err store_preauth_add_bound(store *s, const char *subject, const char *idevid_fp_hex,
+                                const char *note, const char *actor, int64_t *id) {
+  return preauth_insert(s, STORE_PREAUTH_SUBJECT, subject, idevid_fp_hex, note, actor,
+                        id);
 }
 
 est_err store_preauth_remove(store *s, store_preauth_kind kind,

@@ -165,6 +165,9 @@ typedef struct store_request {
   int64_t updated;
   int64_t expires;                         /**< 0: never */
   int64_t cert_id;                         /**< 0: none */
+  /** Serial of the client certificate, lowercase hex; NULL when unknown
+   *  (rows written before schema 3). */
+  char *client_serial;
 } store_request;
 
 /** Input to store_request_create() and store_issue_direct(). */
@@ -184,6 +187,9 @@ typedef struct store_request_new {
   /** STORE_REQ_PENDING (manual policy) or STORE_REQ_APPROVED (pre-authorised:
    *  issue on this very request). Ignored by store_issue_direct(). */
   store_req_state initial_state;
+  /** Serial of the client certificate (hex, 1..STORE_MAX_SERIAL digits,
+   *  stored lowercase), or NULL / "" when unknown. */
+  const char *client_serial;
 } store_request_new;
 
 /** A certificate row. Free with store_cert_clear(). */
@@ -221,6 +227,9 @@ typedef struct store_preauth {
   char *note;            /**< or NULL */
   int64_t created;
   char *actor;
+  /** Subject entries only: the IDevID fingerprint (64 lowercase hex) the
+   *  client must present as well, or NULL (any client). */
+  char *idevid;
 } store_preauth;
 
 /** An audit row, with request fields joined for event publication. */
@@ -239,6 +248,11 @@ typedef struct store_audit_row {
   char *client;
   /* Joined from certificates when cert_serial is set and revoked. */
   int64_t crl_number;         /**< first CRL that lists it, 0: none */
+  /* Joined from requests: the client certificate's serial (or NULL) and
+   * fingerprint (has_client_fp false when there is no request). */
+  char *client_serial;
+  uint8_t client_fp[STORE_SHA256_LEN];
+  bool has_client_fp;
 } store_audit_row;
 
 /**
@@ -460,12 +474,24 @@ void store_cert_clear(store_cert *c);
 /**
  * Add a pre-authorisation (audit "preauth_add"). It stays until removed.
  * For STORE_PREAUTH_IDEVID the value must be 64 hex digits (stored
- * lowercase); for STORE_PREAUTH_SUBJECT it is matched byte for byte.
+ * lowercase); for STORE_PREAUTH_SUBJECT it is matched byte for byte, so
+ * callers store a canonical RFC 4514 rendering (ctl_dn_canonical(),
+ * docs/decisions.md §15).
  * @p note may be NULL; @p id may be NULL. EST_ERR_EXISTS on a duplicate.
  */
 est_err store_preauth_add(store *s, store_preauth_kind kind, const char *value,
                           const char *note, const char *actor,
                           int64_t *id) EST_MUST_CHECK;
+
+/**
+ * Add a subject pre-authorisation bound to one IDevID: it matches only a
+ * request whose CSR subject equals @p subject AND whose client is an IDevID
+ * with SHA-256 fingerprint @p idevid_fp_hex (64 hex, any case). NULL
+ * @p idevid_fp_hex is store_preauth_add() of a plain subject entry.
+ */
+est_err store_preauth_add_bound(store *s, const char *subject,
+                                const char *idevid_fp_hex, const char *note,
+                                const char *actor, int64_t *id) EST_MUST_CHECK;
 
 /** Remove one (audit "preauth_remove"). EST_ERR_NOT_FOUND if absent. */
 est_err store_preauth_remove(store *s, store_preauth_kind kind,
@@ -476,7 +502,8 @@ est_err store_preauth_list(store *s, store_preauth_cb cb, void *ctx) EST_MUST_CH
 
 /**
  * Is the client pre-authorised? @p hit is true if a "subject" entry equals
- * @p subject or an "idevid" entry equals @p idevid_fp_hex (any case).
+ * @p subject (and, if it is bound, its idevid equals @p idevid_fp_hex) or
+ * an "idevid" entry equals @p idevid_fp_hex (any case).
  * Either argument may be NULL (not checked).
  */
 est_err store_preauth_match(store *s, const char *subject,

@@ -37,6 +37,7 @@ struct enroll_job {
   uint8_t spki_sha256[32];
   uint8_t client_fp[32];
   char *client;
+  char *client_serial;  /* client certificate serial (hex), or NULL */
   char *subject;
   uint8_t *csr_der;
   size_t csr_len;
@@ -181,6 +182,7 @@ void enroll_job_free(enroll_job *j) {
     return;
   pki_csr_free(j->csr);
   free(j->client);
+  free(j->client_serial);
   free(j->subject);
   free(j->csr_der);
   pki_issued_clear(&j->issued);
@@ -207,6 +209,11 @@ static enroll_job *job_new(const enroll *e, const enroll_request *in, pki_csr *c
   memcpy(j->spki_sha256, spki, 32);
   memcpy(j->client_fp, in->client_fp, 32);
   j->client = strdup(in->client ? in->client : "");
+  /* Shown to the approver (docs/decisions.md §15); none if unreadable. */
+  char serial[STORE_MAX_SERIAL + 1];
+  if (in->client_cert && in->client_cert_len &&
+      pki_cert_serial_hex(in->client_cert, in->client_cert_len, serial, sizeof serial) == EST_OK)
+    j->client_serial = strdup(serial);
   j->subject = pki_csr_subject(csr);
   if (!j->subject)
     j->subject = strdup("");
@@ -260,6 +267,7 @@ static void fill_new(const enroll *e, const enroll_job *j, store_request_new *n)
   n->csr_len = j->csr_len;
   n->ttl = e->cfg.pending_ttl;
   n->initial_state = STORE_REQ_PENDING;
+  n->client_serial = j->client_serial;
 }
 
 /* ---- answers -------------------------------------------------------------- */

@@ -119,4 +119,61 @@ est_stop
 # login that named it, docs/decisions.md §14).
 [ "$(sqlite3 "$DB" "SELECT count(*) FROM audit WHERE actor LIKE 'tester (unix %)' AND action IN ('approved','rejected')")" = 4 ] ||
   it_fail "audit rows: $(sqlite3 "$DB" 'SELECT action, actor FROM audit')"
+
+# What the approver sees (docs/decisions.md §15): a manual-policy request
+# shows the SANs and key its CSR asks for and the serial and SHA-256
+# fingerprint of the IDevID it came with; a dry run decides nothing; a
+# pre-authorisation written with a blank after the comma matches.
+it_coapd_start "$CONF" coapd
+ifp=$(openssl x509 -in "$PKI/idevid.crt" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f')
+iser=$(openssl x509 -in "$PKI/idevid.crt" -noout -serial | sed 's/.*=//' | tr 'A-F' 'a-f')
+[ ${#ifp} = 64 ] && [ -n "$iser" ] || it_fail "cannot read the IDevID's fingerprint and serial"
+est_csr "$T/s1.key" "$T/s1.csr" dev-44 'organization = "acme"' 'dns_name = "dev-44.example"' \
+  'ip_address = "10.0.0.44"'
+est_req gnutls idevid post /est/sen -t 286 -f "$T/s1.csr"
+it_expect_code 5.03
+sid=$(newest pending)
+ctl show "$sid" --json >"$T/s1.json" || it_fail "estctl show $sid --json"
+/usr/bin/python3 - "$T/s1.json" "$iser" "$ifp" <<'EOF' || it_fail "estctl show --json: $(cat "$T/s1.json")"
+import json, sys
+x = json.load(open(sys.argv[1]))
+assert x["state"] == "pending" and x["subject"] == "CN=dev-44,O=acme", x
+assert {"type": "dns", "value": "dev-44.example"} in x["sans"], x["sans"]
+assert {"type": "ip", "value": "10.0.0.44"} in x["sans"], x["sans"]
+assert (x["keyType"], x["keyBits"], x["keyCurve"]) == ("ec", 256, "secp256r1"), x
+assert x["clientClass"] == "idevid" and "idevid-0001" in x["client"], x
+assert x["clientSerial"] == sys.argv[2].lstrip("0") or x["clientSerial"] == sys.argv[2], (x, sys.argv[2])
+assert x["clientFingerprint"] == sys.argv[3], (x, sys.argv[3])
+EOF
+ctl list --san dev-44.example --client "${ifp:0:12}" --json | /usr/bin/python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert [x["id"] for x in r] == ['"$sid"'], r' || it_fail "estctl list --san --client"
+naudit=$(sqlite3 "$DB" 'SELECT count(*) FROM audit')
+ctl approve --subject dev-44 --dry-run >"$T/dry.out" || it_fail "estctl approve --dry-run: $(cat "$T/dry.out")"
+grep -q "^would approve request $sid: subject CN=dev-44,O=acme, sans dns:dev-44.example, ip:10.0.0.44, key ec secp256r1" "$T/dry.out" ||
+  it_fail "dry run: $(cat "$T/dry.out")"
+[ "$(sqlite3 "$DB" "SELECT state FROM requests WHERE id = $sid")" = pending ] || it_fail "the dry run decided"
+[ "$(sqlite3 "$DB" 'SELECT count(*) FROM audit')" = "$naudit" ] || it_fail "the dry run wrote audit rows"
+est_req gnutls idevid post /est/sen -t 286 -f "$T/s1.csr"
+it_expect_code 5.03
+# The operator writes a blank after the comma; the CSR's subject is
+# CN=device-44,O=acme: one DN (RFC 4514), so it matches.
+ctl preauth add --subject "CN=device-44, O=acme" >"$T/pa.out" || it_fail "preauth add: $(cat "$T/pa.out")"
+grep -q "^pre-authorised subject 'CN=device-44,O=acme'" "$T/pa.out" || it_fail "preauth add: $(cat "$T/pa.out")"
+est_csr "$T/s2.key" "$T/s2.csr" device-44 'organization = "acme"'
+est_req openssl idevid post /est/sen -t 286 -f "$T/s2.csr"
+it_expect_code 2.04
+[ "$(sqlite3 "$DB" "SELECT state || ' ' || client_serial FROM requests WHERE subject = 'CN=device-44,O=acme'")" = "issued $(ctl show "$sid" --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSerial"])')" ] ||
+  it_fail "the pre-authorised request: $(sqlite3 "$DB" "SELECT * FROM requests WHERE subject LIKE 'CN=device-44%'")"
+# Bound to another IDevID it does not match; bound to this one it does.
+ctl preauth add --subject "cn=device-45,o=acme" --idevid "$(printf '%064d' 0)" >/dev/null || it_fail "preauth add bound"
+est_csr "$T/s3.key" "$T/s3.csr" device-45 'organization = "acme"'
+est_req openssl idevid post /est/sen -t 286 -f "$T/s3.csr"
+it_expect_code 5.03
+ctl preauth remove --subject "CN=device-45,O=acme" >/dev/null || it_fail "preauth remove bound"
+ctl preauth add --subject "CN=device-45, O=acme" --idevid "$ifp" >/dev/null || it_fail "preauth add bound to the IDevID"
+est_req openssl idevid post /est/sen -t 286 -f "$T/s3.csr"
+it_expect_code 2.04
+est_stop
 it_pass

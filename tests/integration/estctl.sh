@@ -195,8 +195,8 @@ ec preauth
 expect_rc 2
 ec preauth add
 expect_rc 2
-expect_err "exactly one of --subject"
-ec preauth add --subject a --idevid b
+expect_err "give --subject DN, --idevid SHA256HEX, or both"
+ec preauth remove --subject a --idevid b
 expect_rc 2
 ec preauth frob
 expect_rc 2
@@ -230,13 +230,14 @@ expect_rc 3
 # ------------------------------------------------------------ list / show
 ec list
 expect_rc 0
-expect_out "^ID +STATE +FUNCTION +SUBJECT +CLIENT +CREATED$"
+expect_out "^ID +STATE +FUNCTION +SUBJECT +SANS +KEY +CLIENT +CLIENT-SERIAL +CLIENT-FP +CREATED$"
 [ "$(wc -l <"$OUT")" = 7 ] || it_fail "list: $(cat "$OUT")"
-expect_out "^1 +pending +sen +CN=dev-0001 +CN=idevid-0001,serialNumber=0001,O=Test Manuf\.\.\. +20[0-9-]{8}T[0-9:]{8}Z$"
+# seed_store's CSRs are not DER: no SANs or key to show; no client serial.
+expect_out "^1 +pending +sen +CN=dev-0001 +- +- +CN=idevid-0001,serialNumber=0001,O=Test Manuf\.\.\. +- +[0-9a-f]{16}\.\.\. +20[0-9-]{8}T[0-9:]{8}Z$"
 expect_out "^6 +issued +sen +CN=auto-0A1B2C "
 # Columns are aligned: each column starts where its header does, after a
 # blank, on every row.
-awk 'NR == 1 { n = split("STATE FUNCTION SUBJECT CLIENT CREATED", h, " ")
+awk 'NR == 1 { n = split("STATE FUNCTION SUBJECT SANS KEY CLIENT CLIENT-SERIAL CLIENT-FP CREATED", h, " ")
                for (i = 1; i <= n; i++) pos[i] = index($0, h[i]); next }
      { for (i = 1; i <= n; i++)
          if (substr($0, pos[i] - 1, 1) != " " || substr($0, pos[i], 1) == " ") {
@@ -345,9 +346,9 @@ expect_rc 1
 expect_err "64 hex digits"
 ec preauth list
 expect_rc 0
-expect_out "^ID +KIND +VALUE +NOTE +CREATED +ACTOR$"
-expect_out "^1 +subject +CN=dev-0100,O=Acme +ticket 7 "
-expect_out "^2 +idevid +${FP,,} +- .* alice \\(unix $ME\\)$"
+expect_out "^ID +KIND +VALUE +IDEVID +NOTE +CREATED +ACTOR$"
+expect_out "^1 +subject +CN=dev-0100,O=Acme +- +ticket 7 "
+expect_out "^2 +idevid +${FP,,} +- +- .* alice \\(unix $ME\\)$"
 ec preauth list --json
 [ "$(validate each objects/preauth.json "$OUT")" = 2 ] || it_fail "preauth list --json"
 ec preauth remove --subject "CN=dev-0100,O=Acme"
@@ -530,5 +531,133 @@ expect_sql "SELECT count(*) FROM meta WHERE key='estctl-test'" 0
 # Nothing was ever written by a refused command: every audit row of alice
 # matches a successful action above.
 expect_sql "SELECT count(*) FROM audit WHERE actor='$ALICE'" 9
+
+# ------------------------------------------------------------ what the approver sees
+# docs/decisions.md §15. Two requests get real CSRs (certtool) in place of
+# seed_store's filler, one a client serial and an age of three hours.
+command -v certtool >/dev/null || it_fail "no certtool"
+certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile "$T/a.key" 2>/dev/null
+certtool --generate-privkey --key-type=rsa --bits=2048 --outfile "$T/b.key" 2>/dev/null
+printf 'cn = "device-44"\norganization = "acme"\ndns_name = "dev-44.example"\nip_address = "10.0.0.44"\n' >"$T/a.tmpl"
+printf 'cn = "device-45"\ndns_name = "dev-45.other"\n' >"$T/b.tmpl"
+for x in a b; do
+  certtool --generate-request --load-privkey "$T/$x.key" --template "$T/$x.tmpl" --outder \
+    --outfile "$T/$x.csr" 2>/dev/null || it_fail "certtool request $x"
+done
+"$SEED_STORE" "$DB" pending 2 >"$T/seed3.out" || it_fail "seed_store pending 2"
+a_id=$(sed -n 1p "$T/seed3.out")
+b_id=$(sed -n 2p "$T/seed3.out")
+sql "UPDATE requests SET csr = readfile('$T/a.csr'), subject = 'CN=device-44,O=acme',
+     client_serial = '0a1b2c3d', created = created - 10800 WHERE id = $a_id"
+sql "UPDATE requests SET csr = readfile('$T/b.csr'), subject = 'CN=device-45' WHERE id = $b_id"
+afp=$(sql "SELECT lower(hex(client_fp)) FROM requests WHERE id = $a_id")
+audit_before=$(sql "SELECT count(*) FROM audit")
+ec show "$a_id"
+expect_rc 0
+expect_out "^  sans +dns:dev-44\.example, ip:10\.0\.0\.44$"
+expect_out "^  key +ec secp256r1$"
+expect_out "^  client serial +0a1b2c3d$"
+expect_out "^  client sha256 +$afp$"
+ec show "$a_id" --json
+validate show "$OUT" >/dev/null
+[ "$(jget "$OUT" "['sans'][1]['type']")" = ip ] || it_fail "show --json: sans"
+[ "$(jget "$OUT" "['keyBits']")" = 256 ] || it_fail "show --json: keyBits"
+[ "$(jget "$OUT" "['clientSerial']")" = 0a1b2c3d ] || it_fail "show --json: clientSerial"
+ec show "$b_id"
+expect_out "^  key +rsa 2048$"
+expect_out "^  client serial +-$"
+# seed_store's filler CSR does not parse: null, "-" in the table.
+ec show 1 --json
+[ "$(jget "$OUT" "['sans']")" = null ] || it_fail "an unparsable CSR: sans $(cat "$OUT")"
+# Filters.
+ec list --san dev-44
+expect_rc 0
+[ "$(grep -c . "$OUT")" = 2 ] || it_fail "list --san dev-44: $(cat "$OUT")"
+expect_out "^$a_id +pending +sen +CN=device-44,O=acme +dns:dev-44\.example, ip:10\.0\.0\.44 +ec secp256r1 "
+ec list --san DEV-4 --json
+[ "$(validate each objects/request.json "$OUT")" = 2 ] || it_fail "list --san DEV-4: not 2"
+ec list --subject device-45 --json
+[ "$(jget "$OUT" "[0]['id']")" = "$b_id" ] || it_fail "list --subject"
+ec list --client "${afp:0:10}" --json
+[ "$(validate each objects/request.json "$OUT")" = 1 ] || it_fail "list --client FP prefix"
+ec list --client "${afp:0:2}:${afp:2:2}:${afp:4:2}" --json
+[ "$(jget "$OUT" "[0]['id']")" = "$a_id" ] || it_fail "list --client FP with colons"
+ec list --older-than 2h --state pending --json
+[ "$(validate each objects/request.json "$OUT")" = 1 ] || it_fail "list --older-than 2h: $(cat "$OUT")"
+ec list --newer-than 1h --san dev-4 --json
+[ "$(jget "$OUT" "[0]['id']")" = "$b_id" ] || it_fail "list --newer-than"
+ec list --older-than 2x
+expect_rc 2
+expect_err "bad age '2x'"
+ec list --san no-such-name
+expect_rc 0
+expect_out "^no requests match the filter$"
+# Bulk decisions: a dry run changes nothing.
+ec approve --subject device-4 --dry-run
+expect_rc 0
+expect_out "^would approve request $a_id: subject CN=device-44,O=acme, sans dns:dev-44\.example, ip:10\.0\.0\.44, key ec secp256r1, client "
+expect_out "^would approve request $b_id: subject CN=device-45, sans dns:dev-45\.other, key rsa 2048, "
+expect_out "^dry run: nothing approved$"
+expect_sql "SELECT count(*) FROM requests WHERE id IN ($a_id, $b_id) AND state = 'pending'" 2
+expect_sql "SELECT count(*) FROM audit" "$audit_before"
+ec approve --san no-such-name
+expect_rc 1
+expect_err "no pending request matches the filter; nothing approved"
+ec approve 1 --subject x
+expect_rc 2
+expect_err "not both"
+ec reject --older-than 2h --reason "too old"
+expect_rc 0
+expect_out "^rejected request $a_id: subject CN=device-44,O=acme"
+[ "$(grep -c . "$OUT")" = 1 ] || it_fail "reject --older-than: $(cat "$OUT")"
+expect_sql "SELECT state || ' ' || reason FROM requests WHERE id = $a_id" "rejected too old"
+expect_sql "SELECT count(*) FROM audit WHERE request_id = $a_id AND action = 'rejected' AND detail = 'too old'" 1
+ec approve --subject device-45 --san dev-45
+expect_rc 0
+expect_out "^approved request $b_id: "
+# Pre-authorisation compares DNs canonically (RFC 4514).
+ec preauth add --subject "cn=device-46, O=acme"
+expect_rc 0
+expect_out "^pre-authorised subject 'CN=device-46,O=acme' \(id [0-9]+\)$"
+expect_sql "SELECT count(*) FROM preauth WHERE value = 'CN=device-46,O=acme'" 1
+ec preauth add --subject "CN=device-46,O=acme"
+expect_rc 1
+expect_err "already pre-authorised"
+ec preauth add --subject "not a DN"
+expect_rc 1
+expect_err "not an RFC 4514 distinguished name"
+ec preauth add --subject "CN=device-47" --idevid "$afp" --note bound
+expect_rc 0
+expect_out "^pre-authorised subject 'CN=device-47' bound to idevid $afp "
+ec preauth list --json
+validate each objects/preauth.json "$OUT" >/dev/null
+expect_sql "SELECT idevid FROM preauth WHERE value = 'CN=device-47'" "$afp"
+ec preauth remove --subject "CN = device-46 , o=acme"
+expect_rc 0
+expect_sql "SELECT count(*) FROM preauth WHERE value = 'CN=device-46,O=acme'" 0
+# The same over the control envelope.
+cat >"$T/env2.json" <<EOF
+{"commands":[
+ {"command":"listRequests","san":"dev-4","olderThan":3600},
+ {"command":"listRequests","client":"${afp:0:8}","newerThan":86400},
+ {"command":"addPreauth","kind":"subject","value":"CN=x, O=y","idevid":"$afp"}
+]}
+EOF
+validate one control/envelope.json "$T/env2.json"
+ec raw "$(cat "$T/env2.json")"
+expect_rc 0
+validate one control/reply.json "$OUT"
+[ "$(jget "$OUT" "['responses'][0]['data']['requests'][0]['id']")" = "$a_id" ] || it_fail "raw: san + olderThan"
+[ "$(jget "$OUT" "['responses'][1]['data']['requests'][0]['id']")" = "$a_id" ] || it_fail "raw: client + newerThan"
+[ "$(jget "$OUT" "['responses'][2]['data']['preauth']['value']")" = "CN=x,O=y" ] || it_fail "raw: canonical preauth"
+ec raw '{"commands":[{"command":"listRequests","olderThan":-1}]}'
+expect_rc 1
+validate one control/reply.json "$OUT"
+[ "$(jget "$OUT" "['responses'][0]['error']")" = "olderThan must be a whole number of seconds (0 to 3155760000)" ] ||
+  it_fail "raw: olderThan -1"
+ec approve --help
+expect_out "--dry-run"
+ec list --help
+expect_out "--older-than AGE"
 
 it_pass

@@ -19,6 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
 #include "control/ctl.h"
 #include "store/store.h"
 #include "test_db.h"
@@ -207,11 +210,12 @@ static bool is_null(const cJSON *o, const char *name) {
 
 #define REQUEST_KEYS                                                           \
   "id,state,function,subject,client,clientClass,created,updated,expires,"     \
-  "reason,certSerial"
+  "reason,certSerial,clientSerial,clientFingerprint,sans,keyType,keyBits,"     \
+  "keyCurve"
 #define CERT_KEYS                                                              \
   "serial,subject,client,notBefore,notAfter,requestId,revoked,revokedAt,"     \
   "revokeReason,created"
-#define PREAUTH_KEYS "id,kind,value,note,created,actor"
+#define PREAUTH_KEYS "id,kind,value,note,created,actor,idevid"
 #define AUDIT_KEYS "id,time,actor,action,requestId,serial,detail"
 
 /* ------------------------------------------------------------ tests */
@@ -1087,8 +1091,12 @@ static int on_row(void *ctx, const store_audit_row *row) {
   assert_string_equal(str(ev, "client"), "CN=idevid-0001,O=Maker");
   switch (row->action) {
   case STORE_AUDIT_PENDING:
-    assert_keys(ev, "id,function,subject,client,time,auditId,actor");
+    /* Who asks (docs/decisions.md §15): the seeded rows have no serial. */
+    assert_keys(ev, "id,function,subject,client,time,auditId,actor,clientSerial,"
+                    "clientFingerprint");
     assert_string_equal(str(ev, "actor"), "coapd");
+    assert_true(is_null(ev, "clientSerial"));
+    assert_int_equal(strlen(str(ev, "clientFingerprint")), 64);
     break;
   case STORE_AUDIT_APPROVED:
     assert_keys(ev, "id,function,subject,client,time,auditId,actor");
@@ -1230,7 +1238,7 @@ static void test_busy(void **state) {
   snprintf(text, sizeof text,
            "{\"command\":\"approveRequest\",\"id\":%" PRId64 "}", id);
   check_error(f, text, EST_ERR_BUSY, "database is busy, try again");
-  check_error(f, "{\"command\":\"addPreauth\",\"kind\":\"subject\",\"value\":\"a\"}",
+  check_error(f, "{\"command\":\"addPreauth\",\"kind\":\"subject\",\"value\":\"CN=a\"}",
               EST_ERR_BUSY, "database is busy, try again");
   cJSON *r = run_text(f, "{\"command\":\"listRequests\"}", &err);
   expect_ok(r, "listRequests");
@@ -1267,6 +1275,278 @@ static void test_read_only_store(void **state) {
   store_close(ro);
 }
 
+/* ------------------------------------------------------------ what the approver sees */
+
+/* A DER CSR for @p dn (RFC 4514) with DNS name @p dns and IP 10.0.0.44
+ * when @p dns is set; an EC P-256 key, or Ed25519 with @p ed. */
+static size_t make_csr(const char *dn, const char *dns, bool ed, uint8_t *out, size_t cap) {
+  gnutls_x509_privkey_t key;
+  gnutls_x509_crq_t crq;
+  static const uint8_t ip[4] = {10, 0, 0, 44};
+  size_t len = cap;
+  assert_int_equal(gnutls_x509_privkey_init(&key), 0);
+  assert_int_equal(gnutls_x509_privkey_generate(key, ed ? GNUTLS_PK_EDDSA_ED25519 : GNUTLS_PK_ECDSA,
+                                                ed ? 256 : GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0),
+                   0);
+  assert_int_equal(gnutls_x509_crq_init(&crq), 0);
+  assert_int_equal(gnutls_x509_crq_set_dn(crq, dn, NULL), 0);
+  if (dns != NULL) {
+    assert_int_equal(gnutls_x509_crq_set_subject_alt_name(crq, GNUTLS_SAN_DNSNAME, dns,
+                                                          (unsigned)strlen(dns), GNUTLS_FSAN_APPEND),
+                     0);
+    assert_int_equal(gnutls_x509_crq_set_subject_alt_name(crq, GNUTLS_SAN_IPADDRESS, ip, 4,
+                                                          GNUTLS_FSAN_APPEND),
+                     0);
+  }
+  assert_int_equal(gnutls_x509_crq_set_key(crq, key), 0);
+  assert_int_equal(gnutls_x509_crq_sign2(crq, key, ed ? GNUTLS_DIG_UNKNOWN : GNUTLS_DIG_SHA256, 0), 0);
+  assert_int_equal(gnutls_x509_crq_export(crq, GNUTLS_X509_FMT_DER, out, &len), 0);
+  gnutls_x509_crq_deinit(crq);
+  gnutls_x509_privkey_deinit(key);
+  return len;
+}
+
+/* The CSR's subject as enrollment renders it (pki.c:pki_csr_subject). */
+static void csr_subject(const uint8_t *csr_der, size_t len, char *out, size_t cap) {
+  gnutls_x509_crq_t crq;
+  gnutls_datum_t d = {(unsigned char *)(uintptr_t)csr_der, (unsigned)len}, s = {NULL, 0};
+  assert_int_equal(gnutls_x509_crq_init(&crq), 0);
+  assert_int_equal(gnutls_x509_crq_import(crq, &d, GNUTLS_X509_FMT_DER), 0);
+  assert_int_equal(gnutls_x509_crq_get_dn3(crq, &s, 0), 0);
+  assert_true(s.size < cap);
+  memcpy(out, s.data, s.size);
+  out[s.size] = '\0';
+  gnutls_free(s.data);
+  gnutls_x509_crq_deinit(crq);
+}
+
+static uint8_t csr_a[2048], csr_b[2048];
+
+/* Request k with a real CSR, a client serial and a creation time. */
+static int64_t seed_real(fx *f, int k, const char *subject, const uint8_t *csr_der, size_t len,
+                         const char *serial, const char *client, int64_t created) {
+  store_request_new r = req_new(k, 0);
+  int64_t id = 0;
+  r.subject = subject;
+  r.csr = csr_der;
+  r.csr_len = len;
+  r.client_serial = serial;
+  if (client != NULL)
+    r.client = client;
+  fake_now = created;
+  assert_int_equal(store_request_create(f->s, &r, "coapd", &id), EST_OK);
+  fake_now = T0;
+  return id;
+}
+
+/* The clientSerial of the first pending event, or "null". */
+static int on_pending_event(void *ctx, const store_audit_row *row) {
+  char *out = ctx;
+  const char *kind;
+  cJSON *ev = ctl_event(row, &kind);
+  if (ev != NULL && row->action == STORE_AUDIT_PENDING && out[0] == '\0') {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, "clientSerial");
+    snprintf(out, 64, "%s", cJSON_IsString(v) ? v->valuestring : "null");
+  }
+  cJSON_Delete(ev);
+  return 0;
+}
+
+static void test_request_csr_fields(void **state) {
+  fx *f = *state;
+  char text[128];
+  size_t la = make_csr("CN=device-44,O=acme", "dev-44.example", false, csr_a, sizeof csr_a);
+  size_t lb = make_csr("CN=device-45", NULL, true, csr_b, sizeof csr_b);
+  int64_t a = seed_real(f, 1, "CN=device-44,O=acme", csr_a, la, "0A1B2C", NULL, T0);
+  int64_t b = seed_real(f, 2, "CN=device-45", csr_b, lb, NULL, NULL, T0);
+  int64_t old = seed_pending(f, 3); /* filler CSR, no serial: a row of schema 2 */
+  snprintf(text, sizeof text, "{\"command\":\"getRequest\",\"id\":%" PRId64 "}", a);
+  cJSON *r = run_text(f, text, NULL);
+  cJSON *req = cJSON_GetObjectItemCaseSensitive(expect_ok(r, "getRequest"), "request");
+  assert_keys(req, REQUEST_KEYS);
+  assert_string_equal(str(req, "clientSerial"), "0a1b2c");
+  assert_string_equal(str(req, "clientFingerprint"),
+                      "8181818181818181818181818181818181818181818181818181818181818181");
+  assert_string_equal(str(req, "keyType"), "ec");
+  assert_true(num(req, "keyBits") == 256);
+  assert_string_equal(str(req, "keyCurve"), "secp256r1");
+  const cJSON *sans = cJSON_GetObjectItemCaseSensitive(req, "sans");
+  assert_int_equal(cJSON_GetArraySize(sans), 2);
+  assert_string_equal(str(cJSON_GetArrayItem(sans, 0), "type"), "dns");
+  assert_string_equal(str(cJSON_GetArrayItem(sans, 0), "value"), "dev-44.example");
+  assert_string_equal(str(cJSON_GetArrayItem(sans, 1), "type"), "ip");
+  assert_string_equal(str(cJSON_GetArrayItem(sans, 1), "value"), "10.0.0.44");
+  cJSON_Delete(r);
+
+  snprintf(text, sizeof text, "{\"command\":\"getRequest\",\"id\":%" PRId64 "}", b);
+  r = run_text(f, text, NULL);
+  req = cJSON_GetObjectItemCaseSensitive(expect_ok(r, "getRequest"), "request");
+  assert_string_equal(str(req, "keyType"), "ed25519");
+  assert_true(is_null(req, "keyCurve"));
+  assert_true(is_null(req, "clientSerial"));
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(req, "sans")), 0);
+  assert_true(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(req, "sans")));
+  cJSON_Delete(r);
+
+  snprintf(text, sizeof text, "{\"command\":\"getRequest\",\"id\":%" PRId64 "}", old);
+  r = run_text(f, text, NULL);
+  req = cJSON_GetObjectItemCaseSensitive(expect_ok(r, "getRequest"), "request");
+  assert_keys(req, REQUEST_KEYS);
+  assert_true(is_null(req, "sans"));
+  assert_true(is_null(req, "keyType"));
+  assert_true(is_null(req, "keyBits"));
+  assert_true(is_null(req, "keyCurve"));
+  assert_true(is_null(req, "clientSerial"));
+  cJSON_Delete(r);
+  /* The pending event names the client certificate too. */
+  char serial[64] = "";
+  assert_int_equal(store_audit_since(f->s, 0, 0, on_pending_event, serial), EST_OK);
+  assert_string_equal(serial, "0a1b2c");
+}
+
+/* The ids listRequests gives for the members in @p args, as "1,3". */
+static void list_ids(fx *f, const char *args, char *out, size_t cap) {
+  char text[512];
+  size_t n = 0;
+  const cJSON *it;
+  snprintf(text, sizeof text, "{\"command\":\"listRequests\"%s%s}", args[0] ? "," : "", args);
+  cJSON *r = run_text(f, text, NULL);
+  const cJSON *arr = cJSON_GetObjectItemCaseSensitive(expect_ok(r, "listRequests"), "requests");
+  out[0] = '\0';
+  cJSON_ArrayForEach(it, arr) {
+    n += (size_t)snprintf(out + n, cap - n, "%s%.0f", n ? "," : "",
+                          cJSON_GetObjectItemCaseSensitive(it, "id")->valuedouble);
+    assert_true(n < cap);
+  }
+  cJSON_Delete(r);
+}
+
+static void test_list_filters(void **state) {
+  fx *f = *state;
+  char ids[64];
+  size_t la = make_csr("CN=device-44,O=acme", "dev-44.example", false, csr_a, sizeof csr_a);
+  size_t lb = make_csr("CN=device-45", NULL, false, csr_b, sizeof csr_b);
+  /* 1: three hours old; 2: ten minutes old; 3: now, another client. */
+  seed_real(f, 1, "CN=device-44,O=acme", csr_a, la, "01", NULL, T0 - 3 * 3600);
+  seed_real(f, 2, "CN=device-45", csr_b, lb, NULL, NULL, T0 - 600);
+  seed_real(f, 3, "CN=other", csr_b, lb, NULL, "CN=idevid-0002,O=Other", T0);
+  f->ctx.now = T0;
+  list_ids(f, "", ids, sizeof ids);
+  assert_string_equal(ids, "1,2,3");
+  list_ids(f, "\"subject\":\"DEVICE-4\"", ids, sizeof ids);
+  assert_string_equal(ids, "1,2");
+  list_ids(f, "\"san\":\"dev-44\"", ids, sizeof ids);
+  assert_string_equal(ids, "1");
+  list_ids(f, "\"san\":\"10.0.0.44\"", ids, sizeof ids);
+  assert_string_equal(ids, "1");
+  list_ids(f, "\"san\":\"nowhere\"", ids, sizeof ids);
+  assert_string_equal(ids, "");
+  list_ids(f, "\"client\":\"idevid-0002\"", ids, sizeof ids);
+  assert_string_equal(ids, "3");
+  /* A fingerprint prefix, any case, colons allowed: 0x81 is key 1. */
+  list_ids(f, "\"client\":\"81:81:8\"", ids, sizeof ids);
+  assert_string_equal(ids, "1");
+  list_ids(f, "\"client\":\"8282\"", ids, sizeof ids);
+  assert_string_equal(ids, "2");
+  list_ids(f, "\"olderThan\":7200", ids, sizeof ids);
+  assert_string_equal(ids, "1");
+  list_ids(f, "\"newerThan\":3600", ids, sizeof ids);
+  assert_string_equal(ids, "2,3");
+  list_ids(f, "\"olderThan\":600", ids, sizeof ids);
+  assert_string_equal(ids, "1,2");
+  list_ids(f, "\"olderThan\":60,\"newerThan\":7200,\"subject\":\"device\"", ids, sizeof ids);
+  assert_string_equal(ids, "2");
+  list_ids(f, "\"state\":\"pending\",\"olderThan\":0", ids, sizeof ids);
+  assert_string_equal(ids, "1,2,3");
+  check_error(f, "{\"command\":\"listRequests\",\"olderThan\":\"2h\"}", EST_ERR_INVALID,
+              "olderThan must be a whole number of seconds");
+  check_error(f, "{\"command\":\"listRequests\",\"newerThan\":-1}", EST_ERR_INVALID,
+              "newerThan must be a whole number of seconds");
+  check_error(f, "{\"command\":\"listRequests\",\"newerThan\":1.5}", EST_ERR_INVALID,
+              "newerThan must be");
+  check_error(f, "{\"command\":\"listRequests\",\"san\":7}", EST_ERR_INVALID,
+              "san must be a string");
+}
+
+/* Pre-authorisation by subject compares canonical DNs (RFC 4514). */
+static void test_preauth_canonical(void **state) {
+  fx *f = *state;
+  char dn[CTL_DN_MAX + 1], diag[256], subject[256];
+  bool hit = false;
+  assert_int_equal(ctl_dn_canonical("cn=device-44, o=acme", dn, sizeof dn, diag, sizeof diag),
+                   EST_OK);
+  assert_string_equal(dn, "CN=device-44,O=acme");
+  assert_int_equal(ctl_dn_canonical("CN=a\\,b , O = x", dn, sizeof dn, NULL, 0), EST_OK);
+  assert_string_equal(dn, "CN=a\\,b,O=x");
+  assert_int_equal(ctl_dn_canonical("garbage", dn, sizeof dn, diag, sizeof diag),
+                   EST_ERR_INVALID);
+  assert_non_null(strstr(diag, "RFC 4514"));
+  assert_int_equal(ctl_dn_canonical("", dn, sizeof dn, diag, sizeof diag), EST_ERR_INVALID);
+  assert_int_equal(ctl_dn_canonical("CN=x+OU=y", dn, sizeof dn, diag, sizeof diag),
+                   EST_ERR_INVALID);
+  assert_int_equal(ctl_dn_canonical("CN=device-44,O=acme", dn, 8, diag, sizeof diag),
+                   EST_ERR_TOO_LARGE);
+
+  /* The operator writes a blank after the comma; the CSR has none. */
+  cJSON *r = run_text(f, "{\"command\":\"addPreauth\",\"kind\":\"subject\","
+                         "\"value\":\"CN=device-44, O=acme\"}", NULL);
+  const cJSON *p = cJSON_GetObjectItemCaseSensitive(expect_ok(r, "addPreauth"), "preauth");
+  assert_keys(p, PREAUTH_KEYS);
+  assert_string_equal(str(p, "value"), "CN=device-44,O=acme");
+  assert_true(is_null(p, "idevid"));
+  cJSON_Delete(r);
+  size_t la = make_csr("CN=device-44,O=acme", NULL, false, csr_a, sizeof csr_a);
+  csr_subject(csr_a, la, subject, sizeof subject);
+  assert_string_equal(subject, "CN=device-44,O=acme");
+  assert_int_equal(store_preauth_match(f->s, subject, NULL, &hit), EST_OK);
+  assert_true(hit);
+  check_error(f, "{\"command\":\"addPreauth\",\"kind\":\"subject\",\"value\":\"cn=device-44,o=acme\"}",
+              EST_ERR_EXISTS, "subject 'CN=device-44,O=acme' is already pre-authorised");
+  int64_t before = audit_count(f);
+  check_error(f, "{\"command\":\"addPreauth\",\"kind\":\"subject\",\"value\":\"not a DN\"}",
+              EST_ERR_INVALID, "subject 'not a DN': it is not an RFC 4514 distinguished name");
+  assert_int_equal(audit_count(f), before);
+  r = run_text(f, "{\"command\":\"removePreauth\",\"kind\":\"subject\","
+                  "\"value\":\"CN = device-44 ,O=acme\"}", NULL);
+  expect_ok(r, "removePreauth");
+  cJSON_Delete(r);
+  assert_int_equal(store_preauth_match(f->s, subject, NULL, &hit), EST_OK);
+  assert_false(hit);
+  /* An entry from before schema 3, stored as written, is removed as written. */
+  assert_int_equal(store_preauth_add(f->s, STORE_PREAUTH_SUBJECT, "CN=old, O=x", NULL, "op", NULL),
+                   EST_OK);
+  r = run_text(f, "{\"command\":\"removePreauth\",\"kind\":\"subject\",\"value\":\"CN=old, O=x\"}",
+               NULL);
+  expect_ok(r, "removePreauth");
+  cJSON_Delete(r);
+
+  /* Bound to one IDevID: both must match. */
+  const char *fp = "ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB";
+  char lower[65];
+  for (int i = 0; i < 64; i++)
+    lower[i] = (char)(fp[i] - 'A' + 'a');
+  lower[64] = '\0';
+  char text[300];
+  snprintf(text, sizeof text,
+           "{\"command\":\"addPreauth\",\"kind\":\"subject\",\"value\":\"cn=dev-9\",\"idevid\":\"%s\"}",
+           fp);
+  r = run_text(f, text, NULL);
+  p = cJSON_GetObjectItemCaseSensitive(expect_ok(r, "addPreauth"), "preauth");
+  assert_string_equal(str(p, "value"), "CN=dev-9");
+  assert_string_equal(str(p, "idevid"), lower);
+  cJSON_Delete(r);
+  assert_int_equal(store_preauth_match(f->s, "CN=dev-9", NULL, &hit), EST_OK);
+  assert_false(hit);
+  assert_int_equal(store_preauth_match(f->s, "CN=dev-9", lower, &hit), EST_OK);
+  assert_true(hit);
+  check_error(f, "{\"command\":\"addPreauth\",\"kind\":\"subject\",\"value\":\"CN=z\",\"idevid\":\"abc\"}",
+              EST_ERR_INVALID, "idevid must be an IDevID SHA-256 fingerprint");
+  snprintf(text, sizeof text,
+           "{\"command\":\"addPreauth\",\"kind\":\"idevid\",\"value\":\"%s\",\"idevid\":\"%s\"}",
+           lower, lower);
+  check_error(f, text, EST_ERR_INVALID, "kind must be \"subject\"");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_time_iso),
@@ -1284,6 +1564,9 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_events, setup, teardown),
     cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
     cmocka_unit_test_setup_teardown(test_read_only_store, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_request_csr_fields, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_preauth_canonical, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -239,7 +239,7 @@ static void integrity_ok(const char *path) {
 
 static void test_open_creates_schema(void **state) {
   fx *f = *state;
-  assert_int_equal(store_schema_version(), 2);
+  assert_int_equal(store_schema_version(), 3);
   assert_int_equal(query(f->path, "PRAGMA user_version"), store_schema_version());
   assert_int_equal(query(f->path, "PRAGMA application_id"), 0x45535443);
   char *mode = query_text(f->path, "PRAGMA journal_mode");
@@ -356,7 +356,7 @@ static void test_open_schema_newer_refused(void **state) {
                    EST_ERR_SCHEMA);
   assert_null(s);
   assert_string_equal(diag,
-                      "database schema version 7 is newer than this program (2)");
+                      "database schema version 7 is newer than this program (3)");
   o.read_only = true;
   assert_int_equal(store_open(f->path, &o, &s, diag, sizeof diag),
                    EST_ERR_SCHEMA);
@@ -1793,6 +1793,132 @@ static void test_crash_mid_transaction(void **state) {
   free(before);
 }
 
+/* ------------------------------------------------------------ schema 3 */
+
+/* The client certificate's serial travels with the request (schema 3):
+ * stored lowercase, NULL when not given, refused when not hex or too long. */
+static void test_client_serial(void **state) {
+  fx *f = *state;
+  store_request r;
+  int64_t id = 0, id2 = 0;
+  store_request_new n = req(1, STORE_FN_SEN);
+  n.client_serial = "0A1B2c3D";
+  assert_int_equal(store_request_create(f->s, &n, "coapd", &id), EST_OK);
+  assert_int_equal(store_request_get(f->s, id, &r), EST_OK);
+  assert_non_null(r.client_serial);
+  assert_string_equal(r.client_serial, "0a1b2c3d");
+  store_request_clear(&r);
+  assert_null(r.client_serial);
+  n = req(2, STORE_FN_SEN);
+  n.client_serial = "";
+  assert_int_equal(store_request_create(f->s, &n, "coapd", &id2), EST_OK);
+  assert_int_equal(store_request_get(f->s, id2, &r), EST_OK);
+  assert_null(r.client_serial);
+  store_request_clear(&r);
+  int64_t before = N_REQ(f);
+  n = req(3, STORE_FN_SEN);
+  n.client_serial = "xyz";
+  assert_int_equal(store_request_create(f->s, &n, "coapd", NULL), EST_ERR_INVALID);
+  char big[STORE_MAX_SERIAL + 2];
+  memset(big, 'a', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  n.client_serial = big;
+  assert_int_equal(store_request_create(f->s, &n, "coapd", NULL), EST_ERR_TOO_LARGE);
+  big[STORE_MAX_SERIAL] = '\0';
+  n.client_serial = big;
+  assert_int_equal(store_issue_direct(f->s, &n, &(store_cert_new){.serial = "77",
+                   .subject = "CN=dev1", .der = der_buf, .der_len = 10}, "coapd", &id, NULL),
+                   EST_OK);
+  assert_int_equal(store_request_get(f->s, id, &r), EST_OK);
+  assert_int_equal(strlen(r.client_serial), STORE_MAX_SERIAL);
+  store_request_clear(&r);
+  assert_int_equal(N_REQ(f), before + 1);
+  assert_int_equal(query(f->path, "SELECT count(*) FROM requests WHERE client_serial = '0a1b2c3d'"), 1);
+}
+
+/* Keeps a copy of the bound fingerprint of the first bound entry. */
+static int on_first_preauth(void *ctx, const store_preauth *p) {
+  store_preauth *out = ctx;
+  if (p->idevid == NULL)
+    return 0;
+  out->idevid = strdup(p->idevid);
+  return out->idevid != NULL ? 1 : EST_ERR_NOMEM;
+}
+
+/* A subject pre-authorisation bound to one IDevID needs both to match. */
+static void test_preauth_bound(void **state) {
+  fx *f = *state;
+  const char *fp = "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff";
+  const char *lower = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+  const char *other = "ff112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+  bool hit = true;
+  int64_t id = 0;
+  assert_int_equal(store_preauth_add_bound(f->s, "CN=dev1,O=acme", fp, "n", "op", &id), EST_OK);
+  assert_true(id > 0);
+  assert_int_equal(store_preauth_match(f->s, "CN=dev1,O=acme", NULL, &hit), EST_OK);
+  assert_false(hit); /* an LDevID client, or no IDevID: no */
+  assert_int_equal(store_preauth_match(f->s, "CN=dev1,O=acme", other, &hit), EST_OK);
+  assert_false(hit);
+  assert_int_equal(store_preauth_match(f->s, "CN=dev2", lower, &hit), EST_OK);
+  assert_false(hit); /* the fingerprint alone is not an idevid entry */
+  assert_int_equal(store_preauth_match(f->s, "CN=dev1,O=acme", lower, &hit), EST_OK);
+  assert_true(hit);
+  /* One entry per subject, bound or not. */
+  assert_int_equal(store_preauth_add(f->s, STORE_PREAUTH_SUBJECT, "CN=dev1,O=acme", NULL,
+                                     "op", NULL), EST_ERR_EXISTS);
+  assert_int_equal(store_preauth_add_bound(f->s, "CN=x", "abc", NULL, "op", NULL),
+                   EST_ERR_INVALID);
+  /* An unbound subject entry still matches any client. */
+  assert_int_equal(store_preauth_add_bound(f->s, "CN=free", NULL, NULL, "op", NULL), EST_OK);
+  assert_int_equal(store_preauth_match(f->s, "CN=free", NULL, &hit), EST_OK);
+  assert_true(hit);
+  assert_int_equal(store_preauth_match(f->s, "CN=free", other, &hit), EST_OK);
+  assert_true(hit);
+  store_preauth p = {0};
+  assert_int_equal(store_preauth_list(f->s, on_first_preauth, &p), EST_OK);
+  assert_non_null(p.idevid);
+  assert_string_equal(p.idevid, lower);
+  store_preauth_clear(&p);
+  assert_int_equal(query(f->path, "SELECT count(*) FROM audit WHERE action = 'preauth_add'"
+                                  " AND detail = 'subject CN=dev1,O=acme idevid "
+                                  "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'"),
+                   1);
+  /* Removing by the subject removes the bound entry. */
+  assert_int_equal(store_preauth_remove(f->s, STORE_PREAUTH_SUBJECT, "CN=dev1,O=acme", "op"),
+                   EST_OK);
+  assert_int_equal(store_preauth_match(f->s, "CN=dev1,O=acme", lower, &hit), EST_OK);
+  assert_false(hit);
+}
+
+/* A database of schema 2 is upgraded in place; its rows keep working with
+ * NULL in the new columns. */
+static void test_schema2_upgrade(void **state) {
+  fx *f = *state;
+  char diag[256];
+  bool hit = false;
+  int64_t id = create(f, 1, STORE_FN_SEN);
+  assert_int_equal(store_preauth_add(f->s, STORE_PREAUTH_SUBJECT, "CN=old", NULL, "op", NULL),
+                   EST_OK);
+  store_close(f->s);
+  f->s = NULL;
+  /* Back to what 001 + 002 made. */
+  raw_exec(f->path, "ALTER TABLE requests DROP COLUMN client_serial;"
+                    " ALTER TABLE preauth DROP COLUMN idevid; PRAGMA user_version = 2");
+  assert_int_equal(query(f->path, "PRAGMA user_version"), 2);
+  store_options o = test_options();
+  assert_int_equal(store_open(f->path, &o, &f->s, diag, sizeof diag), EST_OK);
+  assert_int_equal(query(f->path, "PRAGMA user_version"), 3);
+  store_request r;
+  assert_int_equal(store_request_get(f->s, id, &r), EST_OK);
+  assert_null(r.client_serial);
+  assert_int_equal(r.state, STORE_REQ_PENDING);
+  store_request_clear(&r);
+  assert_int_equal(store_preauth_match(f->s, "CN=old", NULL, &hit), EST_OK);
+  assert_true(hit);
+  assert_int_equal(store_request_decide(f->s, id, true, NULL, "op"), EST_OK);
+  integrity_ok(f->path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_open_creates_schema, setup, teardown),
@@ -1837,6 +1963,9 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_fault_every_step, setup, teardown),
     cmocka_unit_test_setup_teardown(test_locked_database, setup, teardown),
     cmocka_unit_test_setup_teardown(test_crash_mid_transaction, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_client_serial, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_preauth_bound, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_schema2_upgrade, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

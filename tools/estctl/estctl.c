@@ -58,11 +58,15 @@ static const char usage_main[] =
   "read the audit trail.\n"
   "\n"
   "commands:\n"
-  "  list [--state STATE] [--json]        list requests\n"
+  "  list [--state STATE] [FILTER] [--json]\n"
+  "                                       list requests\n"
   "  show ID [--json]                     one request and its audit trail\n"
-  "  approve ID... [--reason TEXT]        approve pending requests\n"
-  "  reject ID... --reason TEXT           reject pending requests\n"
-  "  preauth add (--subject DN | --idevid SHA256HEX) [--note TEXT]\n"
+  "  approve (ID... | FILTER) [--reason TEXT] [--dry-run]\n"
+  "                                       approve pending requests\n"
+  "  reject (ID... | FILTER) --reason TEXT [--dry-run]\n"
+  "                                       reject pending requests\n"
+  "  preauth add (--subject DN [--idevid SHA256HEX] | --idevid SHA256HEX)\n"
+  "              [--note TEXT]\n"
   "  preauth remove (--subject DN | --idevid SHA256HEX)\n"
   "  preauth list [--json]                pre-authorised clients\n"
   "  certs [--json]                       issued certificates\n"
@@ -73,6 +77,9 @@ static const char usage_main[] =
   "  raw [JSON | -]                       run a control envelope\n"
   "                                       {\"commands\":[...]} as the broker does\n"
   "  events [--after ID] [--limit N]      the events the broker publishes\n"
+  "\n"
+  "FILTER: --subject TEXT, --san TEXT, --client TEXT, --older-than AGE,\n"
+  "        --newer-than AGE (see 'estctl list --help')\n"
   "\n"
   "options:\n"
   "  --db PATH           the est-coaps database; it is never created\n"
@@ -87,39 +94,60 @@ static const char usage_main[] =
   "unavailable (missing, busy or unreadable)\n";
 
 static const char help_list[] =
-  "usage: estctl --db PATH list [--state STATE] [--json]\n"
+  "usage: estctl --db PATH list [--state STATE] [FILTER] [--json]\n"
   "\n"
-  "List enrollment requests, oldest first. STATE is one of pending,\n"
-  "approved, rejected, issued, expired (default: all).\n"
-  "  --json   print a JSON array of request objects\n";
+  "List enrollment requests, oldest first, with what each CSR asks for\n"
+  "(subject, SANs, key) and the client certificate it came with (subject,\n"
+  "serial, SHA-256 fingerprint). STATE is one of pending, approved,\n"
+  "rejected, issued, expired (default: all). Filters (all must match;\n"
+  "text matches ignore ASCII case):\n"
+  "  --subject TEXT      the CSR subject contains TEXT\n"
+  "  --san TEXT          one of the CSR's SANs contains TEXT\n"
+  "  --client TEXT       the client certificate's subject contains TEXT, or\n"
+  "                      its SHA-256 fingerprint starts with TEXT (hex, ':' ok)\n"
+  "  --older-than AGE    created at least AGE ago; AGE is N[s|m|h|d|w], e.g. 2h\n"
+  "  --newer-than AGE    created less than AGE ago, e.g. 30m\n"
+  "  --json              print a JSON array of request objects\n";
 
 static const char help_show[] =
   "usage: estctl --db PATH show ID [--json]\n"
   "\n"
   "Show one request, the serial of its certificate if issued, and its audit\n"
   "trail (oldest first).\n"
+  "Shows the CSR's subject, SANs and key, and the client certificate's\n"
+  "subject, serial and SHA-256 fingerprint ('-' when not recorded).\n"
   "  --json   print the request object with an \"audit\" member\n";
 
 static const char help_approve[] =
-  "usage: estctl --db PATH approve ID... [--reason TEXT]\n"
+  "usage: estctl --db PATH approve (ID... | FILTER) [--reason TEXT] [--dry-run]\n"
   "\n"
-  "Approve pending requests. The device gets its certificate at its next\n"
-  "retry. Each ID is tried; the exit status is non-zero if any failed.\n";
+  "Approve pending requests, by ID or every pending request a FILTER\n"
+  "matches (--subject, --san, --client, --older-than, --newer-than as in\n"
+  "'estctl list --help'). The device gets its certificate at its next\n"
+  "retry. Each request is decided on its own, with its audit row; the exit\n"
+  "status is non-zero if any failed or the filter matches nothing.\n"
+  "  --dry-run   print what would be approved and change nothing\n";
 
 static const char help_reject[] =
-  "usage: estctl --db PATH reject ID... --reason TEXT\n"
+  "usage: estctl --db PATH reject (ID... | FILTER) --reason TEXT [--dry-run]\n"
   "\n"
-  "Reject pending requests. The device's retries get 4.03 with the reason.\n"
-  "Each ID is tried; the exit status is non-zero if any failed.\n";
+  "Reject pending requests, by ID or every pending request a FILTER\n"
+  "matches (as for approve). The device's retries get 4.03 with the reason.\n"
+  "Each request is decided on its own; the exit status is non-zero if any\n"
+  "failed or the filter matches nothing.\n"
+  "  --dry-run   print what would be rejected and change nothing\n";
 
 static const char help_preauth[] =
-  "usage: estctl --db PATH preauth add (--subject DN | --idevid SHA256HEX)\n"
-  "                                    [--note TEXT]\n"
+  "usage: estctl --db PATH preauth add (--subject DN [--idevid SHA256HEX] |\n"
+  "                                     --idevid SHA256HEX) [--note TEXT]\n"
   "       estctl --db PATH preauth remove (--subject DN | --idevid SHA256HEX)\n"
   "       estctl --db PATH preauth list [--json]\n"
   "\n"
-  "Pre-authorise a client before it asks: by the exact CSR subject DN, or by\n"
-  "the SHA-256 fingerprint (64 hex digits) of its IDevID certificate.\n"
+  "Pre-authorise a client before it asks: by the CSR subject DN, or by the\n"
+  "SHA-256 fingerprint (64 hex digits) of its IDevID certificate, or by both\n"
+  "(--subject with --idevid: both must match). The DN is parsed as RFC 4514\n"
+  "(\"CN=dev-1, O=Acme\" and \"cn=dev-1,o=Acme\" are one DN; values are exact)\n"
+  "and kept in canonical form; one that does not parse is refused.\n"
   "Its requests are then approved at once. Entries stay until removed.\n";
 
 static const char help_certs[] =
@@ -460,6 +488,11 @@ static bool parse_id(const char *s, bool zero_ok, int64_t *out) {
 #define OPT_AFTER 1008
 #define OPT_OUT 1009
 #define OPT_PEM 1010
+#define OPT_SAN 1011
+#define OPT_CLIENT 1012
+#define OPT_OLDER 1013
+#define OPT_NEWER 1014
+#define OPT_DRY_RUN 1015
 
 static const struct option cmd_opts[] = {
   {"help", no_argument, NULL, OPT_HELP},
@@ -474,19 +507,24 @@ static const struct option cmd_opts[] = {
   {"after", required_argument, NULL, OPT_AFTER},
   {"out", required_argument, NULL, OPT_OUT},
   {"pem", no_argument, NULL, OPT_PEM},
+  {"san", required_argument, NULL, OPT_SAN},
+  {"client", required_argument, NULL, OPT_CLIENT},
+  {"older-than", required_argument, NULL, OPT_OLDER},
+  {"newer-than", required_argument, NULL, OPT_NEWER},
+  {"dry-run", no_argument, NULL, OPT_DRY_RUN},
   {NULL, 0, NULL, 0},
 };
 
 typedef struct args {
-  bool help, json, pem;
+  bool help, json, pem, dry_run;
   const char *state, *reason, *subject, *idevid, *note, *request, *limit,
-    *after, *out;
+    *after, *out, *san, *client, *older, *newer;
   int nargs;
   char **pos; /* positional arguments */
 } args;
 
 /* Parse the options of command @p name, allowing only those in @p allowed
- * (a string of OPT_ letters: j s r S I n q l a o p). */
+ * (a string of OPT_ letters: j s r S I n q l a o p A C O W D). */
 static int parse_args(const char *name, const char *allowed, int argc,
                       char **argv, args *out) {
   int ch;
@@ -543,6 +581,26 @@ static int parse_args(const char *name, const char *allowed, int argc,
       key = 'p';
       out->pem = true;
       break;
+    case OPT_SAN:
+      key = 'A';
+      out->san = optarg;
+      break;
+    case OPT_CLIENT:
+      key = 'C';
+      out->client = optarg;
+      break;
+    case OPT_OLDER:
+      key = 'O';
+      out->older = optarg;
+      break;
+    case OPT_NEWER:
+      key = 'W';
+      out->newer = optarg;
+      break;
+    case OPT_DRY_RUN:
+      key = 'D';
+      out->dry_run = true;
+      break;
     case ':':
       return usage_error(name, "option '%s' needs a value", argv[optind - 1]);
     default:
@@ -559,22 +617,114 @@ static int parse_args(const char *name, const char *allowed, int argc,
 
 /* ------------------------------------------------------------ commands */
 
+/* Longest text of a SAN list cell. */
+#define SANS_TEXT 1024
+
+/* "dns:a.example, ip:10.0.0.1", "none", or "-" (the CSR did not parse). */
+static const char *sans_text(const cJSON *r, char *buf, size_t len) {
+  const cJSON *sans = cJSON_GetObjectItemCaseSensitive(r, "sans"), *it;
+  size_t n = 0;
+  if (!cJSON_IsArray(sans))
+    return "-";
+  if (cJSON_GetArraySize(sans) == 0)
+    return "none";
+  buf[0] = '\0';
+  cJSON_ArrayForEach(it, sans) {
+    int w = snprintf(buf + n, len - n, "%s%s:%s", n ? ", " : "",
+                     field(it, "type", NULL, 0), field(it, "value", NULL, 0));
+    if (w < 0 || (size_t)w >= len - n)
+      break; /* cut: the table cuts anyway, show prints the JSON */
+    n += (size_t)w;
+  }
+  return buf;
+}
+
+/* "ec secp256r1", "rsa 2048", "ed25519", or "-". */
+static const char *key_text(const cJSON *r, char *buf, size_t len) {
+  const cJSON *type = cJSON_GetObjectItemCaseSensitive(r, "keyType");
+  const cJSON *curve = cJSON_GetObjectItemCaseSensitive(r, "keyCurve");
+  const cJSON *bits = cJSON_GetObjectItemCaseSensitive(r, "keyBits");
+  if (!cJSON_IsString(type))
+    return "-";
+  if (cJSON_IsString(curve))
+    snprintf(buf, len, "%s %s", type->valuestring, curve->valuestring);
+  else if (cJSON_IsNumber(bits) && strncmp(type->valuestring, "ed", 2) != 0)
+    snprintf(buf, len, "%s %.0f", type->valuestring, bits->valuedouble);
+  else
+    snprintf(buf, len, "%s", type->valuestring);
+  return buf;
+}
+
 static void request_row(table *t, const cJSON *r) {
-  static const size_t max[] = {0, 0, 0, CELL_MAX, CELL_MAX, 0};
-  char id[32];
+  /* The fingerprint is cut to a prefix that --client takes. */
+  static const size_t max[] = {0, 0, 0, CELL_MAX, CELL_MAX, 0, CELL_MAX, 0, 19, 0};
+  char id[32], sans[SANS_TEXT], key[64];
   const char *cells[] = {
-    field(r, "id", id, sizeof id), field(r, "state", NULL, 0),
-    field(r, "function", NULL, 0), field(r, "subject", NULL, 0),
-    field(r, "client", NULL, 0),   field(r, "created", NULL, 0),
+    field(r, "id", id, sizeof id),    field(r, "state", NULL, 0),
+    field(r, "function", NULL, 0),    field(r, "subject", NULL, 0),
+    sans_text(r, sans, sizeof sans),  key_text(r, key, sizeof key),
+    field(r, "client", NULL, 0),      field(r, "clientSerial", NULL, 0),
+    field(r, "clientFingerprint", NULL, 0), field(r, "created", NULL, 0),
   };
   table_row(t, cells, max);
 }
 
+/* Parse AGE: N with an optional unit s, m, h, d or w, into seconds (at most
+ * 100 years). */
+static bool parse_age(const char *s, int64_t *out) {
+  static const struct { char unit; int64_t secs; } units[] = {
+    {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
+  const int64_t cap = 3155760000LL;
+  char *end;
+  if (s == NULL || *s < '0' || *s > '9')
+    return false;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  int64_t mul = 1;
+  if (errno != 0 || v < 0 || v > cap)
+    return false;
+  if (*end != '\0') {
+    mul = 0;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+      if (end[0] == units[i].unit && end[1] == '\0')
+        mul = units[i].secs;
+    if (mul == 0)
+      return false;
+  }
+  if (v > cap / mul)
+    return false;
+  *out = (int64_t)v * mul;
+  return true;
+}
+
+static bool has_filter(const args *o) {
+  return o->subject != NULL || o->san != NULL || o->client != NULL || o->older != NULL ||
+         o->newer != NULL;
+}
+
+/* The filter options as listRequests members; a usage error for a bad AGE. */
+static int add_filter(const char *name, const args *o, cJSON *cmd) {
+  int64_t secs;
+  const char *ages[2][2] = {{o->older, "olderThan"}, {o->newer, "newerThan"}};
+  cmd_str(cmd, "subject", o->subject);
+  cmd_str(cmd, "san", o->san);
+  cmd_str(cmd, "client", o->client);
+  for (int i = 0; i < 2; i++) {
+    if (ages[i][0] == NULL)
+      continue;
+    if (!parse_age(ages[i][0], &secs))
+      return usage_error(name, "bad age '%s' (N[s|m|h|d|w], e.g. 2h or 7d)", ages[i][0]);
+    cmd_num(cmd, ages[i][1], secs);
+  }
+  return EXIT_OK;
+}
+
 static int do_list(app *a, int argc, char **argv) {
-  static const char *const head[] = {"ID",      "STATE",  "FUNCTION",
-                                     "SUBJECT", "CLIENT", "CREATED"};
+  static const char *const head[] = {
+    "ID",     "STATE",         "FUNCTION",  "SUBJECT",   "SANS",
+    "KEY",    "CLIENT",        "CLIENT-SERIAL", "CLIENT-FP", "CREATED"};
   args o;
-  int rc = parse_args("list", "js", argc, argv, &o);
+  int rc = parse_args("list", "jsSACOW", argc, argv, &o);
   store_req_state st;
   if (rc != EXIT_OK)
     return rc;
@@ -587,21 +737,25 @@ static int do_list(app *a, int argc, char **argv) {
                        "unknown state '%s' (pending, approved, rejected, "
                        "issued, expired)",
                        o.state);
-  if ((rc = db_open(a, true)) != EXIT_OK)
-    return rc;
   cJSON *cmd = cmd_new("listRequests"), *resp;
   const cJSON *data;
   cmd_str(cmd, "state", o.state);
+  if ((rc = add_filter("list", &o, cmd)) != EXIT_OK ||
+      (rc = db_open(a, true)) != EXIT_OK) {
+    cJSON_Delete(cmd);
+    return rc;
+  }
   if ((rc = run(a, cmd, &resp, &data)) == EXIT_OK) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "requests");
     if (o.json) {
       print_json(list);
     } else if (cJSON_GetArraySize(list) == 0) {
-      puts(o.state != NULL ? "no requests in that state" : "no requests");
+      puts(has_filter(&o) ? "no requests match the filter"
+           : o.state != NULL ? "no requests in that state" : "no requests");
     } else {
       table t;
       const cJSON *r;
-      table_init(&t, 6, head);
+      table_init(&t, 10, head);
       cJSON_ArrayForEach(r, list) request_row(&t, r);
       table_print(&t);
       table_free(&t);
@@ -670,19 +824,26 @@ static int do_show(app *a, int argc, char **argv) {
     } else {
       static const char *const names[][2] = {
         {"state", "state"},         {"function", "function"},
-        {"subject", "subject"},     {"client", "client"},
-        {"clientClass", "class"},   {"created", "created"},
+        {"subject", "subject"},     {"sans", "sans"},
+        {"keyType", "key"},         {"client", "client"},
+        {"clientClass", "class"},   {"clientSerial", "client serial"},
+        {"clientFingerprint", "client sha256"},
+        {"created", "created"},
         {"updated", "updated"},     {"expires", "expires"},
         {"reason", "reason"},       {"certSerial", "certificate"},
       };
-      char num[32];
+      char num[32], sans[SANS_TEXT], key[64];
       printf("request %s\n", field(req, "id", num, sizeof num));
       for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *v = field(req, names[i][0], NULL, 0);
         if (strcmp(names[i][0], "expires") == 0 && strcmp(v, "-") == 0)
           v = "never";
+        if (strcmp(names[i][0], "sans") == 0)
+          v = sans_text(req, sans, sizeof sans);
+        if (strcmp(names[i][0], "keyType") == 0)
+          v = key_text(req, key, sizeof key);
         char *cv = clean(v, 0);
-        printf("  %-12s %s\n", names[i][1], cv);
+        printf("  %-14s %s\n", names[i][1], cv);
         free(cv);
       }
       printf("audit trail:\n");
@@ -693,43 +854,141 @@ static int do_show(app *a, int argc, char **argv) {
   return rc;
 }
 
+/* One line about request object @p r for a decision or a dry run. */
+static void decision_line(const cJSON *r, const char *verb) {
+  char id[32], sans[SANS_TEXT], key[64];
+  char *subject = clean(field(r, "subject", NULL, 0), CELL_MAX);
+  char *client = clean(field(r, "client", NULL, 0), CELL_MAX);
+  char *sv = clean(sans_text(r, sans, sizeof sans), CELL_MAX);
+  char *kv = clean(key_text(r, key, sizeof key), 0);
+  printf("%s request %s: subject %s, sans %s, key %s, client %s\n", verb,
+         field(r, "id", id, sizeof id), subject, sv, kv, client);
+  free(subject);
+  free(client);
+  free(sv);
+  free(kv);
+}
+
+/* The ids of the pending requests @p o's filter matches, as a JSON array
+ * of request objects in *list (free *resp). */
+static int filter_pending(app *a, const char *name, const args *o, cJSON **resp,
+                          const cJSON **list) {
+  cJSON *cmd = cmd_new("listRequests");
+  const cJSON *data;
+  int rc;
+  *resp = NULL;
+  *list = NULL;
+  cmd_str(cmd, "state", "pending");
+  if ((rc = add_filter(name, o, cmd)) != EXIT_OK) {
+    cJSON_Delete(cmd);
+    return rc;
+  }
+  if ((rc = run(a, cmd, resp, &data)) != EXIT_OK)
+    return rc;
+  *list = cJSON_GetObjectItemCaseSensitive(data, "requests");
+  return EXIT_OK;
+}
+
 static int decide_many(app *a, int argc, char **argv, bool approve) {
   const char *name = approve ? "approve" : "reject";
+  const char *done = approve ? "approved" : "rejected";
   args o;
-  int rc = parse_args(name, "r", argc, argv, &o), worst = EXIT_OK;
+  int rc = parse_args(name, "rSACOWD", argc, argv, &o), worst = EXIT_OK;
+  cJSON *found = NULL;
+  const cJSON *list = NULL;
+  int64_t *ids = NULL;
+  int n = 0;
   if (rc != EXIT_OK)
     return rc;
   if (o.help)
     return fputs(approve ? help_approve : help_reject, stdout), EXIT_OK;
-  if (o.nargs == 0)
-    return usage_error(name, "%s needs at least one request ID", name);
+  bool filter = has_filter(&o);
+  if (o.nargs == 0 && !filter)
+    return usage_error(name, "%s needs request IDs or a filter (--subject, --san, "
+                             "--client, --older-than, --newer-than)", name);
+  if (o.nargs != 0 && filter)
+    return usage_error(name, "give request IDs or a filter, not both");
   if (!approve && (o.reason == NULL || o.reason[0] == '\0'))
     return usage_error(name, "reject needs --reason TEXT");
-  int64_t *ids = calloc((size_t)o.nargs, sizeof *ids);
-  if (ids == NULL)
-    return fputs("estctl: out of memory\n", stderr), EXIT_FAILED;
-  for (int i = 0; i < o.nargs; i++)
-    if (!parse_id(o.pos[i], false, &ids[i])) {
-      free(ids);
-      return usage_error(name, "bad request ID '%s'", o.pos[i]);
-    }
-  if ((rc = db_open(a, false)) != EXIT_OK) {
+  if (!filter) {
+    if ((ids = calloc((size_t)o.nargs, sizeof *ids)) == NULL)
+      return fputs("estctl: out of memory\n", stderr), EXIT_FAILED;
+    for (int i = 0; i < o.nargs; i++)
+      if (!parse_id(o.pos[i], false, &ids[i])) {
+        free(ids);
+        return usage_error(name, "bad request ID '%s'", o.pos[i]);
+      }
+    n = o.nargs;
+  } else {
+    /* Check the ages before opening anything. */
+    cJSON *probe = cmd_new("listRequests");
+    rc = add_filter(name, &o, probe);
+    cJSON_Delete(probe);
+    if (rc != EXIT_OK)
+      return rc;
+  }
+  /* A dry run only reads. */
+  if ((rc = db_open(a, o.dry_run)) != EXIT_OK) {
     free(ids);
     return rc;
   }
-  for (int i = 0; i < o.nargs; i++) {
-    cJSON *cmd = cmd_new(approve ? "approveRequest" : "rejectRequest"), *resp;
+  if (filter) {
+    if ((rc = filter_pending(a, name, &o, &found, &list)) != EXIT_OK) {
+      cJSON_Delete(found);
+      return rc;
+    }
+    n = cJSON_GetArraySize(list);
+    if (n == 0) {
+      fprintf(stderr, "estctl: no pending request matches the filter; nothing %s\n", done);
+      cJSON_Delete(found);
+      return EXIT_FAILED;
+    }
+    if ((ids = calloc((size_t)n, sizeof *ids)) == NULL) {
+      cJSON_Delete(found);
+      return fputs("estctl: out of memory\n", stderr), EXIT_FAILED;
+    }
+    int i = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, list) {
+      const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, "id");
+      ids[i++] = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+    }
+  }
+  /* Each request on its own: one transaction and audit row each. */
+  for (int i = 0; i < n; i++) {
+    cJSON *cmd, *resp;
     const cJSON *data;
-    cmd_num(cmd, "id", ids[i]);
-    cmd_str(cmd, "reason", o.reason);
     char what[48];
     snprintf(what, sizeof what, "request %" PRId64, ids[i]);
-    rc = run_ctx(a, cmd, &resp, &data, what);
-    if (rc == EXIT_OK)
-      printf("request %" PRId64 " %s\n", ids[i], approve ? "approved" : "rejected");
+    if (o.dry_run) {
+      cmd = cmd_new("getRequest");
+      cmd_num(cmd, "id", ids[i]);
+      rc = run_ctx(a, cmd, &resp, &data, what);
+      const cJSON *r = cJSON_GetObjectItemCaseSensitive(data, "request");
+      const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "state");
+      if (rc == EXIT_OK && !(cJSON_IsString(st) && strcmp(st->valuestring, "pending") == 0)) {
+        fprintf(stderr, "estctl: request %" PRId64 " is %s, not pending\n", ids[i],
+                cJSON_IsString(st) ? st->valuestring : "?");
+        rc = EXIT_FAILED;
+      }
+      if (rc == EXIT_OK)
+        decision_line(r, approve ? "would approve" : "would reject");
+    } else {
+      cmd = cmd_new(approve ? "approveRequest" : "rejectRequest");
+      cmd_num(cmd, "id", ids[i]);
+      cmd_str(cmd, "reason", o.reason);
+      rc = run_ctx(a, cmd, &resp, &data, what);
+      if (rc == EXIT_OK && filter)
+        decision_line(cJSON_GetObjectItemCaseSensitive(data, "request"), done);
+      else if (rc == EXIT_OK)
+        printf("request %" PRId64 " %s\n", ids[i], done);
+    }
     cJSON_Delete(resp);
     worst = worse(worst, rc);
   }
+  if (o.dry_run)
+    printf("dry run: nothing %s\n", done);
+  cJSON_Delete(found);
   free(ids);
   return worst;
 }
@@ -743,9 +1002,9 @@ static int do_reject(app *a, int argc, char **argv) {
 }
 
 static int preauth_list(app *a, const args *o) {
-  static const char *const head[] = {"ID",   "KIND",    "VALUE",
+  static const char *const head[] = {"ID",   "KIND",    "VALUE", "IDEVID",
                                      "NOTE", "CREATED", "ACTOR"};
-  static const size_t max[] = {0, 0, 0, CELL_MAX, 0, 0};
+  static const size_t max[] = {0, 0, 0, 0, CELL_MAX, 0, 0};
   int rc = db_open(a, true);
   if (rc != EXIT_OK)
     return rc;
@@ -760,12 +1019,13 @@ static int preauth_list(app *a, const args *o) {
     } else {
       const cJSON *p;
       table t;
-      table_init(&t, 6, head);
+      table_init(&t, 7, head);
       cJSON_ArrayForEach(p, list) {
         char id[32];
         const char *cells[] = {
           field(p, "id", id, sizeof id), field(p, "kind", NULL, 0),
-          field(p, "value", NULL, 0),    field(p, "note", NULL, 0),
+          field(p, "value", NULL, 0),    field(p, "idevid", NULL, 0),
+          field(p, "note", NULL, 0),
           field(p, "created", NULL, 0),  field(p, "actor", NULL, 0),
         };
         table_row(&t, cells, max);
@@ -799,9 +1059,12 @@ static int do_preauth(app *a, int argc, char **argv) {
     return usage_error("preauth", "unexpected argument '%s'", o.pos[0]);
   if (!add && !remove)
     return preauth_list(a, &o);
-  if ((o.subject == NULL) == (o.idevid == NULL))
-    return usage_error("preauth", "give exactly one of --subject DN and "
-                                  "--idevid SHA256HEX");
+  /* add --subject DN --idevid FP: bound to that IDevID, both must match. */
+  bool bound = add && o.subject != NULL && o.idevid != NULL;
+  if (!bound && (o.subject == NULL) == (o.idevid == NULL))
+    return usage_error("preauth", add ? "give --subject DN, --idevid SHA256HEX, or both"
+                                      : "give exactly one of --subject DN and "
+                                        "--idevid SHA256HEX");
   if ((rc = db_open(a, false)) != EXIT_OK)
     return rc;
   const char *kind = o.subject != NULL ? "subject" : "idevid";
@@ -810,6 +1073,8 @@ static int do_preauth(app *a, int argc, char **argv) {
   const cJSON *data;
   cmd_str(cmd, "kind", kind);
   cmd_str(cmd, "value", value);
+  if (bound)
+    cmd_str(cmd, "idevid", o.idevid);
   if (add)
     cmd_str(cmd, "note", o.note);
   if ((rc = run(a, cmd, &resp, &data)) == EXIT_OK) {
@@ -818,9 +1083,12 @@ static int do_preauth(app *a, int argc, char **argv) {
     char *cv = clean(add ? field(p, "value", NULL, 0) : value, 0);
     if (add) {
       char id[32];
-      printf("pre-authorised %s %s%s%s (id %s)\n", kind,
+      char *bv = clean(field(p, "idevid", NULL, 0), 0);
+      printf("pre-authorised %s %s%s%s%s%s (id %s)\n", kind,
              o.subject != NULL ? "'" : "", cv, o.subject != NULL ? "'" : "",
+             bound ? " bound to idevid " : "", bound ? bv : "",
              field(p, "id", id, sizeof id));
+      free(bv);
     } else {
       printf("removed the pre-authorisation of %s %s%s%s\n", kind,
              o.subject != NULL ? "'" : "", cv, o.subject != NULL ? "'" : "");
