@@ -1764,6 +1764,84 @@ out:
   return tx_end(s, rc);
 }
 
+/* --------------------------------------------------------------- backup */
+
+/* A busy source is retried this many times, 20 ms apart. */
+#define BACKUP_RETRIES_MAX 200
+
+est_err store_backup(store *s, const char *path, int *pages) {
+  char tmp[4096];
+  sqlite3 *dst = NULL;
+  est_err rc = enter(s);
+  int fd = -1;
+  if (pages)
+    *pages = 0;
+  if (rc != EST_OK)
+    return rc;
+  if (path == NULL || path[0] == '\0')
+    return fail(s, EST_ERR_INVALID, "no backup path");
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+    return fail(s, EST_ERR_TOO_LARGE, "backup path too long");
+  if (access(path, F_OK) == 0)
+    return fail(s, EST_ERR_EXISTS, "%s exists; give a new file", path);
+  /* Private like the database itself (docs/decisions.md §14). */
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return fail(s, EST_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+  if (fchmod(fd, 0600) != 0) {
+    rc = fail(s, EST_ERR_IO, "cannot set the mode of %s: %s", tmp, strerror(errno));
+    goto out;
+  }
+  int src = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (src != SQLITE_OK) {
+    rc = fail(s, EST_ERR_IO, "cannot open %s: %s", tmp, dst ? sqlite3_errmsg(dst) : "");
+    goto out;
+  }
+  sqlite3_backup *b = sqlite3_backup_init(dst, "main", s->db, "main");
+  if (b == NULL) {
+    rc = fail(s, EST_ERR_STORE, "backup: %s", sqlite3_errmsg(dst));
+    goto out;
+  }
+  int tries = 0;
+  do {
+    /* All pages in one step: one read transaction, one snapshot. In WAL
+     * mode it does not hold up coapd's writes. */
+    src = sqlite3_backup_step(b, -1);
+    if (src == SQLITE_BUSY || src == SQLITE_LOCKED) {
+      if (++tries > BACKUP_RETRIES_MAX)
+        break;
+      sqlite3_sleep(20);
+    }
+  } while (src == SQLITE_OK || src == SQLITE_BUSY || src == SQLITE_LOCKED);
+  if (pages)
+    *pages = sqlite3_backup_pagecount(b);
+  sqlite3_backup_finish(b);
+  if (src != SQLITE_DONE) {
+    rc = fail(s, map_sqlite(src) == EST_ERR_BUSY ? EST_ERR_BUSY : EST_ERR_STORE,
+              "backup: %s", sqlite3_errstr(src));
+    goto out;
+  }
+  /* The copy is in rollback-journal mode, one file: a backup to carry. */
+  if (sqlite3_exec(dst, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL) != SQLITE_OK) {
+    rc = fail(s, EST_ERR_STORE, "backup: %s", sqlite3_errmsg(dst));
+    goto out;
+  }
+  sqlite3_close(dst);
+  dst = NULL;
+  if (fsync(fd) != 0 || rename(tmp, path) != 0) {
+    rc = fail(s, EST_ERR_IO, "cannot put the backup at %s: %s", path, strerror(errno));
+    goto out;
+  }
+out:
+  if (dst)
+    sqlite3_close(dst);
+  if (fd >= 0)
+    close(fd);
+  if (rc != EST_OK)
+    (void)unlink(tmp);
+  return rc;
+}
+
 /* ----------------------------------------------------------------- CRL */
 
 /* Inside a write transaction: the next CRL number. */

@@ -424,6 +424,18 @@ est_err store_cert_get_serial(store *s, const char *serial,
 est_err store_cert_revoked(store *s, const char *serial, int64_t *revoked_at, char *reason,
                            size_t reason_len) EST_MUST_CHECK;
 
+/* --------------------------------------------------------------- backup */
+
+/**
+ * A consistent copy of the whole database at @p path while others keep
+ * writing (SQLite's online backup, all pages in one read transaction,
+ * which in WAL mode does not stop writers). The copy is written to
+ * PATH.tmp with mode 0600, fsynced and renamed to @p path, so a crash
+ * leaves no file or the whole copy; an existing @p path is refused with
+ * EST_ERR_EXISTS. *pages (may be NULL) is the page count.
+ */
+est_err store_backup(store *s, const char *path, int *pages) EST_MUST_CHECK;
+
 /* ----------------------------------------------------------------- CRLs */
 
 /** The largest CRL kept in the store (PEM bytes). */

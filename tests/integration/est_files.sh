@@ -2,7 +2,7 @@
 # Protected files (docs/decisions.md §14): coapd refuses a CA key or DTLS
 # key other users can read and warns about a group-readable one; the
 # database and its -wal/-shm are created 0600 under umask 022, or 0640 in
-# db_group.
+# db_group; estctl backup copies it whole while coapd runs.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
 it_init est_files
@@ -48,6 +48,26 @@ est_start
 grep -q "ca_key '$PKI/ca.key' is readable by its group" "$T/coapd.log" || it_fail "no group-readable warning"
 est_stop
 chmod 600 "$PKI/ca.key"
+
+# estctl backup while coapd keeps enrolling: a whole, consistent copy.
+[ -x "${ESTCTL:-}" ] || it_fail "ESTCTL is not set"
+est_start
+(for i in $(seq 1 40); do
+  est_csr "$T/b$i.key" "$T/b$i.csr" "backup-$i" >/dev/null
+  est_req gnutls idevid post /est/sen -t 286 -f "$T/b$i.csr" >/dev/null 2>&1
+done) &
+loader=$!
+sleep 0.3
+"$ESTCTL" --db "$T/est.db" backup "$T/backup.db" >"$T/backup.out" 2>&1 || it_fail "backup: $(cat "$T/backup.out")"
+wait "$loader"
+[ "$(sqlite3 "$T/backup.db" 'PRAGMA integrity_check')" = ok ] || it_fail "the backup is not consistent"
+[ "$(mode "$T/backup.db")" = 600 ] || it_fail "the backup is mode $(mode "$T/backup.db")"
+# Every certificate in the copy has its request and its audit row.
+orphans=$(sqlite3 "$T/backup.db" "SELECT count(*) FROM certificates c WHERE NOT EXISTS
+  (SELECT 1 FROM audit a WHERE a.cert_serial = c.serial AND a.action = 'issued')")
+[ "$orphans" = 0 ] || it_fail "$orphans certificates in the backup lack their audit row"
+echo "backup while enrolling: $(cat "$T/backup.out"); $(sqlite3 "$T/backup.db" 'SELECT count(*) FROM certificates') certificates in the copy, $(sqlite3 "$T/est.db" 'SELECT count(*) FROM certificates') after"
+est_stop
 
 # The DTLS key, with the config line.
 chmod 604 "$PKI/server.key"

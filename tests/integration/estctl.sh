@@ -660,4 +660,35 @@ expect_out "--dry-run"
 ec list --help
 expect_out "--older-than AGE"
 
+# ------------------------------------------------------------ init / backup
+umask 022
+ec_raw --db "$T/new.db" init
+expect_rc 0
+expect_out "^created $T/new.db \\(schema [0-9]+, mode 0600\\)$"
+[ "$(stat -c %a "$T/new.db")" = 600 ] || it_fail "init: mode $(stat -c %a "$T/new.db") under umask 022"
+[ "$(sqlite3 "$T/new.db" 'PRAGMA user_version')" -ge 3 ] || it_fail "init: schema not applied"
+ec_raw --db "$T/new.db" init
+expect_rc 1
+expect_err "exists; nothing done"
+grp=$(getent group nogroup >/dev/null && echo nogroup || id -gn)
+ec_raw --db "$T/grp.db" init --group "$grp"
+expect_rc 0
+[ "$(stat -c %a "$T/grp.db")" = 640 ] && [ "$(stat -c %G "$T/grp.db")" = "$grp" ] ||
+  it_fail "init --group: $(stat -c '%a %G' "$T/grp.db")"
+ec_raw --db "$T/x.db" init --group no-such-group-here
+expect_rc 2
+ec backup "$T/copy.db"
+expect_rc 0
+expect_out "^backup of $DB written to $T/copy.db \\([0-9]+ pages\\)$"
+[ "$(stat -c %a "$T/copy.db")" = 600 ] || it_fail "backup: mode $(stat -c %a "$T/copy.db")"
+[ "$(sqlite3 "$T/copy.db" 'PRAGMA integrity_check')" = ok ] || it_fail "backup: integrity"
+[ "$(sqlite3 "$T/copy.db" 'SELECT count(*) FROM audit')" = "$(sql 'SELECT count(*) FROM audit')" ] ||
+  it_fail "backup: audit rows differ"
+[ ! -e "$T/copy.db-wal" ] || it_fail "backup left a -wal beside it"
+ec backup "$T/copy.db"
+expect_rc 1
+expect_err "exists; give a new file"
+ec backup
+expect_rc 2
+
 it_pass

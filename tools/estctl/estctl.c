@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -72,6 +73,8 @@ static const char usage_main[] =
   "  certs [--json]                       issued certificates\n"
   "  revoke SERIAL --reason REASON        revoke a certificate (RFC 5280 reason)\n"
   "  crl --out FILE [--pem]               the CRL coapd published last\n"
+  "  backup FILE                          a consistent copy while coapd runs\n"
+  "  init [--group NAME]                  create an empty database (0600)\n"
   "  audit [--request ID] [--limit N] [--json]\n"
   "                                       audit trail, newest first\n"
   "  raw [JSON | -]                       run a control envelope\n"
@@ -82,7 +85,7 @@ static const char usage_main[] =
   "        --newer-than AGE (see 'estctl list --help')\n"
   "\n"
   "options:\n"
-  "  --db PATH           the est-coaps database; it is never created\n"
+  "  --db PATH           the est-coaps database; only init creates one\n"
   "  --actor NAME        name written to the audit trail, with the login\n"
   "                      name after it: \"NAME (unix LOGIN)\" (default: LOGIN)\n"
   "  --busy-timeout MS   how long to wait for a locked database (default "
@@ -493,6 +496,7 @@ static bool parse_id(const char *s, bool zero_ok, int64_t *out) {
 #define OPT_OLDER 1013
 #define OPT_NEWER 1014
 #define OPT_DRY_RUN 1015
+#define OPT_GROUP 1016
 
 static const struct option cmd_opts[] = {
   {"help", no_argument, NULL, OPT_HELP},
@@ -512,19 +516,20 @@ static const struct option cmd_opts[] = {
   {"older-than", required_argument, NULL, OPT_OLDER},
   {"newer-than", required_argument, NULL, OPT_NEWER},
   {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+  {"group", required_argument, NULL, OPT_GROUP},
   {NULL, 0, NULL, 0},
 };
 
 typedef struct args {
   bool help, json, pem, dry_run;
   const char *state, *reason, *subject, *idevid, *note, *request, *limit,
-    *after, *out, *san, *client, *older, *newer;
+    *after, *out, *san, *client, *older, *newer, *group;
   int nargs;
   char **pos; /* positional arguments */
 } args;
 
 /* Parse the options of command @p name, allowing only those in @p allowed
- * (a string of OPT_ letters: j s r S I n q l a o p A C O W D). */
+ * (a string of OPT_ letters: j s r S I n q l a o p A C O W D g). */
 static int parse_args(const char *name, const char *allowed, int argc,
                       char **argv, args *out) {
   int ch;
@@ -600,6 +605,10 @@ static int parse_args(const char *name, const char *allowed, int argc,
     case OPT_DRY_RUN:
       key = 'D';
       out->dry_run = true;
+      break;
+    case OPT_GROUP:
+      key = 'g';
+      out->group = optarg;
       break;
     case ':':
       return usage_error(name, "option '%s' needs a value", argv[optind - 1]);
@@ -1203,6 +1212,76 @@ static int write_file(const char *path, const void *data, size_t len) {
   return EXIT_OK;
 }
 
+static const char help_backup[] =
+  "usage: estctl --db PATH backup FILE\n"
+  "\n"
+  "A consistent copy of the database in FILE (mode 0600), taken while coapd\n"
+  "keeps running (SQLite's online backup); FILE must not exist. Restore by\n"
+  "stopping coapd and putting FILE in place of the database.\n";
+
+static const char help_init[] =
+  "usage: estctl --db PATH init [--group NAME]\n"
+  "\n"
+  "Create an empty database at PATH (it must not exist), mode 0600, or 0640\n"
+  "in group NAME for a broker plugin that runs as another user.\n";
+
+static int do_backup(app *a, int argc, char **argv) {
+  args o;
+  int pages = 0;
+  int rc = parse_args("backup", "", argc, argv, &o);
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_backup, stdout), EXIT_OK;
+  if (o.nargs != 1)
+    return usage_error("backup", "backup needs exactly one FILE");
+  if ((rc = db_open(a, true)) != EXIT_OK)
+    return rc;
+  est_err e = store_backup(a->s, o.pos[0], &pages);
+  if (e != EST_OK) {
+    fprintf(stderr, "estctl: backup: %s\n", store_errmsg(a->s));
+    return e == EST_ERR_EXISTS ? EXIT_FAILED : exit_for(e);
+  }
+  printf("backup of %s written to %s (%d pages)\n", a->db_path, o.pos[0], pages);
+  return EXIT_OK;
+}
+
+static int do_init(app *a, int argc, char **argv) {
+  args o;
+  char diag[512];
+  store_options so;
+  int rc = parse_args("init", "g", argc, argv, &o);
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_init, stdout), EXIT_OK;
+  if (o.nargs != 0)
+    return usage_error("init", "unexpected argument '%s'", o.pos[0]);
+  if (access(a->db_path, F_OK) == 0) {
+    fprintf(stderr, "estctl: init: %s exists; nothing done\n", a->db_path);
+    return EXIT_FAILED;
+  }
+  store_options_init(&so);
+  so.create = true;
+  so.busy_timeout_ms = a->busy_ms;
+  if (o.group) {
+    struct group gr, *res = NULL;
+    char buf[4096];
+    if (getgrnam_r(o.group, &gr, buf, sizeof buf, &res) != 0 || res == NULL)
+      return usage_error("init", "no group '%s'", o.group);
+    so.use_group = true;
+    so.group_gid = (unsigned)gr.gr_gid;
+  }
+  est_err e = store_open(a->db_path, &so, &a->s, diag, sizeof diag);
+  if (e != EST_OK) {
+    fprintf(stderr, "estctl: init: %s\n", diag[0] ? diag : est_strerror(e));
+    return exit_for(e);
+  }
+  printf("created %s (schema %d, mode %s)\n", a->db_path, store_schema_version(),
+         o.group ? "0640" : "0600");
+  return EXIT_OK;
+}
+
 static int do_crl(app *a, int argc, char **argv) {
   args o;
   int rc = parse_args("crl", "op", argc, argv, &o);
@@ -1382,6 +1461,7 @@ static const struct {
   {"list", do_list},     {"show", do_show},     {"approve", do_approve},
   {"reject", do_reject}, {"preauth", do_preauth}, {"certs", do_certs},
   {"revoke", do_revoke}, {"crl", do_crl},       {"audit", do_audit},
+  {"backup", do_backup}, {"init", do_init},
   {"raw", do_raw},
   {"events", do_events},
 };
