@@ -29,14 +29,14 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: coapd -c FILE [-t]\n"
           "       coapd --help-plugin PLUGIN\n"
-          "       coapd -h | -V\n"
+          "       coapd -h | -V | --version\n"
           "  -c FILE  configuration file (mosquitto.conf style)\n"
           "  -t       check the configuration (load plugins, run their init)"
           " and exit\n"
           "  --help-plugin PLUGIN\n"
           "           print the options PLUGIN (a .so) takes and exit\n"
           "  -h       this help\n"
-          "  -V       print the version\n"
+          "  -V, --version  print the version\n"
           "Plugins named without a '/' are looked up in %s\n"
           "(override with the environment variable COAPD_PLUGIN_PATH).\n",
           COAPD_PLUGIN_DIR);
@@ -54,6 +54,8 @@ enum { OPT_HELP_PLUGIN = 256 };
 
 static const struct option long_opts[] = {
     {"help-plugin", required_argument, NULL, OPT_HELP_PLUGIN},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
 static const char *plugin_dir(void) {

@@ -13,3 +13,7 @@ set_tests_properties(it.est_loss PROPERTIES LABELS integration TIMEOUT 1800
 add_test(NAME it.est_backoff COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/est_backoff.sh)
 set_tests_properties(it.est_backoff PROPERTIES LABELS integration TIMEOUT 300
   ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;EST_PLUGIN=$<TARGET_FILE:est_coaps>;EST_ENROLL=$<TARGET_FILE:est-enroll>;EST_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;EST_SCRIPTS=${PROJECT_SOURCE_DIR}/scripts")
+# -V and --version on every tool.
+add_test(NAME it.versions COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/versions.sh)
+set_tests_properties(it.versions PROPERTIES LABELS integration TIMEOUT 60
+  ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;ESTCTL=$<TARGET_FILE:estctl>;EST_ENROLL=$<TARGET_FILE:est-enroll>;EST_BENCH=$<TARGET_FILE:est-bench>")

@@ -55,6 +55,7 @@ typedef enum bench_mode {
   MODE_INFO,
   MODE_HEADER,
   MODE_HELP,
+  MODE_VERSION,
   MODE_CALIBRATE,
   MODE_REPORT,
 } bench_mode;
@@ -156,6 +157,7 @@ static void usage(FILE *f) {
       "  --raw FILE           also append each run to FILE (for --report)\n"
       "  -v                   one line per run on stderr; -vv, -vvv add libcoap logs\n"
       "  --info               print the machine and the library versions\n"
+      "  -V, --version        print the version\n"
       "  --calibrate          time GnuTLS RSA-2048 and P-256 signatures on this CPU now\n"
       "  --table-header       print the column header of the rows\n"
       "  --report FILE        print one row per label of a --raw file: the medians of\n"
@@ -551,6 +553,7 @@ static bool parse_args(int argc, char **argv, bench_conf *cf, bench_mode *mode) 
       {"raw", required_argument, NULL, O_RAW},
       {"report", required_argument, NULL, O_REPORT},
       {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
   };
   unsigned v;
@@ -567,7 +570,7 @@ static bool parse_args(int argc, char **argv, bench_conf *cf, bench_mode *mode) 
   cf->time_limit_s = 60;
   cf->timeout_s = 10;
   *mode = MODE_BENCH;
-  while ((o = getopt_long(argc, argv, "hv", opts, NULL)) != -1) {
+  while ((o = getopt_long(argc, argv, "hvV", opts, NULL)) != -1) {
     switch (o) {
     case O_HOST:
       cf->host = optarg;
@@ -657,6 +660,9 @@ static bool parse_args(int argc, char **argv, bench_conf *cf, bench_mode *mode) 
     case 'h':
       *mode = MODE_HELP;
       break;
+    case 'V':
+      *mode = MODE_VERSION;
+      break;
     default:
       goto bad;
     }
@@ -736,6 +742,9 @@ int main(int argc, char **argv) {
     return 0;
   case MODE_HELP:
     usage(stdout);
+    return 0;
+  case MODE_VERSION:
+    printf("est-bench %s\n", EST_VERSION);
     return 0;
   case MODE_CALIBRATE:
     print_calibration();

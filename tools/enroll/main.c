@@ -31,7 +31,7 @@ static const char usage_text[] =
     "  --timeout SECONDS     per handshake and per exchange (default 60)\n"
     "  -v, --verbose         say what happens; -vv, -vvv add libcoap logs\n"
     "  -h, --help            this text\n"
-    "  --version             the version\n"
+    "  -V, --version         the version\n"
     "\n"
     "Commands:\n"
     "  discover              list the EST resources the server announces\n"
@@ -178,7 +178,7 @@ int main(int argc, char **argv) {
   r.san_dns = dns;
   r.san_ip = ips;
   opterr = 0;
-  while ((ch = getopt_long(argc, argv, ":vh", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, ":vhV", longopts, NULL)) != -1) {
     if (ch >= O_OUT)
       given |= F(ch);
     switch (ch) {
@@ -220,6 +220,7 @@ int main(int argc, char **argv) {
     case 'h':
       fputs(usage_text, stdout);
       return 0;
+    case 'V':
     case O_VERSION:
       printf("est-enroll %s\n", EST_VERSION);
       return 0;

@@ -91,7 +91,7 @@ static const char usage_main[] =
   "  --busy-timeout MS   how long to wait for a locked database (default "
   "5000)\n"
   "  -h, --help          this help; 'estctl COMMAND --help' for one command\n"
-  "  --version           print the version\n"
+  "  -V, --version       print the version\n"
   "\n"
   "exit status: 0 ok, 1 a command failed, 2 usage error, 3 database\n"
   "unavailable (missing, busy or unreadable)\n";
@@ -1500,7 +1500,7 @@ int main(int argc, char **argv) {
 
   opterr = 0;
   /* "+": stop at the command; its options are its own. */
-  while ((ch = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "+:hV", opts, NULL)) != -1) {
     switch (ch) {
     case 'd':
       a.db_path = optarg;
