@@ -81,6 +81,7 @@ enum stmt_id {
   ST_AUDIT_LIST_REQ,
   ST_AUDIT_MAX,
   ST_REQ_COUNT_LIVE,
+  ST_REQ_COUNT_PENDING,
   ST_META_GET,
   ST_META_SET,
   ST_DATA_VERSION,
@@ -186,6 +187,9 @@ static const char *const stmt_sql[ST__MAX] = {
   [ST_REQ_COUNT_LIVE] =
       "SELECT count(*) FROM requests WHERE client_fp = ?1 AND state IN "
       "('pending', 'approved') AND (expires IS NULL OR expires > ?2)",
+  [ST_REQ_COUNT_PENDING] =
+      "SELECT count(*) FROM requests WHERE state = 'pending'"
+      " AND (expires IS NULL OR expires > ?1)",
   [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
   [ST_META_SET] =
     "INSERT INTO meta (key, value) VALUES (?1, ?2)"
@@ -2199,6 +2203,24 @@ est_err store_request_count_live(store *s, const uint8_t client_fp[32],
     rc = db_fail(s, src, "count live requests");
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
+  return rc;
+}
+
+est_err store_request_count_pending(store *s, int64_t now, size_t *count) {
+  est_err rc = enter(s);
+  if (rc != EST_OK)
+    return rc;
+  if (count == NULL)
+    return fail(s, EST_ERR_INVALID, "count: missing argument");
+  sqlite3_stmt *st = stmt(s, ST_REQ_COUNT_PENDING);
+  int src = sqlite3_bind_int64(st, 1, now);
+  if (src == SQLITE_OK)
+    src = sqlite3_step(st);
+  if (src == SQLITE_ROW)
+    *count = (size_t)sqlite3_column_int64(st, 0);
+  else
+    rc = db_fail(s, src, "count pending requests");
+  sqlite3_reset(st);
   return rc;
 }
 

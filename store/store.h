@@ -390,6 +390,10 @@ est_err store_request_resent(store *s, int64_t request_id,
 est_err store_request_count_live(store *s, const uint8_t client_fp[32],
                                  int64_t now, size_t *count) EST_MUST_CHECK;
 
+/** How many requests wait for an operator (pending, not past expires at
+ * @p now), all clients together: the cap max_pending_total. Reads only. */
+est_err store_request_count_pending(store *s, int64_t now, size_t *count) EST_MUST_CHECK;
+
 /** Fetch one request. EST_ERR_NOT_FOUND for an unknown id. */
 est_err store_request_get(store *s, int64_t id, store_request *out) EST_MUST_CHECK;
 

@@ -487,6 +487,23 @@ static bool decide_new(enroll *e, const enroll_request *in, enroll_job *j,
     res->max_age = e->cfg.retry_after;
     return false;
   }
+  /* A bound on the whole queue, so a fleet (or a flood of IDevIDs) cannot
+   * grow it without end; the device comes back after Max-Age. */
+  size_t waiting = 0;
+  rc = store_request_count_pending(e->s, in->now, &waiting);
+  if (rc != EST_OK) {
+    store_trouble(e, in, res, rc);
+    return false;
+  }
+  if (e->cfg.max_pending_total && waiting >= e->cfg.max_pending_total) {
+    refuse(res, EST_ERR_PENDING, "the approval queue is full (%zu requests waiting), retry later",
+           waiting);
+    res->max_age = e->cfg.retry_after;
+    e->api->log(e->api->host, COAPD_LOG_WARNING,
+                "approval queue full: %zu pending requests (max_pending_total); client '%s' "
+                "told to come back in %u s", waiting, in->client, e->cfg.retry_after);
+    return false;
+  }
   store_request_new n;
   int64_t id = 0;
   fill_new(e, j, &n);

@@ -48,6 +48,7 @@ typedef struct enroll_config {
   unsigned retry_after;         /**< Max-Age while an operator decides */
   unsigned pending_ttl;         /**< seconds a request stays pending/approved */
   unsigned max_pending;         /**< live requests per client certificate */
+  unsigned max_pending_total;   /**< pending requests in all (0: no cap) */
   int busy_timeout_ms;          /**< how long a store write may wait */
   bool sync_normal;             /**< synchronous=NORMAL instead of FULL */
   bool db_use_group;            /**< a new database is 0640 in group db_gid */

@@ -37,7 +37,7 @@ typedef struct opt_ctx {
   const char *labels;
   const char *db_path;
   long long cert_days, max_body, retry_after, pending_ttl, max_pending,
-      db_busy_timeout, dedup_entries, dedup_max_bytes, block1_transfers;
+      db_busy_timeout, dedup_entries, dedup_max_bytes, block1_transfers, max_pending_total;
   int pop_linking, keygen_type, idevid_policy, ldevid_policy, db_synchronous;
   bool keygen, idevid_allow_expired;
   /* Issuance policy (docs/decisions.md §13). */
@@ -230,6 +230,9 @@ static const coapd_opt est_option_entries[] = {
   {.name = "max_pending_per_client", COAPD_OPT_INT_IN(opt_ctx, max_pending),
    .min = 1, .max = 1000, .def = "5",
    .doc = "live requests one client certificate may have waiting"},
+  {.name = "max_pending_total", COAPD_OPT_INT_IN(opt_ctx, max_pending_total), .min = 1,
+   .max = 10000000, .def = "10000",
+   .doc = "requests waiting for an operator in all; past it a new one gets 5.03 retry later"},
   /* Short: a locked database must not stall the CoAP loop for long. */
   {.name = "db_busy_timeout", COAPD_OPT_INT_IN(opt_ctx, db_busy_timeout),
    .min = 1, .max = 5000, .def = "50",
@@ -306,6 +309,7 @@ static est_err apply_options(opt_ctx *o) {
   p->ecfg.retry_after = (unsigned)o->retry_after;
   p->ecfg.pending_ttl = (unsigned)o->pending_ttl;
   p->ecfg.max_pending = (unsigned)o->max_pending;
+  p->ecfg.max_pending_total = (unsigned)o->max_pending_total;
   p->ecfg.busy_timeout_ms = (int)o->db_busy_timeout;
   p->ecfg.sync_normal = strcmp(sync_words[o->db_synchronous], "normal") == 0;
   if (pop_mode_parse(pop_words[o->pop_linking], &p->ecfg.pop) != EST_OK ||

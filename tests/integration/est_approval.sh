@@ -176,4 +176,27 @@ ctl preauth add --subject "CN=device-45, O=acme" --idevid "$ifp" >/dev/null || i
 est_req openssl idevid post /est/sen -t 286 -f "$T/s3.csr"
 it_expect_code 2.04
 est_stop
+# max_pending_total: a bound on the whole queue, across clients. Two wait;
+# a third from another key gets 5.03 "queue is full" and no row; once an
+# operator takes one, it gets in.
+rm -f "$T"/est.db*
+est_start "idevid_policy manual" "max_pending_total 2" "retry_after 7"
+for k in 1 2 3; do est_csr "$T/q$k.key" "$T/q$k.csr" "queue-$k" >/dev/null; done
+for k in 1 2; do
+  est_req gnutls idevid post /est/sen -t 286 -f "$T/q$k.csr"
+  it_expect_code 5.03
+done
+est_req gnutls idevid post /est/sen -t 286 -f "$T/q3.csr"
+it_expect_code 5.03
+grep -q "the approval queue is full (2 requests waiting), retry later" "$IT_STDERR" ||
+  it_fail "third request: diag $(cat "$IT_STDERR")"
+[ "$(sqlite3 "$DB" "SELECT count(*) FROM requests")" = 2 ] || it_fail "a full queue still took a request"
+grep -q "approval queue full: 2 pending requests" "$T/coapd.log" || it_fail "no warning for the full queue"
+ctl reject "$(sqlite3 "$DB" "SELECT id FROM requests ORDER BY id LIMIT 1")" --reason "not ours" >/dev/null ||
+  it_fail "reject"
+est_req gnutls idevid post /est/sen -t 286 -f "$T/q3.csr"
+it_expect_code 5.03
+grep -q "waiting for an operator" "$IT_STDERR" || it_fail "after a rejection: $(cat "$IT_STDERR")"
+[ "$(sqlite3 "$DB" "SELECT count(*) FROM requests WHERE state = 'pending'")" = 2 ] || it_fail "queue count"
+est_stop
 it_pass
