@@ -423,6 +423,7 @@ cJSON *ctl_event(const store_audit_row *row, const char **kind) {
   case STORE_AUDIT_PREAUTH_ADD:
   case STORE_AUDIT_PREAUTH_REMOVE:
   case STORE_AUDIT_REISSUED:
+  case STORE_AUDIT_PRUNED:
   case STORE_AUDIT__MAX:
     break;
   }

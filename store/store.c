@@ -235,6 +235,7 @@ static const char *const action_names[STORE_AUDIT__MAX] = {
   [STORE_AUDIT_PREAUTH_ADD] = "preauth_add",
   [STORE_AUDIT_PREAUTH_REMOVE] = "preauth_remove",
   [STORE_AUDIT_REISSUED] = "reissued",
+  [STORE_AUDIT_PRUNED] = "pruned",
 };
 
 /* Index of @p name in @p names, or -1. */
@@ -1766,6 +1767,75 @@ est_err store_cert_revoke(store *s, const char *serial, const char *reason,
     rc = audit_insert(s, now, actor, STORE_AUDIT_REVOKED, request_id, hex, reason);
 out:
   return tx_end(s, rc);
+}
+
+/* ---------------------------------------------------------------- prune */
+
+/* Run @p sql (bound to ?1 = before) and give the count of its first column
+ * or, for a DELETE, the rows it changed. */
+static est_err prune_step(store *s, const char *sql, int64_t before, bool count_only,
+                          size_t *n) {
+  sqlite3_stmt *st = NULL;
+  int src = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  if (src == SQLITE_OK)
+    src = sqlite3_bind_int64(st, 1, before);
+  if (src == SQLITE_OK)
+    src = sqlite3_step(st);
+  if (count_only && src == SQLITE_ROW) {
+    *n = (size_t)sqlite3_column_int64(st, 0);
+    src = SQLITE_DONE;
+  } else if (!count_only && src == SQLITE_DONE) {
+    *n = (size_t)sqlite3_changes(s->db);
+  }
+  sqlite3_finalize(st);
+  return src == SQLITE_DONE ? EST_OK : db_fail(s, src, "prune");
+}
+
+est_err store_prune(store *s, int64_t before, bool dry_run, const char *actor,
+                    size_t *requests, size_t *audit) {
+  static const char *const req_where =
+      " FROM requests WHERE state IN ('rejected', 'expired') AND updated < ?1";
+  static const char *const audit_where = " FROM audit WHERE time < ?1";
+  char sql[256], detail[128];
+  size_t nr = 0, na = 0;
+  est_err rc = dry_run ? enter(s) : enter_write(s);
+  if (requests)
+    *requests = 0;
+  if (audit)
+    *audit = 0;
+  if (rc != EST_OK)
+    return rc;
+  if (before <= 0)
+    return fail(s, EST_ERR_INVALID, "prune needs a time");
+  if (!dry_run && (rc = check_text(s, actor, true, "actor")) != EST_OK)
+    return rc;
+  /* A dry run only counts: no write lock, so it works on a read-only
+   * handle while coapd runs. */
+  if (!dry_run && (rc = tx_begin(s)) != EST_OK)
+    return rc;
+  /* Audit rows of a request that goes are older still (a request's last
+   * change is its newest row), so counting both with the same bound is
+   * exact. */
+  snprintf(sql, sizeof sql, "%s%s", dry_run ? "SELECT count(*)" : "DELETE", req_where);
+  rc = prune_step(s, sql, before, dry_run, &nr);
+  if (rc == EST_OK) {
+    snprintf(sql, sizeof sql, "%s%s", dry_run ? "SELECT count(*)" : "DELETE", audit_where);
+    rc = prune_step(s, sql, before, dry_run, &na);
+  }
+  if (rc == EST_OK && !dry_run) {
+    snprintf(detail, sizeof detail, "before %lld: %zu requests, %zu audit rows",
+             (long long)before, nr, na);
+    rc = audit_insert(s, clock_now(s), actor, STORE_AUDIT_PRUNED, 0, NULL, detail);
+  }
+  if (!dry_run)
+    rc = tx_end(s, rc);
+  if (rc == EST_OK) {
+    if (requests)
+      *requests = nr;
+    if (audit)
+      *audit = na;
+  }
+  return rc;
 }
 
 /* --------------------------------------------------------------- backup */

@@ -118,6 +118,7 @@ typedef enum store_audit_action {
   STORE_AUDIT_PREAUTH_ADD, /**< pre-authorisation added */
   STORE_AUDIT_PREAUTH_REMOVE, /**< pre-authorisation removed */
   STORE_AUDIT_REISSUED,    /**< same certificate sent again to a retry */
+  STORE_AUDIT_PRUNED,      /**< old rows removed (detail: what and how many) */
   STORE_AUDIT__MAX         /**< sentinel; also "unknown" when reading */
 } store_audit_action;
 
@@ -427,6 +428,19 @@ est_err store_cert_get_serial(store *s, const char *serial,
  */
 est_err store_cert_revoked(store *s, const char *serial, int64_t *revoked_at, char *reason,
                            size_t reason_len) EST_MUST_CHECK;
+
+/* ---------------------------------------------------------------- prune */
+
+/**
+ * Remove what is no longer needed from before @p before (unix seconds):
+ * requests decided long ago (rejected or expired, last changed before it)
+ * and audit rows older than it. Certificates, issued requests (a retry is
+ * answered from them, docs/decisions.md §7) and pre-authorisations stay.
+ * One transaction, which itself leaves an audit row "pruned" with the
+ * counts. With @p dry_run nothing changes; the counts say what would go.
+ */
+est_err store_prune(store *s, int64_t before, bool dry_run, const char *actor,
+                    size_t *requests, size_t *audit) EST_MUST_CHECK;
 
 /* --------------------------------------------------------------- backup */
 

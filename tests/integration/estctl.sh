@@ -691,4 +691,35 @@ expect_err "exists; give a new file"
 ec backup
 expect_rc 2
 
+# ------------------------------------------------------------ prune
+audits=$(sql 'SELECT count(*) FROM audit')
+ec prune --before 2000-01-01 --dry-run
+expect_rc 0
+expect_out "^would remove 0 decided requests and 0 audit rows from before 946684800$"
+ec prune --before 2099-01-01T00:00:00Z --dry-run
+expect_rc 0
+expect_out "^would remove [1-9][0-9]* decided requests and $audits audit rows from before 4070908800$"
+[ "$(sql 'SELECT count(*) FROM audit')" = "$audits" ] || it_fail "a dry run changed the audit trail"
+ec prune
+expect_rc 2
+expect_err "prune needs --before DATE or --older-than AGE"
+ec prune --before yesterday
+expect_rc 2
+ec prune --before 2099-01-01 --older-than 1d
+expect_rc 2
+# For real, on the backup: decided requests and the trail go; certificates,
+# issued requests and pre-authorisations stay; the prune is audited.
+certs=$(sqlite3 "$T/copy.db" 'SELECT count(*) FROM certificates')
+issued=$(sqlite3 "$T/copy.db" "SELECT count(*) FROM requests WHERE state = 'issued'")
+ec_raw --db "$T/copy.db" --actor alice prune --before 2099-01-01
+expect_rc 0
+expect_out "^removed [1-9][0-9]* decided requests and [1-9][0-9]* audit rows"
+[ "$(sqlite3 "$T/copy.db" "SELECT count(*) FROM requests WHERE state IN ('rejected','expired')")" = 0 ] ||
+  it_fail "prune left decided requests"
+[ "$(sqlite3 "$T/copy.db" 'SELECT count(*) FROM certificates')" = "$certs" ] || it_fail "prune removed certificates"
+[ "$(sqlite3 "$T/copy.db" "SELECT count(*) FROM requests WHERE state = 'issued'")" = "$issued" ] ||
+  it_fail "prune removed issued requests"
+[ "$(sqlite3 "$T/copy.db" "SELECT actor || ' ' || action FROM audit")" = "alice (unix $ME) pruned" ] ||
+  it_fail "prune audit: $(sqlite3 "$T/copy.db" 'SELECT * FROM audit')"
+
 it_pass

@@ -1064,6 +1064,7 @@ static int on_row(void *ctx, const store_audit_row *row) {
   case STORE_AUDIT_PREAUTH_ADD:
   case STORE_AUDIT_PREAUTH_REMOVE:
   case STORE_AUDIT_REISSUED:
+  case STORE_AUDIT_PRUNED:
   case STORE_AUDIT__MAX:
     assert_null(ev);
     assert_null(kind);

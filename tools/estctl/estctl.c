@@ -5,7 +5,8 @@
  *
  * Exit status: 0 ok, 1 a command failed, 2 usage error, 3 database
  * unavailable (missing, busy, unreadable). */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* timegm */
+#define _XOPEN_SOURCE 700 /* strptime; POSIX.1-2008 */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -75,6 +77,8 @@ static const char usage_main[] =
   "  crl --out FILE [--pem]               the CRL coapd published last\n"
   "  backup FILE                          a consistent copy while coapd runs\n"
   "  init [--group NAME]                  create an empty database (0600)\n"
+  "  prune (--before DATE | --older-than AGE) [--dry-run]\n"
+  "                                       drop old decided requests and audit rows\n"
   "  audit [--request ID] [--limit N] [--json]\n"
   "                                       audit trail, newest first\n"
   "  raw [JSON | -]                       run a control envelope\n"
@@ -497,6 +501,7 @@ static bool parse_id(const char *s, bool zero_ok, int64_t *out) {
 #define OPT_NEWER 1014
 #define OPT_DRY_RUN 1015
 #define OPT_GROUP 1016
+#define OPT_BEFORE 1017
 
 static const struct option cmd_opts[] = {
   {"help", no_argument, NULL, OPT_HELP},
@@ -517,19 +522,20 @@ static const struct option cmd_opts[] = {
   {"newer-than", required_argument, NULL, OPT_NEWER},
   {"dry-run", no_argument, NULL, OPT_DRY_RUN},
   {"group", required_argument, NULL, OPT_GROUP},
+  {"before", required_argument, NULL, OPT_BEFORE},
   {NULL, 0, NULL, 0},
 };
 
 typedef struct args {
   bool help, json, pem, dry_run;
   const char *state, *reason, *subject, *idevid, *note, *request, *limit,
-    *after, *out, *san, *client, *older, *newer, *group;
+    *after, *out, *san, *client, *older, *newer, *group, *before;
   int nargs;
   char **pos; /* positional arguments */
 } args;
 
 /* Parse the options of command @p name, allowing only those in @p allowed
- * (a string of OPT_ letters: j s r S I n q l a o p A C O W D g). */
+ * (a string of OPT_ letters: j s r S I n q l a o p A C O W D g b). */
 static int parse_args(const char *name, const char *allowed, int argc,
                       char **argv, args *out) {
   int ch;
@@ -609,6 +615,10 @@ static int parse_args(const char *name, const char *allowed, int argc,
     case OPT_GROUP:
       key = 'g';
       out->group = optarg;
+      break;
+    case OPT_BEFORE:
+      key = 'b';
+      out->before = optarg;
       break;
     case ':':
       return usage_error(name, "option '%s' needs a value", argv[optind - 1]);
@@ -1225,6 +1235,62 @@ static const char help_init[] =
   "Create an empty database at PATH (it must not exist), mode 0600, or 0640\n"
   "in group NAME for a broker plugin that runs as another user.\n";
 
+static const char help_prune[] =
+  "usage: estctl --db PATH prune (--before DATE | --older-than AGE) [--dry-run]\n"
+  "\n"
+  "Remove requests rejected or expired before DATE and audit rows older\n"
+  "than it; certificates, issued requests and pre-authorisations stay. DATE\n"
+  "is YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC); AGE is N[s|m|h|d|w]. Prints\n"
+  "the counts; --dry-run changes nothing. The prune itself is audited.\n";
+
+/* YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC, into unix seconds. */
+static bool parse_date(const char *v, int64_t *out) {
+  struct tm tm;
+  memset(&tm, 0, sizeof tm);
+  const char *end = strptime(v, "%Y-%m-%d", &tm);
+  if (end && *end == 'T')
+    end = strptime(end, "T%H:%M:%SZ", &tm);
+  if (!end || *end != '\0' || tm.tm_year < 70)
+    return false;
+  time_t t = timegm(&tm);
+  if (t <= 0)
+    return false;
+  *out = (int64_t)t;
+  return true;
+}
+
+static int do_prune(app *a, int argc, char **argv) {
+  args o;
+  int64_t before = 0, age = 0;
+  size_t nreq = 0, naudit = 0;
+  int rc = parse_args("prune", "bOD", argc, argv, &o);
+  if (rc != EXIT_OK)
+    return rc;
+  if (o.help)
+    return fputs(help_prune, stdout), EXIT_OK;
+  if (o.nargs != 0)
+    return usage_error("prune", "unexpected argument '%s'", o.pos[0]);
+  if ((o.before == NULL) == (o.older == NULL))
+    return usage_error("prune", "prune needs --before DATE or --older-than AGE (one of them)");
+  if (o.before && !parse_date(o.before, &before))
+    return usage_error("prune", "bad date '%s' (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)", o.before);
+  if (o.older) {
+    if (!parse_age(o.older, &age))
+      return usage_error("prune", "bad age '%s' (N[s|m|h|d|w], e.g. 90d)", o.older);
+    before = (int64_t)time(NULL) - age;
+  }
+  if ((rc = db_open(a, o.dry_run)) != EXIT_OK)
+    return rc;
+  est_err e = store_prune(a->s, before, o.dry_run, a->actor, &nreq, &naudit);
+  if (e != EST_OK) {
+    fprintf(stderr, "estctl: prune: %s\n", store_errmsg(a->s));
+    return exit_for(e);
+  }
+  printf("%s %zu decided requests and %zu audit rows from before %lld\n",
+         o.dry_run ? "would remove" : "removed", nreq, naudit, (long long)before);
+  return EXIT_OK;
+}
+
 static int do_backup(app *a, int argc, char **argv) {
   args o;
   int pages = 0;
@@ -1461,7 +1527,7 @@ static const struct {
   {"list", do_list},     {"show", do_show},     {"approve", do_approve},
   {"reject", do_reject}, {"preauth", do_preauth}, {"certs", do_certs},
   {"revoke", do_revoke}, {"crl", do_crl},       {"audit", do_audit},
-  {"backup", do_backup}, {"init", do_init},
+  {"backup", do_backup}, {"init", do_init},     {"prune", do_prune},
   {"raw", do_raw},
   {"events", do_events},
 };
