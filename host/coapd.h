@@ -55,6 +55,7 @@ struct coapd_app {
   coapd_sess *sessions; /**< every session with host data attached */
   /** When each plugin's tick is next due (tick.h); slot i is plugins[i]. */
   uint64_t tick_due[COAPD_CONFIG_MAX_PLUGINS];
+  int check_only;       /**< coapd -t: plugins write nothing */
 };
 
 /* log.c */

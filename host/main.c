@@ -32,7 +32,8 @@ static void usage(FILE *f) {
           "       coapd -h | -V | --version\n"
           "  -c FILE  configuration file (mosquitto.conf style)\n"
           "  -t       check the configuration (load plugins, run their init)"
-          " and exit\n"
+          " and exit;\n"
+          "           nothing is written: no database, no CRL, no socket bound\n"
           "  --help-plugin PLUGIN\n"
           "           print the options PLUGIN (a .so) takes and exit\n"
           "  -h       this help\n"
@@ -145,6 +146,7 @@ int main(int argc, char **argv) {
     snprintf(err, sizeof err, "cannot set up the I/O loop");
     goto out;
   }
+  app.check_only = check_only;
   if (coapd_plugins_load(&app, err, sizeof err) != EST_OK)
     goto out;
 

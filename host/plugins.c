@@ -235,6 +235,7 @@ static void build_api(coapd_host *h) {
   a->session_data_set = api_session_data_set;
   a->watch_fd = api_watch_fd;
   a->unwatch_fd = api_unwatch_fd;
+  a->check_only = h->app->check_only;
 }
 
 /* ---- load / unload --------------------------------------------------- */

@@ -40,7 +40,7 @@ extern "C" {
  * checks it, members added in a revision are found by `size`.
  *  - 1.0: the first release.
  *  - 1.1: coapd_plugin.options (include/coapd/options.h).
- *  - 1.2: coapd_plugin.reload (SIGHUP).
+ *  - 1.2: coapd_plugin.reload (SIGHUP), coapd_host_api.check_only (-t).
  */
 #define COAPD_PLUGIN_ABI_MINOR 2u
 
@@ -156,6 +156,15 @@ typedef struct coapd_host_api {
    */
   int (*watch_fd)(coapd_host *host, int fd, coapd_fd_cb cb, void *arg);
   int (*unwatch_fd)(coapd_host *host, int fd);
+
+  /* ---- ABI 1.2 ---- */
+
+  /**
+   * Nonzero under `coapd -t`: init() should read and check everything and
+   * write nothing (create no database, publish nothing, start no thread);
+   * fini() follows at once. Read it only if COAPD_HOST_HAS(api, check_only).
+   */
+  int check_only;
 } coapd_host_api;
 
 /** True if @p api was built with member @p member (append-only check). */

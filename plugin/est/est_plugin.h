@@ -37,6 +37,7 @@ typedef struct est_route {
 
 struct est_plugin {
   const coapd_host_api *api;
+  bool check_only;   /* coapd -t: check, write nothing */
   pki_ca *ca;
   pki_trust *idevid;
   idevid_src idsrc;          /* its files, polled for changes (idevid.h) */

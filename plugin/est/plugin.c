@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "async.h"
 #include "common/keyfile.h"
 #include "common/opts.h"
 #include "est_plugin.h"
+#include "store/store.h"
 #include "crlpub.h"
 #include "idevid.h"
 #include "handlers.h"
@@ -425,6 +427,34 @@ static est_err parse_options(opt_ctx *o) {
   return rc;
 }
 
+/* For coapd -t: the database at @p path can be opened, or made. */
+static est_err db_check(const char *path, char *diag, size_t diag_len) {
+  est_err rc = EST_OK;
+  if (access(path, F_OK) == 0) {
+    store_options so;
+    store *s = NULL;
+    store_options_init(&so);
+    so.read_only = true;
+    rc = store_open(path, &so, &s, diag, diag_len);
+    /* An older schema is migrated at the real start. */
+    if (rc == EST_ERR_SCHEMA && strstr(diag, "newer") == NULL)
+      rc = EST_OK;
+    store_close(s);
+    return rc;
+  }
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash)
+    *(slash == dir ? slash + 1 : slash) = '\0';
+  if (access(slash ? dir : ".", W_OK | X_OK) != 0) {
+    snprintf(diag, diag_len, "cannot create '%s': folder not writable (%s)", path,
+             strerror(errno));
+    rc = EST_ERR_IO;
+  }
+  return rc;
+}
+
 /* The files idevid_load() reads, resolved once, so a reload reads the
  * same ones. */
 static est_err idevid_sources(est_plugin *p, const opt_ctx *o) {
@@ -523,7 +553,13 @@ static est_err load_files(opt_ctx *o) {
     p->ecfg.db_gid = (unsigned)gr.gr_gid;
   }
   p->ecfg.db_path = o->db_path ? b : NULL;
-  rc = enroll_open(&p->ecfg, p->ca, p->api, &p->en, diag, sizeof diag);
+  /* coapd -t writes nothing: a database that exists is opened read-only
+   * to check it, a missing one only needs a folder coapd may write. */
+  if (p->check_only && o->db_path) {
+    rc = db_check(b, diag, sizeof diag);
+    p->ecfg.db_path = NULL;
+  }
+  rc = rc != EST_OK ? rc : enroll_open(&p->ecfg, p->ca, p->api, &p->en, diag, sizeof diag);
   p->ecfg.db_path = NULL;
   p->ecfg.names = NULL; /* &o->names, copied by enroll_open */
   if (rc != EST_OK) {
@@ -650,6 +686,7 @@ static int est_init(const coapd_host_api *api, void **state) {
   }
   p->api = api;
   p->wk_fd = -1;
+  p->check_only = COAPD_HOST_HAS(api, check_only) && api->check_only;
   /* Defaults come from the option table (est_options). */
   memset(&o, 0, sizeof o);
   o.p = p;
@@ -663,15 +700,16 @@ static int est_init(const coapd_host_api *api, void **state) {
              api->config_path, api->config_line);
     rc = EST_ERR_CONFIG;
   }
-  /* Keygen and CRL signing run off the loop (docs/decisions.md §8, §14). */
-  if (rc == EST_OK && (p->keygen || o.crl_file)) {
+  /* Keygen and CRL signing run off the loop (docs/decisions.md §8, §14);
+   * coapd -t starts neither. */
+  if (rc == EST_OK && !p->check_only && (p->keygen || o.crl_file)) {
     rc = worker_start(&p->wk, &p->wk_fd);
     if (rc == EST_OK && api->watch_fd(api->host, p->wk_fd, est_async_ready, p) != 0)
       rc = EST_ERR_INTERNAL;
     if (rc != EST_OK)
       api->log(api->host, COAPD_LOG_ERR, "starting the worker: %s", est_strerror(rc));
   }
-  if (rc == EST_OK && o.crl_file) {
+  if (rc == EST_OK && o.crl_file && !p->check_only) {
     char path[PATH_MAX];
     crlpub_config cc = {path, (unsigned)o.crl_validity};
     rc = resolve_path(p, o.crl_file, path, sizeof path);

@@ -17,6 +17,20 @@ start_fails() {
   grep -qF -- "$1" "$T/fail.log" || it_fail "no '$1' in: $(cat "$T/fail.log")"
 }
 
+# coapd -t checks and writes nothing: no database, no CRL (issue 12).
+est_start "crl_file $T/t.crl"
+est_stop
+rm -f "$T"/est.db* "$T/t.crl"
+timeout -k 5 20 "$COAPD" -t -c "$CONF" >"$T/t.log" 2>&1 || it_fail "coapd -t: $(cat "$T/t.log")"
+grep -q "configuration OK" "$T/t.log" || it_fail "coapd -t: $(cat "$T/t.log")"
+for f in "$T/est.db" "$T/t.crl"; do
+  [ ! -e "$f" ] || it_fail "coapd -t wrote $f"
+done
+sed -i "s#^plugin_opt_db_path .*#plugin_opt_db_path $T/no/such/dir/est.db#" "$CONF"
+timeout -k 5 20 "$COAPD" -t -c "$CONF" >"$T/t2.log" 2>&1 && it_fail "coapd -t took a database it cannot create"
+grep -q "folder not writable" "$T/t2.log" || it_fail "coapd -t: $(cat "$T/t2.log")"
+rm -f "$CONF"
+
 est_start
 est_req gnutls idevid get /est/crts
 it_expect_code 2.05
