@@ -47,6 +47,7 @@ static const key_def keys[] = {
     {KIND_FILE, offsetof(coapd_config, dtls_cert), {.name = "dtls_cert"}},
     {KIND_FILE, offsetof(coapd_config, dtls_key), {.name = "dtls_key"}},
     {KIND_FILE, offsetof(coapd_config, dtls_ca), {.name = "dtls_ca"}},
+    {KIND_FILE, offsetof(coapd_config, plugin_dir), {.name = "plugin_dir"}},
     {KIND_PLUGIN, 0, {.name = "plugin"}},
     {KIND_LOG_LEVEL,
      0,
@@ -601,6 +602,7 @@ void coapd_config_free(coapd_config *cfg) {
   free(cfg->dtls_cert.path);
   free(cfg->dtls_key.path);
   free(cfg->dtls_ca.path);
+  free(cfg->plugin_dir.path);
   free(cfg->path);
   free(cfg);
 }

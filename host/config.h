@@ -96,6 +96,7 @@ typedef struct coapd_config {
   coapd_file_key dtls_cert;
   coapd_file_key dtls_key;
   coapd_file_key dtls_ca;
+  coapd_file_key plugin_dir; /**< where bare plugin names are looked up */
   coapd_plugin_conf *plugins;
   size_t nplugins;
   int log_level; /**< 3 error .. 7 debug (syslog numbering) */

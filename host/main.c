@@ -6,14 +6,19 @@
 #include "coapd.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
 
+#ifndef COAPD_PLUGIN_RELDIR
+#define COAPD_PLUGIN_RELDIR "../lib/est-coaps"
+#endif
 #ifndef COAPD_PLUGIN_DIR
 #define COAPD_PLUGIN_DIR "/usr/local/lib/est-coaps"
 #endif
@@ -24,6 +29,8 @@
 #define ERR_MAX 1536
 
 enum { EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
+
+static const char *plugin_dir(const struct coapd_config *cfg);
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -39,8 +46,9 @@ static void usage(FILE *f) {
           "  -h       this help\n"
           "  -V, --version  print the version\n"
           "Plugins named without a '/' are looked up in %s\n"
-          "(override with the environment variable COAPD_PLUGIN_PATH).\n",
-          COAPD_PLUGIN_DIR);
+          "(the environment variable COAPD_PLUGIN_PATH, then the config's\n"
+          "plugin_dir, come first).\n",
+          plugin_dir(NULL));
 }
 
 static void version(void) {
@@ -59,15 +67,37 @@ static const struct option long_opts[] = {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
-static const char *plugin_dir(void) {
+/* Where a bare plugin name is looked up: COAPD_PLUGIN_PATH, then the
+ * config's plugin_dir, then the install's plugin folder found from where
+ * this binary is (so an installed tree can be moved, issue 12), then the
+ * folder fixed at build time. */
+static const char *plugin_dir(const coapd_config *cfg) {
+  static char rel[PATH_MAX];
   const char *d = getenv("COAPD_PLUGIN_PATH");
-  return d && *d ? d : COAPD_PLUGIN_DIR;
+  if (d && *d)
+    return d;
+  if (cfg && cfg->plugin_dir.path)
+    return cfg->plugin_dir.path;
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    struct stat st;
+    if (slash) {
+      *slash = '\0';
+      int r = snprintf(rel, sizeof rel, "%s/%s", exe, COAPD_PLUGIN_RELDIR);
+      if (r > 0 && (size_t)r < sizeof rel && stat(rel, &st) == 0 && S_ISDIR(st.st_mode))
+        return rel;
+    }
+  }
+  return COAPD_PLUGIN_DIR;
 }
 
 /* --help-plugin: no config, no libcoap context, nothing but the table. */
 static int help_plugin(const char *path) {
   char err[ERR_MAX] = "";
-  if (coapd_plugin_help(path, plugin_dir(), stdout, err, sizeof err) ==
+  if (coapd_plugin_help(path, plugin_dir(NULL), stdout, err, sizeof err) ==
       EST_OK)
     return 0;
   fprintf(stderr, "coapd: %s\n", err);
@@ -127,10 +157,9 @@ int main(int argc, char **argv) {
   coap_startup();
   coapd_log_setup(COAPD_DEFAULT_LOG_LEVEL);
 
-  app.plugin_dir = plugin_dir();
-
   if (coapd_config_parse_file(conf, &app.cfg, err, sizeof err) != EST_OK)
     goto out;
+  app.plugin_dir = plugin_dir(app.cfg);
   coapd_log_setup(app.cfg->log_level);
   if (coapd_config_check_files(app.cfg, app.plugin_dir, err, sizeof err) !=
           EST_OK ||

@@ -17,3 +17,7 @@ set_tests_properties(it.est_backoff PROPERTIES LABELS integration TIMEOUT 300
 add_test(NAME it.versions COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/versions.sh)
 set_tests_properties(it.versions PROPERTIES LABELS integration TIMEOUT 60
   ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;ESTCTL=$<TARGET_FILE:estctl>;EST_ENROLL=$<TARGET_FILE:est-enroll>;EST_BENCH=$<TARGET_FILE:est-bench>")
+# The installed tree, moved, finds its plugins (plugin_dir, host/main.c).
+add_test(NAME it.est_install COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/est_install.sh)
+set_tests_properties(it.est_install PROPERTIES LABELS integration TIMEOUT 120
+  ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;EST_BUILD_DIR=${CMAKE_BINARY_DIR};EST_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;EST_SCRIPTS=${PROJECT_SOURCE_DIR}/scripts")
