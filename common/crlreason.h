@@ -2,7 +2,7 @@
  * @file crlreason.h
  * @brief The revocation reasons of RFC 5280 §5.3.1, by name: what
  * `estctl revoke --reason` takes and what the CRL's reasonCode carries
- * (docs/decisions.md §14). Shared by the control layer and the CA.
+ * (docs/decisions.md §14). Used by the control layer and by the CA.
  */
 #ifndef EST_COMMON_CRLREASON_H
 #define EST_COMMON_CRLREASON_H

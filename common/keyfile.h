@@ -2,7 +2,7 @@
  * @file keyfile.h
  * @brief Refuse a private key file other users can read (docs/decisions.md
  * §14): coapd does not start with a world-readable ca_key or dtls_key,
- * and says when one is group-readable. Shared by the host and the plugin.
+ * and says when one is group-readable. Used by the host and by the plugin.
  */
 #ifndef EST_COMMON_KEYFILE_H
 #define EST_COMMON_KEYFILE_H
