@@ -29,6 +29,7 @@
 typedef struct coapd_app coapd_app;
 typedef struct coapd_loop coapd_loop;
 typedef struct coapd_sess coapd_sess;
+typedef struct coapd_retired coapd_retired;
 
 /** One loaded plugin; its address is the coapd_host handle plugins get. */
 struct coapd_host {
@@ -56,6 +57,8 @@ struct coapd_app {
   /** When each plugin's tick is next due (tick.h); slot i is plugins[i]. */
   uint64_t tick_due[COAPD_CONFIG_MAX_PLUGINS];
   int check_only;       /**< coapd -t: plugins write nothing */
+  struct coapd_mon *mon; /**< metrics and /healthz (metrics.h) */
+  coapd_retired *retired; /**< configs a reload replaced (reload.c) */
 };
 
 /* log.c */
@@ -70,6 +73,11 @@ void coapd_log_always(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /** Route libcoap's own log lines through coapd_log and set the level. */
 void coapd_log_setup(int level);
+/** Log unfiltered (the caller filtered, e.g. by plugin_log_level). */
+void coapd_vlog_always(int level, const char *prefix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+/** `log_dest`: COAPD_LOG_DEST_STDERR or _SYSLOG (config.h). */
+void coapd_log_dest(unsigned log_dest);
 
 /* dtls.c */
 /** Put a datagram socket nothing can reach on descriptor 0, before
@@ -104,6 +112,20 @@ void coapd_admit_session(coap_session_t *session, int created);
 /** Before coap_free_context(): totals line, sockets back to libcoap. */
 void coapd_admit_shutdown(void);
 
+/** The PKI setup and session limits of @p cfg on app->ctx; a reload calls
+ * it again. @p cfg must outlive the context (libcoap borrows its paths). */
+est_err coapd_dtls_apply(coapd_app *app, const coapd_config *cfg, char *err,
+                         size_t errlen) EST_MUST_CHECK;
+
+/* reload.c */
+/** SIGHUP: read the config again; on any problem keep the running one and
+ * log `FILE:LINE: problem`; then each plugin's reload hook. */
+void coapd_reload(coapd_app *app);
+/** Free the configs reloads replaced (at exit, after the plugins). */
+void coapd_retired_free(coapd_app *app);
+/** sd_notify(3) @p state ("READY=1", ...); a no-op outside systemd. */
+void coapd_notify(const char *state);
+
 /* loop.c */
 est_err coapd_loop_new(coapd_app *app, coapd_loop **out) EST_MUST_CHECK;
 /** Run until SIGTERM/SIGINT. Returns EST_OK on a clean stop. */
@@ -126,6 +148,14 @@ est_err coapd_plugins_load(coapd_app *app, char *err,
 uint64_t coapd_plugins_tick(coapd_app *app, uint64_t now_ms);
 /** SIGHUP: each plugin's reload hook (ABI 1.2), in load order. */
 void coapd_plugins_reload(coapd_app *app);
+/** Check @p pc's plugin_opt_ lines against @p h's option table (if it has
+ * one): `FILE:LINE: problem` in @p err. */
+est_err coapd_plugin_check_conf(const coapd_host *h, const coapd_config *cfg,
+                                const coapd_plugin_conf *pc, char *err,
+                                size_t errlen) EST_MUST_CHECK;
+/** After a reload: @p h's options are @p pc's lines from now on. */
+void coapd_plugin_set_conf(coapd_host *h, const coapd_config *cfg,
+                           const coapd_plugin_conf *pc);
 /** `coapd --help-plugin PATH`: dlopen @p path (a bare name under
  * @p plugin_dir) and print its option table to @p out. EST_ERR_ABI if it is
  * not a plugin, EST_ERR_CONFIG if it cannot be opened, with the reason in

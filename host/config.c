@@ -25,13 +25,17 @@ typedef enum key_kind {
   KIND_PLUGIN,
   KIND_LOG_LEVEL,
   KIND_NUMBER,
-  KIND_BOOL
+  KIND_BOOL,
+  KIND_WORD,        /* an enum kept as the word's index in a coapd_num_key */
+  KIND_PLUGIN_LEVEL /* log_level of the plugin line before it */
 } key_kind;
 
 /* Numbers and words are parsed by common/opts, as plugin options are, so a
  * bad value reads the same in coapd.conf whoever parses it. */
 static const char *const level_names[] = {"error", "warning", "notice",
                                           "info",  "debug",   NULL};
+/* In the order of COAPD_LOG_DEST_*. */
+static const char *const log_dests[] = {"stderr", "syslog", NULL};
 /* mosquitto.conf's boolean words; a yes/no key is an enum of these. */
 static const char *const yes_no[] = {"yes", "no", NULL};
 
@@ -43,57 +47,146 @@ typedef struct key_def {
 } key_def;
 
 static const key_def keys[] = {
-    {KIND_LISTEN, 0, {.name = "listen"}},
-    {KIND_FILE, offsetof(coapd_config, dtls_cert), {.name = "dtls_cert"}},
-    {KIND_FILE, offsetof(coapd_config, dtls_key), {.name = "dtls_key"}},
-    {KIND_FILE, offsetof(coapd_config, dtls_ca), {.name = "dtls_ca"}},
-    {KIND_FILE, offsetof(coapd_config, plugin_dir), {.name = "plugin_dir"}},
-    {KIND_PLUGIN, 0, {.name = "plugin"}},
+    {KIND_LISTEN,
+     0,
+     {.name = "listen",
+      .type = COAPD_OPT_STRING,
+      .flags = COAPD_OPT_REQUIRED,
+      .doc = "ADDR PORT: a coaps (DTLS) endpoint; ADDR is an IPv4 or IPv6 "
+             "literal (:: is dual-stack: IPv4 too); repeatable"}},
+    /* The same ADDR PORT checks as listen (key_listen picks by offset). */
+    {KIND_LISTEN,
+     offsetof(coapd_config, metrics_listen),
+     {.name = "metrics_listen",
+      .type = COAPD_OPT_STRING,
+      .doc = "ADDR PORT: plain HTTP GET /metrics (Prometheus) and /healthz, "
+             "no TLS: bind loopback or a management network; up to 4"}},
+    {KIND_FILE,
+     offsetof(coapd_config, dtls_cert),
+     {.name = "dtls_cert",
+      .type = COAPD_OPT_PATH,
+      .flags = COAPD_OPT_REQUIRED,
+      .doc = "the server certificate, PEM"}},
+    {KIND_FILE,
+     offsetof(coapd_config, dtls_key),
+     {.name = "dtls_key",
+      .type = COAPD_OPT_PATH,
+      .flags = COAPD_OPT_REQUIRED,
+      .doc = "its private key, PEM; must match dtls_cert and must not be "
+             "readable by other users (0600; 0640 is taken with a warning)"}},
+    {KIND_FILE,
+     offsetof(coapd_config, dtls_ca),
+     {.name = "dtls_ca",
+      .type = COAPD_OPT_PATH,
+      .flags = COAPD_OPT_REQUIRED,
+      .doc = "PEM bundle of the trust anchors client certificates must chain "
+             "to (the EST CA and any manufacturer CAs)"}},
+    {KIND_FILE,
+     offsetof(coapd_config, plugin_dir),
+     {.name = "plugin_dir",
+      .type = COAPD_OPT_PATH,
+      .doc = "where a bare plugin name is looked up; default: $COAPD_PLUGIN_PATH, "
+             "else the install's lib/est-coaps found from the coapd binary, "
+             "else the build-time folder"}},
+    {KIND_PLUGIN,
+     0,
+     {.name = "plugin",
+      .type = COAPD_OPT_PATH,
+      .doc = "a plugin .so (a bare name is looked up in plugin_dir); its "
+             "plugin_opt_KEY VALUE lines follow it; repeatable"}},
     {KIND_LOG_LEVEL,
      0,
-     {.name = "log_level", .type = COAPD_OPT_ENUM, .words = level_names}},
+     {.name = "log_level",
+      .type = COAPD_OPT_ENUM,
+      .words = level_names,
+      .doc = "the least severe messages that are logged"}},
+    {KIND_WORD,
+     offsetof(coapd_config, log_dest),
+     {.name = "log_dest",
+      .type = COAPD_OPT_ENUM,
+      .words = log_dests,
+      .def = "stderr",
+      .doc = "stderr (one line per message; under systemd with journald "
+             "priority prefixes) or syslog (facility daemon)"}},
+    {KIND_PLUGIN_LEVEL,
+     0,
+     {.name = "plugin_log_level",
+      .type = COAPD_OPT_ENUM,
+      .words = level_names,
+      .doc = "after a plugin line: that plugin's own log_level (its lines "
+             "only; libcoap and coapd keep log_level)"}},
     {KIND_NUMBER,
      offsetof(coapd_config, session_timeout),
      {.name = "session_timeout",
+      .doc = "idle DTLS sessions are closed after this many seconds",
       .type = COAPD_OPT_INT,
       .min = 1,
       .max = 86400}},
     {KIND_NUMBER,
      offsetof(coapd_config, max_idle_sessions),
      {.name = "max_idle_sessions",
+      .doc = "cap on idle DTLS sessions",
       .type = COAPD_OPT_INT,
       .min = 1,
       .max = 1000000}},
     {KIND_NUMBER,
      offsetof(coapd_config, max_handshake_sessions),
      {.name = "max_handshake_sessions",
+      .doc = "cap on sessions still in the DTLS handshake",
       .type = COAPD_OPT_INT,
       .min = 1,
       .max = 100000}},
     {KIND_NUMBER,
      offsetof(coapd_config, dtls_verify_depth),
-     {.name = "dtls_verify_depth", .type = COAPD_OPT_INT, .min = 1, .max = 16}},
+     {.name = "dtls_verify_depth",
+      .type = COAPD_OPT_INT,
+      .min = 1,
+      .max = 16,
+      .doc = "longest client certificate chain accepted"}},
     {KIND_BOOL,
      offsetof(coapd_config, dtls_allow_expired),
-     {.name = "dtls_allow_expired", .type = COAPD_OPT_ENUM, .words = yes_no}},
+     {.name = "dtls_allow_expired",
+      .type = COAPD_OPT_ENUM,
+      .words = yes_no,
+      .doc = "yes: a client chain that verifies passes the handshake even when "
+             "expired or not yet valid, and each plugin checks validity itself "
+             "(est_coaps.so: idevid_allow_expired)"}},
     {KIND_BOOL,
      offsetof(coapd_config, dtls_reboot_probe),
-     {.name = "dtls_reboot_probe", .type = COAPD_OPT_ENUM, .words = yes_no}},
+     {.name = "dtls_reboot_probe",
+      .type = COAPD_OPT_ENUM,
+      .words = yes_no,
+      .doc = "yes: a new ClientHello from the address and port of a live "
+             "session pings that session and drops it if it does not answer "
+             "within 6 s, so a rebooted device gets back in (RFC 6347)"}},
     {KIND_BOOL,
      offsetof(coapd_config, dtls_admission),
-     {.name = "dtls_admission", .type = COAPD_OPT_ENUM, .words = yes_no}},
+     {.name = "dtls_admission",
+      .type = COAPD_OPT_ENUM,
+      .words = yes_no,
+      .doc = "admission control under a ClientHello flood "
+             "(docs/admission.md); no leaves only libcoap's own caps"}},
     {KIND_NUMBER,
      offsetof(coapd_config, max_handshakes_per_addr),
-     {.name = "max_handshakes_per_addr", .type = COAPD_OPT_INT, .min = 1, .max = 100000}},
+     {.name = "max_handshakes_per_addr", .type = COAPD_OPT_INT, .min = 1, .max = 100000,
+      .doc = "half-open handshakes one source address may hold; a new one "
+             "past it evicts the one whose peer was silent longest"}},
     {KIND_NUMBER,
      offsetof(coapd_config, handshake_pressure),
-     {.name = "handshake_pressure", .type = COAPD_OPT_INT, .min = 0, .max = 100000}},
+     {.name = "handshake_pressure", .type = COAPD_OPT_INT, .min = 0, .max = 100000,
+      .doc = "from this many half-open handshakes on, a new peer's ClientHello "
+             "must be a retransmission (0: always); below both caps, left at "
+             "its default half the smaller one"}},
     {KIND_NUMBER,
      offsetof(coapd_config, handshake_timeout),
-     {.name = "handshake_timeout", .type = COAPD_OPT_INT, .min = 1, .max = 30}},
+     {.name = "handshake_timeout", .type = COAPD_OPT_INT, .min = 1, .max = 30,
+      .doc = "under pressure, a half-open handshake whose peer has been silent "
+             "this many seconds is dropped"}},
     {KIND_NUMBER,
      offsetof(coapd_config, max_parked_handshakes),
-     {.name = "max_parked_handshakes", .type = COAPD_OPT_INT, .min = 0, .max = 65536}},
+     {.name = "max_parked_handshakes", .type = COAPD_OPT_INT, .min = 0, .max = 65536,
+      .doc = "sessions that never returned the DTLS cookie, kept without "
+             "their DTLS state for 31 s; 0: none are parked"}},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -168,8 +261,14 @@ static est_err resolve_path(parser *p, const char *name, const char *val,
   return EST_OK;
 }
 
-static est_err key_listen(parser *p, const char *val, size_t n) {
+static est_err key_listen(parser *p, const key_def *k, const char *val, size_t n) {
   coapd_config *cfg = p->cfg;
+  /* listen, or metrics_listen (docs/metrics.md): one parser for both. */
+  int metrics = k->off == offsetof(coapd_config, metrics_listen);
+  const char *name = k->spec.name;
+  coapd_listen *arr = metrics ? cfg->metrics_listen : cfg->listen;
+  size_t *count = metrics ? &cfg->nmetrics_listen : &cfg->nlisten;
+  unsigned max = metrics ? COAPD_CONFIG_MAX_METRICS_LISTEN : COAPD_CONFIG_MAX_LISTEN;
   size_t alen = 0;
   while (alen < n && !is_blank(val[alen]))
     alen++;
@@ -180,12 +279,12 @@ static est_err key_listen(parser *p, const char *val, size_t n) {
   while (ps + plen < n && !is_blank(val[ps + plen]))
     plen++;
   if (ps + plen != n || plen == 0)
-    return fail(p, "listen needs ADDR PORT, got '%.*s'",
+    return fail(p, "%s needs ADDR PORT, got '%.*s'", name,
                 (int)(n < ECHO_MAX ? n : ECHO_MAX), val);
-  if (cfg->nlisten >= COAPD_CONFIG_MAX_LISTEN)
-    return fail(p, "more than %u listen lines", COAPD_CONFIG_MAX_LISTEN);
+  if (*count >= max)
+    return fail(p, "more than %u %s lines", max, name);
 
-  coapd_listen *l = &cfg->listen[cfg->nlisten];
+  coapd_listen *l = &arr[*count];
   unsigned char bin[16];
   if (alen >= sizeof l->addr)
     return fail(p, "bad address '%.*s' (IPv4 or IPv6 literal)",
@@ -200,8 +299,8 @@ static est_err key_listen(parser *p, const char *val, size_t n) {
     return fail(p, "bad address '%s' (IPv4 or IPv6 literal)", l->addr);
 
   /* The port is parsed like every other number (common/opts.h). */
-  static const coapd_opt port_spec = {
-      .name = "listen PORT", .type = COAPD_OPT_INT, .min = 1, .max = 65535};
+  const coapd_opt port_spec = {.name = metrics ? "metrics_listen PORT" : "listen PORT",
+                               .type = COAPD_OPT_INT, .min = 1, .max = 65535};
   char pbuf[COAPD_CONFIG_MAX_LINE + 1], problem[EST_OPTS_ERR_MAX];
   est_optval pv;
   memcpy(pbuf, val + ps, plen); /* plen < n <= COAPD_CONFIG_MAX_LINE */
@@ -213,17 +312,17 @@ static est_err key_listen(parser *p, const char *val, size_t n) {
   l->port = (uint16_t)port;
   l->line = p->line;
 
-  for (size_t i = 0; i < cfg->nlisten; i++) {
-    const coapd_listen *o = &cfg->listen[i];
+  for (size_t i = 0; i < *count; i++) {
+    const coapd_listen *o = &arr[i];
     unsigned char obin[16];
     if (o->family != l->family || o->port != l->port ||
         inet_pton(o->family, o->addr, obin) != 1)
       continue;
     if (memcmp(obin, bin, l->family == AF_INET ? 4 : 16) == 0)
-      return fail(p, "duplicate listen %s %u (first on line %u)", l->addr, port,
+      return fail(p, "duplicate %s %s %u (first on line %u)", name, l->addr, port,
                   o->line);
   }
-  cfg->nlisten++;
+  (*count)++;
   return EST_OK;
 }
 
@@ -327,6 +426,14 @@ static est_err key_scalar(parser *p, const key_def *k, const char *val,
   case KIND_BOOL:
     line = &((coapd_bool_key *)((char *)cfg + k->off))->line;
     break;
+  case KIND_WORD:
+    line = &((coapd_num_key *)((char *)cfg + k->off))->line;
+    break;
+  case KIND_PLUGIN_LEVEL:
+    if (cfg->nplugins == 0)
+      return fail(p, "'%s' must follow the plugin line it is for", k->spec.name);
+    line = &cfg->plugins[cfg->nplugins - 1].log_level_line;
+    break;
   default:
     return EST_ERR_INTERNAL;
   }
@@ -343,6 +450,10 @@ static est_err key_scalar(parser *p, const key_def *k, const char *val,
     return fail(p, "%s", problem);
   if (k->kind == KIND_LOG_LEVEL)
     cfg->log_level = v.word + 3; /* syslog numbering, error = 3 */
+  else if (k->kind == KIND_PLUGIN_LEVEL)
+    cfg->plugins[cfg->nplugins - 1].log_level = v.word + 3;
+  else if (k->kind == KIND_WORD)
+    ((coapd_num_key *)((char *)cfg + k->off))->value = (unsigned)v.word;
   else if (k->kind == KIND_NUMBER)
     ((coapd_num_key *)((char *)cfg + k->off))->value = (unsigned)v.num;
   else
@@ -402,7 +513,7 @@ static est_err parse_line(parser *p, const char *s, size_t n) {
     return key_plugin_opt(p, s, klen, val, vlen);
   switch (k->kind) {
   case KIND_LISTEN:
-    return key_listen(p, val, vlen);
+    return key_listen(p, k, val, vlen);
   case KIND_FILE:
     return key_file(p, k, val, vlen);
   case KIND_PLUGIN:
@@ -410,6 +521,8 @@ static est_err parse_line(parser *p, const char *s, size_t n) {
   case KIND_LOG_LEVEL:
   case KIND_NUMBER:
   case KIND_BOOL:
+  case KIND_WORD:
+  case KIND_PLUGIN_LEVEL:
     return key_scalar(p, k, val, vlen);
   }
   return EST_ERR_INTERNAL;
@@ -675,4 +788,47 @@ est_err coapd_config_check_files(const coapd_config *cfg,
       return rc;
   }
   return EST_OK;
+}
+
+/* --help-config: the keys table as --help-plugin prints a plugin's, with
+ * the defaults taken from set_defaults(), so the man page generated from
+ * it (docs/man/) cannot drift from the parser. */
+est_err coapd_config_help(FILE *out) {
+  coapd_opt spec[NKEYS];
+  char defs[NKEYS][24];
+  coapd_config d;
+  if (!out)
+    return EST_ERR_INVALID;
+  memset(&d, 0, sizeof d);
+  set_defaults(&d);
+  for (size_t i = 0; i < NKEYS; i++) {
+    const key_def *k = &keys[i];
+    spec[i] = k->spec;
+    switch (k->kind) {
+    case KIND_LOG_LEVEL:
+      spec[i].def = coapd_log_level_name(d.log_level);
+      break;
+    case KIND_NUMBER:
+      snprintf(defs[i], sizeof defs[i], "%u",
+               ((const coapd_num_key *)((const char *)&d + k->off))->value);
+      spec[i].def = defs[i];
+      break;
+    case KIND_BOOL:
+      spec[i].def =
+          ((const coapd_bool_key *)((const char *)&d + k->off))->value ? "yes"
+                                                                         : "no";
+      break;
+    default:
+      break;
+    }
+    if (!spec[i].type) /* a key whose value only its own parser checks */
+      spec[i].type = COAPD_OPT_STRING;
+  }
+  coapd_opt_table t = {sizeof t, sizeof spec[0], "coapd", spec, NKEYS};
+  if (fprintf(out, "coapd configuration keys: one 'KEY VALUE' line each in "
+                   "coapd.conf; '#' starts a comment.\n"
+                   "Plugin options (" OPT_PREFIX "KEY): coapd --help-plugin "
+                   "PLUGIN.\n\n") < 0)
+    return EST_ERR_IO;
+  return est_opts_help(&t, "", out);
 }

@@ -12,6 +12,7 @@
 #define COAPD_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "common/est_err.h"
@@ -24,6 +25,7 @@ extern "C" {
 #define COAPD_CONFIG_MAX_BYTES (256u * 1024u) /**< whole file */
 #define COAPD_CONFIG_MAX_LINE 4096u           /**< one line, without EOL */
 #define COAPD_CONFIG_MAX_LISTEN 16u           /**< `listen` lines */
+#define COAPD_CONFIG_MAX_METRICS_LISTEN 4u    /**< `metrics_listen` lines */
 #define COAPD_CONFIG_MAX_PLUGINS 16u          /**< `plugin` lines */
 #define COAPD_CONFIG_MAX_OPTIONS 64u          /**< `plugin_opt_*` per plugin */
 #define COAPD_CONFIG_MAX_OPT_KEY 64u          /**< KEY in plugin_opt_KEY */
@@ -40,6 +42,9 @@ extern "C" {
 #define COAPD_DEFAULT_HANDSHAKE_TIMEOUT 3u
 #define COAPD_DEFAULT_MAX_PARKED_HANDSHAKES 1600u
 #define COAPD_DEFAULT_LOG_LEVEL 5 /* notice, syslog numbering */
+/** `log_dest` values, in the order of its words. */
+#define COAPD_LOG_DEST_STDERR 0u
+#define COAPD_LOG_DEST_SYSLOG 1u
 
 /** One `listen ADDR PORT` line. */
 typedef struct coapd_listen {
@@ -68,6 +73,8 @@ typedef struct coapd_plugin_conf {
   unsigned line;
   coapd_option *opts;
   size_t nopts;
+  int log_level;           /**< `plugin_log_level`, 0: the global log_level */
+  unsigned log_level_line; /**< the line that set it, 0: none */
 } coapd_plugin_conf;
 
 /** A file-valued key: resolved path and the line that set it (0 = unset). */
@@ -93,6 +100,10 @@ typedef struct coapd_config {
   char *path; /**< config file path as given; used in every message */
   coapd_listen listen[COAPD_CONFIG_MAX_LISTEN];
   size_t nlisten;
+  /** `metrics_listen ADDR PORT`: plain-HTTP /metrics and /healthz
+   * (docs/metrics.md); none by default. */
+  coapd_listen metrics_listen[COAPD_CONFIG_MAX_METRICS_LISTEN];
+  size_t nmetrics_listen;
   coapd_file_key dtls_cert;
   coapd_file_key dtls_key;
   coapd_file_key dtls_ca;
@@ -101,6 +112,8 @@ typedef struct coapd_config {
   size_t nplugins;
   int log_level; /**< 3 error .. 7 debug (syslog numbering) */
   unsigned log_level_line;
+  /** `log_dest`: COAPD_LOG_DEST_STDERR (default) or COAPD_LOG_DEST_SYSLOG. */
+  coapd_num_key log_dest;
   coapd_num_key session_timeout;        /**< seconds, 1..86400 */
   coapd_num_key max_idle_sessions;      /**< 1..1000000 */
   coapd_num_key max_handshake_sessions; /**< 1..100000 */
@@ -175,6 +188,13 @@ est_err coapd_config_check_files(const coapd_config *cfg,
  *  every host error message is written through this. */
 void coapd_errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/**
+ * Print every key coapd.conf takes, with its type, default and one line
+ * of help, in the layout of `coapd --help-plugin` (est_opts_help()); this
+ * is `coapd --help-config`. EST_ERR_IO if writing fails.
+ */
+est_err coapd_config_help(FILE *out) EST_MUST_CHECK;
 
 /** "error", "warning", "notice", "info" or "debug" for 3..7, else "?". */
 const char *coapd_log_level_name(int level);

@@ -3,6 +3,7 @@
 #include "addr.h"
 #include "common/keyfile.h"
 #include "coapd.h"
+#include "metrics.h"
 #include "reboot.h"
 
 #include <arpa/inet.h>
@@ -171,6 +172,7 @@ static int on_event(coap_session_t *session, const coap_event_t event) {
                     (unsigned char *)addr, sizeof addr - 1);
     coapd_log(COAPD_LOG_INFO, "%s, peer %s", name, addr);
   }
+  coapd_metrics_event(app, session, (int)event); /* handshakes, sessions */
   if (event == COAP_EVENT_SERVER_SESSION_NEW)
     coapd_admit_session(session, 1);
   if (event == COAP_EVENT_SERVER_SESSION_DEL) {
@@ -220,22 +222,12 @@ static est_err add_unknown_resource(coap_context_t *ctx) {
   return EST_OK;
 }
 
-est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
-  const coapd_config *cfg = app->cfg;
-  if (!coap_dtls_is_supported()) {
-    coapd_errf(err, errlen, "libcoap was built without DTLS support");
-    return EST_ERR_TLS;
-  }
-  app->ctx = coap_new_context(NULL);
-  if (!app->ctx) {
-    coapd_errf(err, errlen, "coap_new_context failed");
-    return EST_ERR_NOMEM;
-  }
-  coap_set_app_data(app->ctx, app);
-  /* Without COAP_BLOCK_SINGLE_BODY: plugins reassemble Block1 themselves
-   * (docs/decisions.md §11, docs/libcoap-4.3.1.md §7 #1/#2). */
-  coap_context_set_block_mode(app->ctx, COAP_BLOCK_USE_LIBCOAP);
-
+/* The PKI setup and the session limits from @p cfg. libcoap 4.3.1 copies
+ * the setup (its file names are borrowed: @p cfg must stay alive) and
+ * reads the files for every new session, so a reload takes effect for new
+ * handshakes and open sessions keep theirs. */
+est_err coapd_dtls_apply(coapd_app *app, const coapd_config *cfg, char *err,
+                         size_t errlen) {
   coap_dtls_pki_t pki;
   memset(&pki, 0, sizeof pki);
   pki.version = COAP_DTLS_PKI_SETUP_VERSION;
@@ -275,9 +267,31 @@ est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
   coap_context_set_max_idle_sessions(app->ctx, cfg->max_idle_sessions.value);
   coap_context_set_max_handshake_sessions(app->ctx,
                                           cfg->max_handshake_sessions.value);
+  reboot_enable(cfg->dtls_reboot_probe.value != 0);
+  return EST_OK;
+}
+
+est_err coapd_dtls_context(coapd_app *app, char *err, size_t errlen) {
+  const coapd_config *cfg = app->cfg;
+  if (!coap_dtls_is_supported()) {
+    coapd_errf(err, errlen, "libcoap was built without DTLS support");
+    return EST_ERR_TLS;
+  }
+  app->ctx = coap_new_context(NULL);
+  if (!app->ctx) {
+    coapd_errf(err, errlen, "coap_new_context failed");
+    return EST_ERR_NOMEM;
+  }
+  coap_set_app_data(app->ctx, app);
+  /* Without COAP_BLOCK_SINGLE_BODY: plugins reassemble Block1 themselves
+   * (docs/decisions.md §11, docs/libcoap-4.3.1.md §7 #1/#2). */
+  coap_context_set_block_mode(app->ctx, COAP_BLOCK_USE_LIBCOAP);
+
+  est_err rc = coapd_dtls_apply(app, cfg, err, errlen);
+  if (rc != EST_OK)
+    return rc;
   coap_register_event_handler(app->ctx, on_event);
   coap_register_nack_handler(app->ctx, on_nack);
-  reboot_enable(cfg->dtls_reboot_probe.value != 0);
   if (add_unknown_resource(app->ctx) != EST_OK) {
     coapd_errf(err, errlen, "out of memory");
     return EST_ERR_NOMEM;

@@ -2,6 +2,7 @@
  * libcoap with epoll, docs/libcoap-4.3.1.md §5 variant B), a timerfd for plugin
  * ticks, a signalfd for SIGTERM/SIGINT/SIGHUP and the fds plugins watch. */
 #include "coapd.h"
+#include "metrics.h"
 #include "reboot.h"
 
 #include <errno.h>
@@ -182,15 +183,13 @@ static void tick(coapd_loop *l) {
   arm(l, coapd_tick_wait(next, coapd_now_ms()));
 }
 
-/* Returns 1 when a stop signal came; SIGHUP has the plugins read their
- * changing files again. */
+/* Returns 1 when a stop signal came; SIGHUP reloads (reload.c). */
 static int got_signal(coapd_loop *l) {
   struct signalfd_siginfo si;
   int stop = 0;
   while (read(l->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
     if (si.ssi_signo == SIGHUP) {
-      coapd_log(COAPD_LOG_NOTICE, "coapd: SIGHUP, plugins read their files again");
-      coapd_plugins_reload(l->app);
+      coapd_reload(l->app);
       continue;
     }
     coapd_log(COAPD_LOG_NOTICE, "coapd: signal %u, shutting down",
@@ -226,11 +225,12 @@ est_err coapd_loop_run(coapd_loop *l) {
   coap_turn(l);
   arm(l, COAPD_TICK_MIN_MS);
   for (;;) {
-    /* Infinite, unless a reboot probe or an admission poll is due
-     * (host/reboot.h, host/admit.h). */
+    /* Infinite, unless a reboot probe, an admission poll or an HTTP
+     * timeout is due (host/reboot.h, host/admit.h, host/metrics.h). */
     uint64_t now = coapd_now_ms();
     int n = epoll_wait(l->ep, ev, EVENTS_MAX,
-                       sooner(reboot_next_ms(now), coapd_admit_next_ms(now)));
+                       sooner(sooner(reboot_next_ms(now), coapd_admit_next_ms(now)),
+                              coapd_metrics_next_ms(l->app)));
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -259,6 +259,7 @@ est_err coapd_loop_run(coapd_loop *l) {
     }
     if (stop)
       return EST_OK;
+    coapd_metrics_due(l->app); /* idle HTTP connections time out */
     /* Plugin code outside a handler may have queued PDUs or triggered an
      * async; one non-blocking pass sends them and re-arms libcoap's timer.
      * Never called from inside a handler. */

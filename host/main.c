@@ -4,6 +4,7 @@
  * printed; 1 configuration or startup error, or --help-plugin of something
  * that is not a plugin; 2 usage error; 3 runtime failure. */
 #include "coapd.h"
+#include "metrics.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -35,7 +36,7 @@ static const char *plugin_dir(const struct coapd_config *cfg);
 static void usage(FILE *f) {
   fprintf(f,
           "usage: coapd -c FILE [-t]\n"
-          "       coapd --help-plugin PLUGIN\n"
+          "       coapd --help-plugin PLUGIN | --help-config\n"
           "       coapd -h | -V | --version\n"
           "  -c FILE  configuration file (mosquitto.conf style)\n"
           "  -t       check the configuration (load plugins, run their init)"
@@ -43,6 +44,8 @@ static void usage(FILE *f) {
           "           nothing is written: no database, no CRL, no socket bound\n"
           "  --help-plugin PLUGIN\n"
           "           print the options PLUGIN (a .so) takes and exit\n"
+          "  --help-config\n"
+          "           print the keys of the configuration file and exit\n"
           "  -h       this help\n"
           "  -V, --version  print the version\n"
           "Plugins named without a '/' are looked up in %s\n"
@@ -59,10 +62,11 @@ static void version(void) {
                                                    : ", libcoap not on GnuTLS");
 }
 
-enum { OPT_HELP_PLUGIN = 256 };
+enum { OPT_HELP_PLUGIN = 256, OPT_HELP_CONFIG };
 
 static const struct option long_opts[] = {
     {"help-plugin", required_argument, NULL, OPT_HELP_PLUGIN},
+    {"help-config", no_argument, NULL, OPT_HELP_CONFIG},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
@@ -128,6 +132,8 @@ int main(int argc, char **argv) {
     case 'V':
       version();
       return 0;
+    case OPT_HELP_CONFIG:
+      return coapd_config_help(stdout) == EST_OK ? 0 : EXIT_RUNTIME;
     default:
       usage(stderr);
       return EXIT_USAGE;
@@ -160,6 +166,7 @@ int main(int argc, char **argv) {
   if (coapd_config_parse_file(conf, &app.cfg, err, sizeof err) != EST_OK)
     goto out;
   app.plugin_dir = plugin_dir(app.cfg);
+  coapd_log_dest(app.cfg->log_dest.value);
   coapd_log_setup(app.cfg->log_level);
   if (coapd_config_check_files(app.cfg, app.plugin_dir, err, sizeof err) !=
           EST_OK ||
@@ -176,7 +183,9 @@ int main(int argc, char **argv) {
     goto out;
   }
   app.check_only = check_only;
-  if (coapd_plugins_load(&app, err, sizeof err) != EST_OK)
+  /* The registry exists before the plugins register into it. */
+  if (coapd_metrics_setup(&app, err, sizeof err) != EST_OK ||
+      coapd_plugins_load(&app, err, sizeof err) != EST_OK)
     goto out;
 
   if (check_only) {
@@ -184,17 +193,23 @@ int main(int argc, char **argv) {
     status = 0;
     goto out;
   }
+  /* Not under -t: like the endpoints, metrics_listen binds only here. */
+  if (coapd_metrics_start(&app, err, sizeof err) != EST_OK)
+    goto out;
   coapd_log_always(COAPD_LOG_NOTICE,
                    COAPD_READY_TEXT " (%zu endpoint%s, %zu plugin%s)",
                    app.cfg->nlisten, app.cfg->nlisten == 1 ? "" : "s",
                    app.nplugins, app.nplugins == 1 ? "" : "s");
+  coapd_notify("READY=1");
   status = coapd_loop_run(app.loop) == EST_OK ? 0 : EXIT_RUNTIME;
+  coapd_notify("STOPPING=1");
 
 out:
   if (err[0])
     coapd_log_always(COAPD_LOG_ERR, "%s", err);
   /* Teardown order (docs/libcoap-4.3.1.md §5): session data and plugin fini,
    * coap_free_context, dlclose, coap_cleanup. */
+  coapd_metrics_stop(&app); /* no scrape reaches a plugin past its fini */
   coapd_plugins_fini(&app);
   coapd_loop_free(app.loop);
   app.loop = NULL;
@@ -203,8 +218,10 @@ out:
     coapd_sessions_release_all(&app);
     coap_free_context(app.ctx);
   }
+  coapd_metrics_fini(&app);
   coapd_plugins_unload(&app);
   coapd_config_free(app.cfg);
+  coapd_retired_free(&app);
   if (status == 0 && !check_only)
     coapd_log(COAPD_LOG_NOTICE, "coapd: stopped");
   coap_cleanup();

@@ -1,6 +1,7 @@
 /* Plugin loading (dlopen + descriptor checks), the coapd_host_api functions
  * and per-session plugin data. */
 #include "coapd.h"
+#include "metrics.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -169,10 +170,16 @@ api_log(coapd_host *host, coapd_log_level level, const char *fmt, ...) {
   char prefix[PLUGIN_NAME_MAX + 3];
   const char *name =
       host && host->desc && host->desc->name ? host->desc->name : "plugin";
+  /* plugin_log_level, else log_level (config.h). */
+  int max = host && host->conf->log_level ? host->conf->log_level
+            : host                         ? host->app->cfg->log_level
+                                           : COAPD_DEFAULT_LOG_LEVEL;
+  if ((int)level > max)
+    return;
   snprintf(prefix, sizeof prefix, "[%s]", name);
   va_list ap;
   va_start(ap, fmt);
-  coapd_vlog((int)level, prefix, fmt, ap);
+  coapd_vlog_always((int)level, prefix, fmt, ap);
   va_end(ap);
 }
 
@@ -236,6 +243,7 @@ static void build_api(coapd_host *h) {
   a->watch_fd = api_watch_fd;
   a->unwatch_fd = api_unwatch_fd;
   a->check_only = h->app->check_only;
+  coapd_metrics_api(a); /* ABI 1.3 */
 }
 
 /* ---- load / unload --------------------------------------------------- */
@@ -305,28 +313,34 @@ static const coapd_opt_table *desc_options(const coapd_plugin *d) {
 /* With a table, refuse bad plugin_opt_ lines before init() sees them, with
  * the same parser and text the plugin itself uses (common/opts.h). A plugin
  * without one checks its own options, as under ABI 1.0. */
-static est_err check_options(coapd_app *app, coapd_host *h, char *err,
-                             size_t errlen) {
-  const coapd_config *cfg = app->cfg;
+est_err coapd_plugin_check_conf(const coapd_host *h, const coapd_config *cfg,
+                                const coapd_plugin_conf *pc, char *err, size_t errlen) {
   const coapd_opt_table *t = desc_options(h->desc);
   est_opts o;
   if (!t)
     return EST_OK;
   if (est_opts_begin(&o, t, NULL, OPT_PREFIX) != EST_OK) {
     coapd_errf(err, errlen, "%s:%u: plugin '%s': bad option table: %s",
-               cfg->path, h->conf->line, h->desc->name, est_opts_error(&o));
+               cfg->path, pc->line, h->desc->name, est_opts_error(&o));
     return EST_ERR_ABI;
   }
   est_err rc = EST_OK;
-  for (size_t i = 0; i < h->conf->nopts && rc == EST_OK; i++) {
-    const coapd_option *opt = &h->conf->opts[i];
+  for (size_t i = 0; i < pc->nopts && rc == EST_OK; i++) {
+    const coapd_option *opt = &pc->opts[i];
     rc = est_opts_set(&o, opt->key, opt->value, cfg->path, opt->line);
   }
   if (rc == EST_OK)
-    rc = est_opts_end(&o, cfg->path, h->conf->line);
+    rc = est_opts_end(&o, cfg->path, pc->line);
   if (rc != EST_OK)
     coapd_errf(err, errlen, "%s", est_opts_error(&o));
   return rc == EST_OK ? EST_OK : EST_ERR_CONFIG;
+}
+
+void coapd_plugin_set_conf(coapd_host *h, const coapd_config *cfg,
+                           const coapd_plugin_conf *pc) {
+  h->conf = pc;
+  h->api.config_path = cfg->path;
+  h->api.config_line = pc->line;
 }
 
 static est_err load_one(coapd_app *app, coapd_host *h, char *err,
@@ -357,7 +371,7 @@ static est_err load_one(coapd_app *app, coapd_host *h, char *err,
     goto fail;
   }
   if ((rc = check_desc(app, h, err, errlen)) != EST_OK ||
-      (rc = check_options(app, h, err, errlen)) != EST_OK)
+      (rc = coapd_plugin_check_conf(h, cfg, h->conf, err, errlen)) != EST_OK)
     goto fail;
   build_api(h);
   if (h->desc->init(&h->api, &h->state) != 0) {
@@ -380,6 +394,7 @@ fail:
    * still point at its handlers. */
   if (app->loop)
     coapd_loop_unwatch_all(app->loop, h);
+  coapd_metrics_forget(app, h); /* its metrics, collect and health hooks */
   return rc;
 }
 
@@ -439,6 +454,7 @@ void coapd_plugins_fini(coapd_app *app) {
     h->state = NULL;
     if (app->loop)
       coapd_loop_unwatch_all(app->loop, h);
+    coapd_metrics_forget(app, h);
   }
 }
 

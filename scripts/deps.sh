@@ -9,6 +9,8 @@ pkgs=(
   libsqlite3-dev sqlite3 libcjson-dev libcbor-dev libcmocka-dev
   mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
   python3 python3-cbor2 python3-jsonschema valgrind procps
+  libmicrohttpd-dev libsystemd-dev curl python3-prometheus-client
+  lintian dpkg-dev fakeroot systemd
 )
 [ "${1:-}" = "--fuzz" ] && pkgs+=(clang)
 # The interop client (tests/interop/node) runs on Node with npm packages

@@ -41,8 +41,11 @@ extern "C" {
  *  - 1.0: the first release.
  *  - 1.1: coapd_plugin.options (include/coapd/options.h).
  *  - 1.2: coapd_plugin.reload (SIGHUP), coapd_host_api.check_only (-t).
+ *  - 1.3: coapd_host_api metric_register, metric_add, metric_set,
+ *         metric_observe, collect_register, health_register (metrics and
+ *         /healthz, docs/metrics.md).
  */
-#define COAPD_PLUGIN_ABI_MINOR 2u
+#define COAPD_PLUGIN_ABI_MINOR 3u
 
 /** Name of the descriptor symbol the host looks up with dlsym(). */
 #define COAPD_PLUGIN_SYMBOL "coapd_plugin_entry"
@@ -76,6 +79,57 @@ typedef struct coapd_host coapd_host;
 
 /** Callback for a file descriptor watched by the host loop. */
 typedef void (*coapd_fd_cb)(void *arg);
+
+/* ---- metrics (ABI 1.3, docs/metrics.md) ---- */
+
+/** Kinds of metric, as in the Prometheus text format 0.0.4. */
+typedef enum coapd_metric_type {
+  COAPD_METRIC_COUNTER = 0,  /**< only goes up: metric_add(v >= 0) */
+  COAPD_METRIC_GAUGE = 1,    /**< metric_set, or metric_add(any v) */
+  COAPD_METRIC_HISTOGRAM = 2 /**< metric_observe into fixed buckets */
+} coapd_metric_type;
+
+/** Most label names one metric has. */
+#define COAPD_METRIC_LABELS_MAX 3u
+/** Most bucket bounds of a histogram (+Inf is added, not counted). */
+#define COAPD_METRIC_BUCKETS_MAX 32u
+/** Most distinct label-value sets (series) one metric keeps; uses past
+ * this are dropped and counted in coapd_metric_series_dropped_total. */
+#define COAPD_METRIC_SERIES_MAX 256u
+/** Longest metric name, label name and label value, in bytes. */
+#define COAPD_METRIC_NAME_MAX 64u
+#define COAPD_METRIC_VALUE_MAX 128u
+/** Longest help text, in bytes. */
+#define COAPD_METRIC_HELP_MAX 256u
+
+/**
+ * What metric_register() is to create. The host copies everything, so the
+ * strings and arrays may be temporaries. `name` matches
+ * [a-zA-Z_:][a-zA-Z0-9_:]* and must not start with `coapd_` or `process_`
+ * (the host's own); label names match [a-zA-Z_][a-zA-Z0-9_]*, do not start
+ * with `__`, and a histogram's are not `le`.
+ */
+typedef struct coapd_metric_desc {
+  const char *name;
+  const char *help;            /**< one line, UTF-8 */
+  coapd_metric_type type;
+  size_t nlabels;              /**< 0..COAPD_METRIC_LABELS_MAX */
+  const char *const *labels;   /**< nlabels label names */
+  size_t nbuckets;             /**< histogram: 1..COAPD_METRIC_BUCKETS_MAX */
+  const double *buckets;       /**< finite upper bounds, strictly increasing */
+} coapd_metric_desc;
+
+/** A registered metric, owned by the host; valid until the plugin's fini()
+ * returns. */
+typedef struct coapd_metric coapd_metric;
+
+/** Called before each /metrics answer, so gauges computed on demand (a
+ * queue depth) are fresh: set them with metric_set. Loop thread. */
+typedef void (*coapd_collect_cb)(void *arg);
+
+/** A plugin's health check for /healthz: return 1 when healthy; else 0
+ * with a short one-line reason in @p why. Loop thread, must be quick. */
+typedef int (*coapd_health_cb)(void *arg, char *why, size_t len);
 
 /**
  * What the host gives a plugin. Borrowed: valid from init() until fini()
@@ -165,6 +219,47 @@ typedef struct coapd_host_api {
    * fini() follows at once. Read it only if COAPD_HOST_HAS(api, check_only).
    */
   int check_only;
+
+  /* ---- ABI 1.3 (docs/metrics.md) ---- */
+
+  /**
+   * Metrics the host serves on `metrics_listen` (GET /metrics, Prometheus
+   * text format 0.0.4). All of these run on the loop thread only, and are
+   * cheap (no I/O); without a `metrics_listen` line they still work and
+   * nobody reads the numbers. Read them only if COAPD_HOST_HAS(api,
+   * health_register); an older host has none, and the plugin then runs
+   * without metrics.
+   *
+   * metric_register() creates a metric from @p d and sets *out. Returns 0,
+   * or -1 when @p d is bad, its name is taken, or the host holds too many
+   * metrics (the reason is logged). A metric without labels shows 0 at
+   * once; a labelled series appears on first use. The plugin's metrics go
+   * away after its fini().
+   */
+  int (*metric_register)(coapd_host *host, const coapd_metric_desc *d,
+                         coapd_metric **out);
+  /**
+   * Add @p v to (counter: v >= 0, finite; gauge: any finite v), set
+   * (gauge), or observe @p v into (histogram) the series @p label_values
+   * names: one value per label name, in order (NULL when there are none).
+   * A NULL metric, the wrong type or a bad value does nothing; a value
+   * over COAPD_METRIC_VALUE_MAX bytes or not UTF-8, or a new series past
+   * COAPD_METRIC_SERIES_MAX, is dropped and counted (logged once).
+   */
+  void (*metric_add)(coapd_metric *m, const char *const *label_values,
+                     double v);
+  void (*metric_set)(coapd_metric *m, const char *const *label_values,
+                     double v);
+  void (*metric_observe)(coapd_metric *m, const char *const *label_values,
+                         double v);
+  /** Have @p cb(@p arg) called before each /metrics answer, until fini().
+   * Returns 0, or -1 (too many). */
+  int (*collect_register)(coapd_host *host, coapd_collect_cb cb, void *arg);
+  /** Add @p check(@p arg) to /healthz: 200 only while every check says
+   * healthy, else 503 with the first reason. Until fini(). Returns 0 or
+   * -1 (too many). */
+  int (*health_register)(coapd_host *host, coapd_health_cb check,
+                         void *arg);
 } coapd_host_api;
 
 /** True if @p api was built with member @p member (append-only check). */
@@ -215,10 +310,13 @@ typedef struct coapd_plugin {
   /* ---- ABI 1.2 ---- */
 
   /**
-   * coapd got SIGHUP: read again the files that may change while running
-   * (CRLs, trust bundles), on the loop thread, between requests. May be
-   * NULL. A file that no longer loads must leave the old state in force.
-   * Read it only if COAPD_PLUGIN_HAS(d, reload).
+   * coapd got SIGHUP and read its config file again: read the options (the
+   * host API now returns the new `plugin_opt_` lines, already checked
+   * against the option table; the old strings stay valid until fini) and
+   * the files they name, on the loop thread, between requests. May be
+   * NULL. All or nothing: anything that does not load must leave the old
+   * state in force, logged as `FILE:LINE: problem`. Not called when the
+   * host refused the new file. Read it only if COAPD_PLUGIN_HAS(d, reload).
    */
   void (*reload)(void *state);
 } coapd_plugin;

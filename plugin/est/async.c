@@ -14,6 +14,7 @@ struct est_job {
   coap_async_t *async;  /* owned by libcoap, valid until answered */
   bool ready;           /* res holds the answer */
   unsigned cf_out;
+  uint64_t t0_us;       /* the request's arrival (metrics.h) */
   enroll_job *job;      /* until finished on the loop */
   enroll_result res;
 };
@@ -51,6 +52,7 @@ bool est_async_start(est_req *r, enroll_job *job, enroll_result *res) {
   j->wj.run = job_run;
   j->p = r->p;
   j->cf_out = r->cf_out;
+  j->t0_us = r->t0_us;
   /* 0 = wait for coap_async_trigger(); the copy keeps the token. */
   j->async = coap_register_async(r->session, r->pdu, 0);
   if (!j->async) {
@@ -108,6 +110,7 @@ bool est_async_finish(est_req *r) {
   unlink_job(j);
   coap_async_set_app_data(a, NULL);
   r->cf_out = j->cf_out;
+  r->t0_us = j->t0_us; /* the duration runs from the first arrival */
   /* Kept in place of the empty ACK recorded for this exchange: later
    * Block2 requests are served from it, repeats still hear the empty ACK
    * (dedup.h). */

@@ -32,6 +32,7 @@ struct crlpub {
 typedef struct crl_job {
   worker_job wj; /* first: the worker hands this pointer back */
   crlpub *c;
+  pki_ca *ca;    /* a reference: a reload may replace c->ca meanwhile */
   pki_crl_entry *e;
   size_t n, cap;
   int64_t number;
@@ -44,6 +45,7 @@ typedef struct crl_job {
 static void job_free(crl_job *j) {
   if (!j)
     return;
+  pki_ca_free(j->ca);
   free(j->e);
   free(j->pem);
   free(j);
@@ -164,7 +166,7 @@ static void job_run(worker_job *wj) {
   uint8_t *der = NULL;
   size_t len = 0;
   gnutls_datum_t pem = {NULL, 0};
-  j->rc = pki_crl_sign(j->c->ca, j->e, j->n, (uint64_t)j->number, j->this_update,
+  j->rc = pki_crl_sign(j->ca, j->e, j->n, (uint64_t)j->number, j->this_update,
                        j->next_update, &der, &len);
   if (j->rc != EST_OK) {
     snprintf(j->diag, sizeof j->diag, "signing: %s", est_strerror(j->rc));
@@ -207,7 +209,8 @@ static void job_finish(worker_job *wj, bool ran) {
                 j->rc == EST_OK ? "; store: " : "", j->rc == EST_OK ? store_errmsg(c->s) : "");
     c->retry_at = j->this_update + CRLPUB_RETRY_S;
   } else {
-    c->published = true;
+    /* Signed by a CA a reload has since replaced: sign again now. */
+    c->published = j->ca == c->ca;
     c->this_update = j->this_update;
     c->retry_at = 0;
     c->api->log(c->api->host, COAPD_LOG_NOTICE,
@@ -240,6 +243,15 @@ est_err crlpub_new(const crlpub_config *cfg, pki_ca *ca, store *s, worker *wk,
 
 void crlpub_free(crlpub *c) { free(c); }
 
+void crlpub_set_ca(crlpub *c, pki_ca *ca) {
+  if (!c || !ca)
+    return;
+  c->ca = ca;
+  /* The file must be signed by the CA in use: sign again at the next tick. */
+  c->published = false;
+  c->retry_at = 0;
+}
+
 unsigned crlpub_tick(crlpub *c, long long now) {
   int64_t number = 0, published = 0;
   if (!c || c->busy)
@@ -261,6 +273,7 @@ unsigned crlpub_tick(crlpub *c, long long now) {
   j->wj.run = job_run;
   j->wj.finish = job_finish;
   j->c = c;
+  j->ca = pki_ca_ref(c->ca);
   j->this_update = now;
   j->next_update = now + c->validity;
   est_err rc = store_crl_snapshot(c->s, false, &j->number, on_entry, j);

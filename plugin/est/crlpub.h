@@ -38,6 +38,10 @@ est_err crlpub_new(const crlpub_config *cfg, pki_ca *ca, store *s, worker *wk,
 /** Free it; the worker must be stopped first (its job, if any, dropped). */
 void crlpub_free(crlpub *c);
 
+/** A reload replaced the CA (borrowed, like crlpub_new's): the next tick
+ * signs the CRL again with it. */
+void crlpub_set_ca(crlpub *c, pki_ca *ca);
+
 /** From the plugin tick: publish when due. Returns the seconds until it
  * wants to be asked again. */
 unsigned crlpub_tick(crlpub *c, long long now);

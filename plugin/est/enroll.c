@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "proto/multipart.h"
 #include "store/store.h"
 
@@ -21,6 +22,7 @@ struct enroll {
   const coapd_host_api *api;
   store *s;
   long long next_expire; /* when enroll_tick sweeps next */
+  est_metrics *metrics;  /* borrowed, or NULL (metrics.h) */
 };
 
 /* Everything issuing and recording need, so the job can travel to a
@@ -97,6 +99,7 @@ static void store_trouble(const enroll *e, const enroll_request *in, enroll_resu
                           est_err rc) {
   say(e, COAPD_LOG_WARNING, in->fn, in->client, "store: %s (%s)", est_strerror(rc),
       store_errmsg(e->s));
+  est_metrics_store_error(e->metrics);
   enroll_retry_later(res, "enrollment database unavailable, retry later");
 }
 
@@ -154,6 +157,24 @@ est_err enroll_open(const enroll_config *cfg, pki_ca *ca, const coapd_host_api *
   return EST_OK;
 }
 
+void enroll_reconfigure(enroll *e, const enroll_config *cfg, pki_ca *ca) {
+  if (!e || !cfg || !ca)
+    return;
+  enroll_config keep = e->cfg; /* the store was opened with these */
+  e->cfg = *cfg;
+  e->cfg.db_path = NULL;
+  e->cfg.busy_timeout_ms = keep.busy_timeout_ms;
+  e->cfg.sync_normal = keep.sync_normal;
+  e->cfg.db_use_group = keep.db_use_group;
+  e->cfg.db_gid = keep.db_gid;
+  if (cfg->names)
+    e->names = *cfg->names;
+  else
+    names_config_init(&e->names);
+  e->cfg.names = NULL;
+  e->ca = ca;
+}
+
 void enroll_close(enroll *e) {
   if (!e)
     return;
@@ -180,6 +201,7 @@ unsigned enroll_tick(enroll *e, long long now) {
 void enroll_job_free(enroll_job *j) {
   if (!j)
     return;
+  pki_ca_free(j->ca);
   pki_csr_free(j->csr);
   free(j->client);
   free(j->client_serial);
@@ -200,7 +222,7 @@ static enroll_job *job_new(const enroll *e, const enroll_request *in, pki_csr *c
   enroll_job *j = calloc(1, sizeof *j);
   if (!j)
     goto fail;
-  j->ca = e->ca;
+  j->ca = pki_ca_ref(e->ca);
   j->fn = in->fn;
   j->bare_cert = in->bare_cert;
   j->key_type = e->cfg.keygen_type;
@@ -345,6 +367,7 @@ void enroll_job_finish(enroll *e, enroll_job *j, enroll_result *res) {
   if (rc != EST_OK) {
     say(e, COAPD_LOG_WARNING, j->fn, j->client, "store: %s (%s), serial %s not sent",
         est_strerror(rc), store_errmsg(e->s), serial);
+    est_metrics_store_error(e->metrics);
     enroll_retry_later(res, "enrollment database unavailable, retry later");
     goto out;
   }
@@ -355,6 +378,7 @@ void enroll_job_finish(enroll *e, enroll_job *j, enroll_result *res) {
     refuse(res, rc, "could not encode the answer");
     goto out;
   }
+  est_metrics_issued(e->metrics, j->fn);
   say(e, COAPD_LOG_NOTICE, j->fn, j->client, "issued serial %s subject '%s'%s", serial,
       j->subject, enroll_job_slow(j) ? " with a server-generated key" : "");
 out:
@@ -499,6 +523,7 @@ static bool decide_new(enroll *e, const enroll_request *in, enroll_job *j,
     refuse(res, EST_ERR_PENDING, "the approval queue is full (%zu requests waiting), retry later",
            waiting);
     res->max_age = e->cfg.retry_after;
+    est_metrics_queue_full(e->metrics);
     e->api->log(e->api->host, COAPD_LOG_WARNING,
                 "approval queue full: %zu pending requests (max_pending_total); client '%s' "
                 "told to come back in %u s", waiting, in->client, e->cfg.retry_after);
@@ -615,3 +640,8 @@ est_err enroll_client_revoked(enroll *e, const char *serial_hex, bool *revoked, 
 }
 
 store *enroll_store(enroll *e) { return e ? e->s : NULL; }
+
+void enroll_set_metrics(enroll *e, est_metrics *m) {
+  if (e)
+    e->metrics = m;
+}

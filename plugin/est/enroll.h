@@ -70,6 +70,14 @@ est_err enroll_open(const enroll_config *cfg, pki_ca *ca, const coapd_host_api *
                     enroll **out, char *diag, size_t diag_len) EST_MUST_CHECK;
 void enroll_close(enroll *e);
 
+/**
+ * SIGHUP: take the policy part of @p cfg (policies, Max-Age, caps,
+ * pop_linking, keygen type, names; copied) and @p ca (borrowed, as in
+ * enroll_open). The store and its settings stay as opened. Jobs already
+ * made keep the CA they started with (pki_ca_ref).
+ */
+void enroll_reconfigure(enroll *e, const enroll_config *cfg, pki_ca *ca);
+
 /** One POST to sen, sren, skg or skc as the handler saw it; borrowed. */
 typedef struct enroll_request {
   est_fn fn;
@@ -141,5 +149,10 @@ est_err enroll_client_revoked(enroll *e, const char *serial_hex, bool *revoked, 
 /** The store (NULL without db_path), for the CRL publisher, which reads
  * the revocations it holds (crlpub.h). */
 store *enroll_store(enroll *e);
+
+struct est_metrics;
+/** Where issuance, store errors and a full queue are counted (metrics.h);
+ * NULL (the default): nowhere. Borrowed. */
+void enroll_set_metrics(enroll *e, struct est_metrics *m);
 
 #endif /* EST_ENROLL_H */

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 
 #include <coapd/plugin.h>
@@ -59,6 +60,11 @@ struct est_plugin {
   int wk_fd;       /* its eventfd, watched by the host loop */
   est_job *jobs;   /* every keygen job not yet answered */
   struct crlpub *crl; /* crl_file's publisher, or NULL (crlpub.h) */
+  struct est_metrics *metrics; /* NULL: the host has none (metrics.h) */
+  /* What a reload cannot change, to tell the operator (est_reload). */
+  char db_file[PATH_MAX];     /* db_path resolved, "" without one */
+  char crl_path[PATH_MAX];    /* crl_file resolved, "" without one */
+  unsigned crl_validity;
   size_t dedup_entries;        /* answers kept per session (dedup.h) */
   size_t block1_transfers;     /* open Block1 transfers per session (body.h) */
   dedup_budget dedup_budget;   /* their bytes, over all sessions */
@@ -95,6 +101,7 @@ typedef struct est_req {
   long long now;             /* monotonic seconds at arrival */
   bool record;               /* keep the answer in sess->seen */
   bool separate;             /* it is the separate response (async.c) */
+  uint64_t t0_us;            /* arrival, for est_enroll_duration_seconds */
   reply_rec rec;             /* the answer, as reply.c made it */
 } est_req;
 

@@ -9,6 +9,7 @@
 
 #include "async.h"
 #include "est_plugin.h"
+#include "metrics.h"
 #include "policy.h"
 #include "reply.h"
 
@@ -371,6 +372,7 @@ static void req_init(est_req *r, coap_resource_t *resource, coap_session_t *sess
   r->tok = coap_pdu_get_token(request);
   r->mid = (uint16_t)coap_pdu_get_mid(request);
   r->now = mono_s();
+  r->t0_us = est_metrics_now_us();
   /* RFC 7252 §4.3: a NON answer is a new message with its own Message ID;
    * libcoap 4.3.1 reuses the request's (docs/libcoap-4.3.1.md §7, row 15). */
   if (coap_pdu_get_type(request) == COAP_MESSAGE_NON)
@@ -430,6 +432,7 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
 out:
   if (rc != EST_OK)
     reply_error(&r, rc);
+  est_metrics_answer(r.p->metrics, &r); /* every answer passes here */
   if (r.record) {
     note_exchange(&r);
     dedup_put(&r.sess->seen, r.mid, r.tok.s, r.tok.length, r.now, &r.rec);

@@ -19,6 +19,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,9 @@ struct pki_trust {
 };
 
 struct pki_ca {
+  /* The plugin holds one reference, every job in flight one more: a CA
+   * replaced by a reload lives until its last job is done (pki_ca_ref). */
+  atomic_uint refs;
   gnutls_x509_crt_t crt;  /* issuing CA; used only under sign_lock */
   gnutls_privkey_t key;   /* its key; used only under sign_lock */
   pthread_mutex_t sign_lock;
@@ -334,8 +338,14 @@ out:
 
 /* ---- the CA --------------------------------------------------------------- */
 
+pki_ca *pki_ca_ref(pki_ca *ca) {
+  if (ca)
+    atomic_fetch_add(&ca->refs, 1u);
+  return ca;
+}
+
 void pki_ca_free(pki_ca *ca) {
-  if (!ca)
+  if (!ca || atomic_fetch_sub(&ca->refs, 1u) != 1u)
     return;
   if (ca->key)
     gnutls_privkey_deinit(ca->key);
@@ -511,6 +521,7 @@ est_err pki_ca_load(const char *cert_path, const char *key_path,
     err = EST_ERR_NOMEM;
     goto out;
   }
+  atomic_init(&ca->refs, 1u);
   ca->cert_days = cert_days;
   ca->profile.eku = PKI_EKU_CLIENT_AUTH;
   ca->profile.max_cert_bytes = PKI_CERT_MAX;

@@ -51,6 +51,10 @@ est_err pki_key_type_parse(const char *s, pki_key_type *out) EST_MUST_CHECK;
 est_err pki_ca_load(const char *cert_path, const char *key_path,
                     unsigned cert_days, pki_ca **out, char *diag,
                     size_t diag_len) EST_MUST_CHECK;
+/** One more reference to @p ca (any thread); returns it. A job that signs
+ * off the loop holds one, so a reload can replace the CA under it. */
+pki_ca *pki_ca_ref(pki_ca *ca);
+/** Drop a reference (any thread); the last one frees the CA. */
 void pki_ca_free(pki_ca *ca);
 
 /** Number of certificates in the CA bag (crts). */

@@ -17,6 +17,7 @@
 #include "crlpub.h"
 #include "idevid.h"
 #include "handlers.h"
+#include "metrics.h"
 #include "proto/der.h"
 
 #define CSR_ATTRS_MAX 65536u
@@ -480,57 +481,28 @@ static est_err idevid_sources(est_plugin *p, const opt_ctx *o) {
   return EST_OK;
 }
 
-static est_err load_files(opt_ctx *o) {
-  est_plugin *p = o->p;
+/* The line of the last plugin_opt_KEY, else the plugin line: every file
+ * problem is told as FILE:LINE (issue 12, docs/operations.md). */
+static unsigned opt_line(const est_plugin *p, const char *key) {
   const coapd_host_api *api = p->api;
-  char a[PATH_MAX], b[PATH_MAX], diag[PATH_MAX + 128] = "";
-  est_err rc;
+  unsigned line = api->config_line, l;
+  const char *k;
+  size_t n = api->option_count(api->host);
+  for (size_t i = 0; i < n; i++)
+    if (api->option_at(api->host, i, &k, NULL, &l) == 0 && strcmp(k, key) == 0)
+      line = l;
+  return line;
+}
 
-  /* ca_cert and ca_key are required options (est_options). */
-  if (resolve_path(p, o->ca_cert, a, sizeof a) != EST_OK ||
-      resolve_path(p, o->ca_key, b, sizeof b) != EST_OK)
-    return EST_ERR_TOO_LARGE;
-  /* docs/decisions.md §14: the CA key must be ours alone. */
-  bool group_readable = false;
-  rc = est_keyfile_check(b, &group_readable, diag, sizeof diag);
-  if (rc != EST_OK) {
-    api->log(api->host, COAPD_LOG_ERR, "%s: ca_key: %s", api->config_path, diag);
-    return rc;
-  }
-  if (group_readable)
-    api->log(api->host, COAPD_LOG_WARNING,
-             "%s: ca_key '%s' is readable by its group; chmod 600 it unless that group "
-             "must read it", api->config_path, b);
-  rc = pki_ca_load(a, b, p->cert_days, &p->ca, diag, sizeof diag);
-  if (rc != EST_OK) {
-    api->log(api->host, COAPD_LOG_ERR, "%s: ca_cert/ca_key: %s", api->config_path,
-             diag[0] ? diag : est_strerror(rc));
-    return rc;
-  }
-  /* cert_eku, max_cert_bytes (docs/decisions.md §13); before any issuance. */
-  rc = pki_ca_set_profile(p->ca, &o->profile);
-  if (rc != EST_OK)
-    return rc;
+/* Options that need one another; checked at start and on reload. */
+static est_err check_combos(const opt_ctx *o) {
+  const est_plugin *p = o->p;
+  const coapd_host_api *api = p->api;
   if (o->idevid_crl && !o->idevid_trust) {
     api->log(api->host, COAPD_LOG_ERR,
              "%s:%u: idevid_crl needs idevid_trust (the CAs that sign those CRLs)",
-             api->config_path, api->config_line);
+             api->config_path, opt_line(p, "idevid_crl"));
     return EST_ERR_CONFIG;
-  }
-  if (o->idevid_trust) {
-    rc = idevid_sources(p, o);
-    if (rc != EST_OK)
-      return rc;
-    unsigned revoked = 0;
-    rc = idevid_load(&p->idsrc, &p->idevid, &revoked, diag, sizeof diag);
-    if (rc != EST_OK) {
-      api->log(api->host, COAPD_LOG_ERR, "%s: idevid_trust/idevid_crl: %s", api->config_path,
-               diag[0] ? diag : est_strerror(rc));
-      return rc;
-    }
-    if (p->idsrc.ncrl)
-      api->log(api->host, COAPD_LOG_INFO, "idevid_crl: %zu CRL file(s), %u revoked serial(s)",
-               p->idsrc.ncrl, revoked);
   }
   /* Manual approval needs somewhere to keep the pending requests. */
   if (!o->db_path && (p->ecfg.idevid == ENROLL_MANUAL || p->ecfg.ldevid == ENROLL_MANUAL)) {
@@ -539,14 +511,102 @@ static est_err load_files(opt_ctx *o) {
              "ldevid_policy to auto)", api->config_path, api->config_line);
     return EST_ERR_CONFIG;
   }
+  if (o->crl_file && !o->db_path) {
+    api->log(api->host, COAPD_LOG_ERR,
+             "%s:%u: crl_file needs plugin_opt_db_path (the revocations are kept there)",
+             api->config_path, opt_line(p, "crl_file"));
+    return EST_ERR_CONFIG;
+  }
+  return EST_OK;
+}
+
+/* ca_cert and ca_key (required options), with the issuance profile. */
+static est_err load_ca(opt_ctx *o) {
+  est_plugin *p = o->p;
+  const coapd_host_api *api = p->api;
+  char a[PATH_MAX], b[PATH_MAX], diag[PATH_MAX + 128] = "";
+  if (resolve_path(p, o->ca_cert, a, sizeof a) != EST_OK ||
+      resolve_path(p, o->ca_key, b, sizeof b) != EST_OK)
+    return EST_ERR_TOO_LARGE;
+  /* docs/decisions.md §14: the CA key must be ours alone. */
+  bool group_readable = false;
+  est_err rc = est_keyfile_check(b, &group_readable, diag, sizeof diag);
+  if (rc != EST_OK) {
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: ca_key: %s", api->config_path,
+             opt_line(p, "ca_key"), diag);
+    return rc;
+  }
+  if (group_readable)
+    api->log(api->host, COAPD_LOG_WARNING,
+             "%s:%u: ca_key '%s' is readable by its group; chmod 600 it unless that group "
+             "must read it", api->config_path, opt_line(p, "ca_key"), b);
+  rc = pki_ca_load(a, b, p->cert_days, &p->ca, diag, sizeof diag);
+  if (rc != EST_OK) {
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: ca_cert/ca_key: %s", api->config_path,
+             opt_line(p, "ca_cert"), diag[0] ? diag : est_strerror(rc));
+    return rc;
+  }
+  /* cert_eku, max_cert_bytes (docs/decisions.md §13); before any issuance. */
+  return pki_ca_set_profile(p->ca, &o->profile);
+}
+
+/* idevid_trust and its CRLs, when given. */
+static est_err load_trust(opt_ctx *o) {
+  est_plugin *p = o->p;
+  const coapd_host_api *api = p->api;
+  char diag[PATH_MAX + 128] = "";
+  if (!o->idevid_trust)
+    return EST_OK;
+  est_err rc = idevid_sources(p, o);
+  if (rc != EST_OK)
+    return rc;
+  unsigned revoked = 0;
+  rc = idevid_load(&p->idsrc, &p->idevid, &revoked, diag, sizeof diag);
+  if (rc != EST_OK) {
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: idevid_trust/idevid_crl: %s", api->config_path,
+             opt_line(p, "idevid_trust"), diag[0] ? diag : est_strerror(rc));
+    return rc;
+  }
+  if (p->idsrc.ncrl)
+    api->log(api->host, COAPD_LOG_INFO, "idevid_crl: %zu CRL file(s), %u revoked serial(s)",
+             p->idsrc.ncrl, revoked);
+  return EST_OK;
+}
+
+/* csr_attrs, when given: one DER CsrAttrs served by att. */
+static est_err load_csr_attrs(opt_ctx *o) {
+  est_plugin *p = o->p;
+  const coapd_host_api *api = p->api;
+  char a[PATH_MAX], diag[PATH_MAX + 128] = "";
+  if (!o->csr_attrs)
+    return EST_OK;
+  if (resolve_path(p, o->csr_attrs, a, sizeof a) != EST_OK)
+    return EST_ERR_TOO_LARGE;
+  est_err rc = read_file(a, CSR_ATTRS_MAX, &p->csr_attrs, &p->csr_attrs_len, diag, sizeof diag);
+  if (rc == EST_OK && !der_one_sequence(p->csr_attrs, p->csr_attrs_len)) {
+    snprintf(diag, sizeof diag, "'%s' is not one DER SEQUENCE (CsrAttrs)", a);
+    rc = EST_ERR_CONFIG;
+  }
+  if (rc != EST_OK)
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: csr_attrs: %s", api->config_path,
+             opt_line(p, "csr_attrs"), diag);
+  return rc;
+}
+
+/* db_path and db_group: the store, opened once at start. */
+static est_err open_store(opt_ctx *o) {
+  est_plugin *p = o->p;
+  const coapd_host_api *api = p->api;
+  char b[PATH_MAX], diag[PATH_MAX + 128] = "";
+  est_err rc = EST_OK;
   if (o->db_path && resolve_path(p, o->db_path, b, sizeof b) != EST_OK)
     return EST_ERR_TOO_LARGE;
   if (o->db_group) {
     struct group gr, *res = NULL;
     char buf[4096];
     if (getgrnam_r(o->db_group, &gr, buf, sizeof buf, &res) != 0 || !res) {
-      api->log(api->host, COAPD_LOG_ERR, "%s: db_group: no group '%s'", api->config_path,
-               o->db_group);
+      api->log(api->host, COAPD_LOG_ERR, "%s:%u: db_group: no group '%s'", api->config_path,
+               opt_line(p, "db_group"), o->db_group);
       return EST_ERR_CONFIG;
     }
     p->ecfg.db_use_group = true;
@@ -563,24 +623,27 @@ static est_err load_files(opt_ctx *o) {
   p->ecfg.db_path = NULL;
   p->ecfg.names = NULL; /* &o->names, copied by enroll_open */
   if (rc != EST_OK) {
-    api->log(api->host, COAPD_LOG_ERR, "%s: db_path: %s", api->config_path,
-             diag[0] ? diag : est_strerror(rc));
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: db_path: %s", api->config_path,
+             opt_line(p, "db_path"), diag[0] ? diag : est_strerror(rc));
     return rc;
   }
-  if (o->csr_attrs) {
-    if (resolve_path(p, o->csr_attrs, a, sizeof a) != EST_OK)
-      return EST_ERR_TOO_LARGE;
-    rc = read_file(a, CSR_ATTRS_MAX, &p->csr_attrs, &p->csr_attrs_len, diag, sizeof diag);
-    if (rc == EST_OK && !der_one_sequence(p->csr_attrs, p->csr_attrs_len)) {
-      snprintf(diag, sizeof diag, "'%s' is not one DER SEQUENCE (CsrAttrs)", a);
-      rc = EST_ERR_CONFIG;
-    }
-    if (rc != EST_OK) {
-      api->log(api->host, COAPD_LOG_ERR, "%s: csr_attrs: %s", api->config_path, diag);
-      return rc;
-    }
-  }
+  if (o->db_path)
+    snprintf(p->db_file, sizeof p->db_file, "%s", b);
   return EST_OK;
+}
+
+/* Everything init reads, in order. */
+static est_err load_files(opt_ctx *o) {
+  est_err rc = check_combos(o);
+  if (rc == EST_OK)
+    rc = load_ca(o);
+  if (rc == EST_OK)
+    rc = load_trust(o);
+  if (rc == EST_OK)
+    rc = open_store(o);
+  if (rc == EST_OK)
+    rc = load_csr_attrs(o);
+  return rc;
 }
 
 static bool fn_enabled(const est_plugin *p, est_fn fn) {
@@ -663,6 +726,7 @@ static void est_fini(void *state) {
   }
   /* After the worker: a CRL job it dropped has let go of the publisher. */
   crlpub_free(p->crl);
+  est_metrics_close(p->metrics); /* the host drops its hooks after fini */
   enroll_close(p->en);
   pki_ca_free(p->ca);
   pki_trust_free(p->idevid);
@@ -694,12 +758,6 @@ static int est_init(const coapd_host_api *api, void **state) {
   rc = parse_options(&o);
   if (rc == EST_OK)
     rc = load_files(&o);
-  if (rc == EST_OK && o.crl_file && !o.db_path) {
-    api->log(api->host, COAPD_LOG_ERR,
-             "%s:%u: crl_file needs plugin_opt_db_path (the revocations are kept there)",
-             api->config_path, api->config_line);
-    rc = EST_ERR_CONFIG;
-  }
   /* Keygen and CRL signing run off the loop (docs/decisions.md §8, §14);
    * coapd -t starts neither. */
   if (rc == EST_OK && !p->check_only && (p->keygen || o.crl_file)) {
@@ -710,9 +768,10 @@ static int est_init(const coapd_host_api *api, void **state) {
       api->log(api->host, COAPD_LOG_ERR, "starting the worker: %s", est_strerror(rc));
   }
   if (rc == EST_OK && o.crl_file && !p->check_only) {
-    char path[PATH_MAX];
-    crlpub_config cc = {path, (unsigned)o.crl_validity};
-    rc = resolve_path(p, o.crl_file, path, sizeof path);
+    char *path = p->crl_path;
+    p->crl_validity = (unsigned)o.crl_validity;
+    crlpub_config cc = {path, p->crl_validity};
+    rc = resolve_path(p, o.crl_file, path, sizeof p->crl_path);
     if (rc == EST_OK)
       rc = crlpub_new(&cc, p->ca, enroll_store(p->en), p->wk, api, &p->crl);
     if (rc != EST_OK)
@@ -727,6 +786,7 @@ static int est_init(const coapd_host_api *api, void **state) {
     est_fini(p);
     return -1;
   }
+  p->metrics = est_metrics_open(p); /* NULL before host ABI 1.3 */
   api->log(api->host, COAPD_LOG_NOTICE,
            "serving %s and /.well-known/est (%zu label(s)), %zu CA cert(s), "
            "pop_linking %s, keygen %s, att %s, idevid_policy %s, ldevid_policy %s%s",
@@ -789,13 +849,129 @@ static uint32_t est_tick(void *state, uint64_t now_ms) {
   return next;
 }
 
-/* SIGHUP (ABI 1.2): idevid_trust and idevid_crl again, changed or not. */
+/* One option a reload cannot apply: say so, keep the running value. */
+static void needs_restart(const est_plugin *p, const char *key, bool changed) {
+  if (changed)
+    p->api->log(p->api->host, COAPD_LOG_WARNING,
+                "%s:%u: reload: %s changed; it takes effect when coapd restarts",
+                p->api->config_path, opt_line(p, key), key);
+}
+
+static bool path_changed(const est_plugin *q, const char *opt, const char *now) {
+  char want[PATH_MAX] = "";
+  if (opt && resolve_path(q, opt, want, sizeof want) != EST_OK)
+    return true;
+  return strcmp(want, now) != 0;
+}
+
+static bool labels_changed(const est_plugin *p, const est_plugin *q) {
+  if (p->label_count != q->label_count)
+    return true;
+  for (size_t i = 0; i < p->label_count; i++)
+    if (strcmp(p->labels[i], q->labels[i]) != 0)
+      return true;
+  return false;
+}
+
+/* SIGHUP (ABI 1.2, docs/operations.md "Reload"): read the options and every
+ * file they name again. All of it loads, or nothing changes: the CA
+ * certificate and key, idevid_trust and its CRLs, csr_attrs, the policies
+ * and limits then take over for new requests and new sessions (open
+ * sessions are classified again). What shapes the resources or the store
+ * (root, labels, keygen, att on or off, db_*, crl_file) waits for a
+ * restart, with a warning. Jobs in flight keep the CA they started with. */
 static void est_reload(void *state) {
   est_plugin *p = state;
+  const coapd_host_api *api = p->api;
+  opt_ctx o;
+  est_plugin *q = calloc(1, sizeof *q);
+  est_err rc = EST_ERR_NOMEM;
+  if (!q)
+    goto out;
+  q->api = api;
+  memset(&o, 0, sizeof o);
+  o.p = q;
+  rc = parse_options(&o);
+  if (rc == EST_OK)
+    rc = check_combos(&o);
+  if (rc == EST_OK && !p->en && (q->ecfg.idevid == ENROLL_MANUAL ||
+                                 q->ecfg.ldevid == ENROLL_MANUAL) ) {
+    rc = EST_ERR_CONFIG; /* a store cannot appear without a restart */
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: reload: manual approval needs the "
+             "database, which is opened at start", api->config_path, api->config_line);
+  }
+  if (rc == EST_OK)
+    rc = load_ca(&o);
+  if (rc == EST_OK)
+    rc = load_trust(&o);
+  if (rc == EST_OK)
+    rc = load_csr_attrs(&o);
+  if (rc != EST_OK)
+    goto out;
+
+  needs_restart(p, "root", strcmp(p->root, q->root) != 0);
+  needs_restart(p, "labels", labels_changed(p, q));
+  needs_restart(p, "keygen", p->keygen != q->keygen);
+  needs_restart(p, "csr_attrs", (p->csr_attrs != NULL) != (q->csr_attrs != NULL));
+  needs_restart(p, "db_path", path_changed(q, o.db_path, p->db_file));
+  needs_restart(p, "crl_file", path_changed(q, o.crl_file, p->crl_path));
+  needs_restart(p, "crl_validity", p->crl && p->crl_validity != (unsigned)o.crl_validity);
+  needs_restart(p, "db_synchronous", p->ecfg.sync_normal != q->ecfg.sync_normal);
+  needs_restart(p, "db_busy_timeout", p->ecfg.busy_timeout_ms != q->ecfg.busy_timeout_ms);
+
+  /* Commit: swap, so q frees what was in use (a CA only after its jobs). */
+  pki_ca *ca = p->ca;
+  p->ca = q->ca;
+  q->ca = ca;
+  q->ecfg.names = &o.names;
+  enroll_reconfigure(p->en, &q->ecfg, p->ca);
+  q->ecfg.names = NULL;
+  crlpub_set_ca(p->crl, p->ca);
+  pki_trust *t = p->idevid;
+  p->idevid = q->idevid;
+  q->idevid = t;
+  p->idsrc = q->idsrc;
   if (p->idevid)
-    idevid_refresh(p, true);
-  else
-    p->api->log(p->api->host, COAPD_LOG_INFO, "reload: no idevid_trust, nothing to read");
+    idevid_mark_seen(&p->idsrc);
+  if ((p->csr_attrs != NULL) == (q->csr_attrs != NULL)) {
+    uint8_t *c = p->csr_attrs;
+    size_t n = p->csr_attrs_len;
+    p->csr_attrs = q->csr_attrs;
+    p->csr_attrs_len = q->csr_attrs_len;
+    q->csr_attrs = c;
+    q->csr_attrs_len = n;
+  }
+  p->cert_days = q->cert_days;
+  p->idevid_allow_expired = q->idevid_allow_expired;
+  p->max_body = q->max_body;
+  p->dedup_entries = q->dedup_entries;
+  p->block1_transfers = q->block1_transfers;
+  p->dedup_budget.max = q->dedup_budget.max;
+  /* The CA or the trust may differ: sessions are classified again. */
+  p->idevid_gen++;
+  api->log(api->host, COAPD_LOG_NOTICE,
+           "reloaded: %zu CA cert(s), idevid_trust %s, pop_linking %s, idevid_policy %s, "
+           "ldevid_policy %s; open sessions are classified again",
+           pki_ca_cert_count(p->ca), p->idevid ? "on" : "off",
+           p->ecfg.pop == POP_OFF ? "off" : p->ecfg.pop == POP_VERIFY ? "verify" : "require",
+           q->ecfg.idevid == ENROLL_AUTO ? "auto" : "manual",
+           q->ecfg.ldevid == ENROLL_AUTO ? "auto" : "manual");
+  /* The store's settings stay as opened (needs_restart above). */
+  q->ecfg.sync_normal = p->ecfg.sync_normal;
+  q->ecfg.busy_timeout_ms = p->ecfg.busy_timeout_ms;
+  q->ecfg.db_use_group = p->ecfg.db_use_group;
+  q->ecfg.db_gid = p->ecfg.db_gid;
+  p->ecfg = q->ecfg;
+out:
+  if (rc != EST_OK)
+    api->log(api->host, COAPD_LOG_ERR,
+             "reload refused (%s): the running configuration stays", est_strerror(rc));
+  if (q) {
+    pki_ca_free(q->ca);
+    pki_trust_free(q->idevid);
+    free(q->csr_attrs);
+    free(q);
+  }
 }
 
 COAPD_PLUGIN_EXPORT const coapd_plugin coapd_plugin_entry = {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "body.h"
+#include "metrics.h"
 #include "status.h"
 
 static void add_uint_option(coap_pdu_t *pdu, coap_option_num_t num, unsigned v) {
@@ -25,6 +26,19 @@ static void echo_block1(est_req *r) {
   if (body_block_decode(coap_opt_value(o), coap_opt_length(o), &blk) != EST_OK)
     return;
   add_uint_option(r->resp, COAP_OPTION_BLOCK1, (blk.num << 4) | blk.szx);
+}
+
+/* A log value in double quotes, with \\ and \" escaped, cut to fit. */
+static void kv_quote(const char *in, char *out, size_t cap) {
+  size_t n = 0;
+  out[n++] = '"';
+  for (; *in && n + 4 < cap; in++) {
+    if (*in == '"' || *in == '\\')
+      out[n++] = '\\';
+    out[n++] = *in;
+  }
+  out[n++] = '"';
+  out[n] = '\0';
 }
 
 void reply_error(est_req *r, est_err err) {
@@ -48,7 +62,8 @@ void reply_error(est_req *r, est_err err) {
   /* RC-6: a short UTF-8 diagnostic, no Content-Format (RFC 7252 §5.5.2). */
   coap_add_data(r->resp, strlen(msg), (const uint8_t *)msg);
   /* A refusal (4.xx) is an operator's business: notice, with where it
-   * came from (docs/decisions.md §13); 5.03 is the normal "come back". */
+   * came from, as one key=value line (docs/operations.md "Logs"); 5.03 is
+   * the normal "come back". */
   char from[INET6_ADDRSTRLEN + 16] = "?";
   const coap_address_t *peer = coap_session_get_addr_remote(r->session);
   if (peer)
@@ -56,10 +71,13 @@ void reply_error(est_req *r, est_err err) {
   int level = code >= 500 && code != 503 ? COAPD_LOG_WARNING
               : code >= 400 && code < 500 ? COAPD_LOG_NOTICE
                                           : COAPD_LOG_INFO;
-  r->p->api->log(r->p->api->host, level, "%s, client '%s', %u.%02u (%s) from %s",
-                 proto_fn_info(r->route->fn)->name,
-                 r->sess && r->sess->classified ? r->sess->peer : "?", code / 100,
-                 code % 100, msg, from);
+  char client[300], reason[2 * EST_DIAG_MAX];
+  kv_quote(r->sess && r->sess->classified ? r->sess->peer : "", client, sizeof client);
+  kv_quote(msg, reason, sizeof reason);
+  r->p->api->log(r->p->api->host, level,
+                 "request fn=%s code=%u.%02u peer=%s client=%s reason=%s max_age=%u",
+                 proto_fn_info(r->route->fn)->name, code / 100, code % 100, from, client,
+                 reason, code == 503 ? r->max_age : 0);
 }
 
 /* RFC 7959 §2.4: the Block2 block the request asks for (the first one,
@@ -107,9 +125,9 @@ est_err reply_owned(est_req *r, unsigned code, const uint8_t *data, size_t len) 
 }
 
 est_err reply_borrowed(est_req *r, const uint8_t *data, size_t len) {
-  /* CA data never changes while the plugin runs: each Block2 block is
-   * cut from it on request with the same hash ETag and Size2, however
-   * late the request comes. libcoap's own Block2 state ends 8 s after the
+  /* CA data changes only on reload: each Block2 block is cut from it on
+   * request with the same hash ETag and Size2, however late the request
+   * comes (after a reload the ETag differs, so the client starts over). libcoap's own Block2 state ends 8 s after the
    * last block and a block asked for later went out without ETag and
    * Size2, which its own client then refuses (docs/decisions.md §11). */
   return send_owned(r, 205, data, len);
@@ -131,6 +149,7 @@ void reply_continue(est_req *r, uint32_t num, unsigned szx) {
 
 void reply_result(est_req *r, const enroll_result *res) {
   est_err rc = res->rc;
+  est_metrics_enrolled(r->p->metrics, r->route->fn, r->t0_us);
   if (rc == EST_OK) {
     rc = reply_owned(r, 204, res->body, res->body_len);
     if (rc == EST_OK)

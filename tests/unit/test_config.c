@@ -656,6 +656,36 @@ static void test_files(void **state) {
 
 /* The admission keys (docs/admission.md): defaults, ranges, and the
  * pressure threshold below both caps. */
+/* log_dest (docs/operations.md "Logs") and a plugin's own log level. */
+static void test_log_dest(void **state) {
+  (void)state;
+  char err[256];
+  coapd_config *cfg = NULL;
+  assert_int_equal(parse(BASE, &cfg, err, sizeof err), EST_OK);
+  assert_int_equal(cfg->log_dest.value, COAPD_LOG_DEST_STDERR);
+  coapd_config_free(cfg);
+  const char *text = BASE "log_dest syslog\nplugin a.so\nplugin b.so\n"
+                          "plugin_log_level debug\n";
+  assert_int_equal(parse(text, &cfg, err, sizeof err), EST_OK);
+  assert_int_equal(cfg->log_dest.value, COAPD_LOG_DEST_SYSLOG);
+  assert_int_equal(cfg->log_dest.line, 5);
+  assert_int_equal(cfg->plugins[0].log_level, 0);
+  assert_int_equal(cfg->plugins[1].log_level, 7);
+  assert_int_equal(cfg->plugins[1].log_level_line, 8);
+  coapd_config_free(cfg);
+  expect_err(BASE "log_dest journal\n", EST_ERR_CONFIG,
+             "t.conf:5: bad value 'journal' for log_dest (stderr|syslog)");
+  expect_err(BASE "log_dest syslog\nlog_dest stderr\n", EST_ERR_CONFIG,
+             "t.conf:6: duplicate 'log_dest' (first set on line 5)");
+  expect_err(BASE "plugin_log_level info\nplugin a.so\n", EST_ERR_CONFIG,
+             "t.conf:5: 'plugin_log_level' must follow the plugin line it is for");
+  expect_err(BASE "plugin a.so\nplugin_log_level info\nplugin_log_level debug\n",
+             EST_ERR_CONFIG, "t.conf:7: duplicate 'plugin_log_level' (first set on line 6)");
+  expect_err(BASE "plugin a.so\nplugin_log_level loud\n", EST_ERR_CONFIG,
+             "t.conf:6: bad value 'loud' for plugin_log_level (error|warning|"
+             "notice|info|debug)");
+}
+
 static void test_admission(void **state) {
   (void)state;
   char err[256];
@@ -736,7 +766,7 @@ int main(void) {
       cmocka_unit_test(test_plugins),    cmocka_unit_test(test_required),
       cmocka_unit_test(test_caps),       cmocka_unit_test(test_bytes),
       cmocka_unit_test(test_api_edges),  cmocka_unit_test(test_files),
-      cmocka_unit_test(test_admission),
+      cmocka_unit_test(test_admission),  cmocka_unit_test(test_log_dest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

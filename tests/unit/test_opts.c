@@ -662,7 +662,17 @@ static void test_descriptor_size(void **state) {
   /* The 1.0 descriptor is exactly the members up to tick. */
   assert_int_equal(COAPD_PLUGIN_SIZE_1_0, offsetof(coapd_plugin, options));
   assert_int_equal(COAPD_PLUGIN_ABI_VERSION, 1);
-  assert_int_equal(COAPD_PLUGIN_ABI_MINOR, 2);
+  assert_int_equal(COAPD_PLUGIN_ABI_MINOR, 3);
+  /* 1.3 appended the metrics members to the host API: a 1.2 host's API
+   * (up to check_only) has none, so est_coaps.so runs without metrics. */
+  coapd_host_api api;
+  memset(&api, 0, sizeof api);
+  api.size = (uint32_t)(offsetof(coapd_host_api, check_only) + sizeof api.check_only);
+  assert_true(COAPD_HOST_HAS(&api, check_only));
+  assert_false(COAPD_HOST_HAS(&api, metric_register));
+  assert_false(COAPD_HOST_HAS(&api, health_register));
+  api.size = sizeof api;
+  assert_true(COAPD_HOST_HAS(&api, health_register));
   /* 1.2 appended reload: a 1.1 descriptor (up to options) has none. */
   d.size = (uint32_t)(offsetof(coapd_plugin, options) + sizeof d.options);
   assert_true(COAPD_PLUGIN_HAS(&d, options));
