@@ -4,7 +4,8 @@
 # enrollment without a restart; a new csr_attrs and a new policy take over;
 # a bad file, a bad line or a bad option value is refused with FILE:LINE
 # and the running configuration keeps serving; keys that need a restart
-# say so; SIGTERM is still a clean stop.
+# say so; SIGTERM is still a clean stop; and systemd hears READY=1,
+# RELOADING=1 + READY=1 per SIGHUP, and STOPPING=1 (Type=notify).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
 it_init est_reload
@@ -16,7 +17,28 @@ mkdir -m 700 "$T/ca"
 cp "$PKI/ca.crt" "$T/ca/ca.crt"
 install -m 600 "$PKI/ca.key" "$T/ca/ca.key"
 cp "$EST_TEST_DATA/csrattrs.der" "$T/attrs.der"
-est_start "ca_cert $T/ca/ca.crt" "ca_key $T/ca/ca.key" "csr_attrs $T/attrs.der"
+# systemd's side of Type=notify: a datagram socket in NOTIFY_SOCKET.
+cat >"$T/notify.py" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+open(sys.argv[2] + ".ready", "w").close()
+s.settimeout(60)
+with open(sys.argv[2], "ab", buffering=0) as f:
+    try:
+        while True:
+            f.write(s.recv(4096).replace(b"\n", b" ") + b"\n")
+    except socket.timeout:
+        pass
+EOF
+python3 "$T/notify.py" "$T/notify.sock" "$T/notify.out" &
+NPID=$!
+for ((i = 0; i < 50; i++)); do [ -e "$T/notify.out.ready" ] && break; sleep 0.1; done
+[ -e "$T/notify.out.ready" ] || it_fail "the NOTIFY_SOCKET listener did not start"
+NOTIFY_SOCKET=$T/notify.sock est_start "ca_cert $T/ca/ca.crt" "ca_key $T/ca/ca.key" \
+  "csr_attrs $T/attrs.der"
+for ((i = 0; i < 50; i++)); do grep -q "READY=1" "$T/notify.out" && break; sleep 0.1; done
+[ "$(cat "$T/notify.out")" = "READY=1" ] || it_fail "no READY=1 after start: $(cat "$T/notify.out")"
 LOG=$T/coapd.log
 PID=${IT_PIDS[coapd]}
 
@@ -124,5 +146,12 @@ rc=$?
 unset "IT_PIDS[coapd]"
 [ "$rc" = 0 ] || it_fail "coapd exited $rc on SIGTERM after reloads"
 grep -q "coapd: stopped" "$LOG" || it_fail "no 'coapd: stopped' line"
+# Each SIGHUP, refused or not, was RELOADING=1 then READY=1; the stop STOPPING=1.
+hups=$(grep -c "coapd: SIGHUP" "$LOG")
+kill "$NPID" 2>/dev/null
+want=$(echo READY=1; for ((i = 0; i < hups; i++)); do echo RELOADING=1; echo READY=1; done
+  echo STOPPING=1)
+[ "$(cat "$T/notify.out")" = "$want" ] ||
+  it_fail "sd_notify sequence: $(tr '\n' ' ' <"$T/notify.out"), want $(echo $want)"
 it_san_check "$LOG"
 it_pass
