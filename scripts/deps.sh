@@ -10,7 +10,7 @@ pkgs=(
   mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
   python3 python3-cbor2 python3-jsonschema valgrind procps
   libmicrohttpd-dev libsystemd-dev curl python3-prometheus-client
-  lintian dpkg-dev fakeroot systemd
+  lintian dpkg-dev fakeroot systemd man-db groff-base
 )
 [ "${1:-}" = "--fuzz" ] && pkgs+=(clang)
 # The interop client (tests/interop/node) runs on Node with npm packages

@@ -757,6 +757,28 @@ static void test_admission(void **state) {
   coapd_config_free(cfg);
 }
 
+/* --help-config: every key, its type and the parser's own defaults. */
+static void test_help_config(void **state) {
+  (void)state;
+  char buf[16384];
+  FILE *f = tmpfile();
+  assert_non_null(f);
+  assert_int_equal(coapd_config_help(f), EST_OK);
+  rewind(f);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  assert_non_null(strstr(buf, "NAME "));
+  assert_non_null(strstr(buf, "\nlisten "));
+  assert_non_null(strstr(buf, "(required)"));
+  assert_non_null(strstr(buf, "\ndtls_ca "));
+  assert_non_null(strstr(buf, "int(1..86400)"));
+  assert_non_null(strstr(buf, " 300 "));
+  assert_non_null(strstr(buf, " notice "));
+  assert_non_null(strstr(buf, "\nmax_parked_handshakes "));
+  assert_int_equal(coapd_config_help(NULL), EST_ERR_INVALID);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_full),       cmocka_unit_test(test_defaults),
@@ -767,6 +789,7 @@ int main(void) {
       cmocka_unit_test(test_caps),       cmocka_unit_test(test_bytes),
       cmocka_unit_test(test_api_edges),  cmocka_unit_test(test_files),
       cmocka_unit_test(test_admission),  cmocka_unit_test(test_log_dest),
+      cmocka_unit_test(test_help_config),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
