@@ -62,15 +62,16 @@ void reply_error(est_req *r, est_err err) {
   /* RC-6: a short UTF-8 diagnostic, no Content-Format (RFC 7252 §5.5.2). */
   coap_add_data(r->resp, strlen(msg), (const uint8_t *)msg);
   /* A refusal (4.xx) is an operator's business: notice, with where it
-   * came from, as one key=value line (docs/operations.md "Logs"); 5.03 is
-   * the normal "come back". */
+   * came from, as one key=value line (docs/operations.md "Logs"), and so
+   * is a 5.03 for trouble (busy store, full queue); only "waiting for an
+   * operator" is the normal "come back" (info). */
   char from[INET6_ADDRSTRLEN + 16] = "?";
   const coap_address_t *peer = coap_session_get_addr_remote(r->session);
   if (peer)
     coap_print_addr(peer, (unsigned char *)from, sizeof from);
   int level = code >= 500 && code != 503 ? COAPD_LOG_WARNING
-              : code >= 400 && code < 500 ? COAPD_LOG_NOTICE
-                                          : COAPD_LOG_INFO;
+              : err != EST_ERR_PENDING     ? COAPD_LOG_NOTICE
+                                           : COAPD_LOG_INFO;
   char client[300], reason[2 * EST_DIAG_MAX];
   kv_quote(r->sess && r->sess->classified ? r->sess->peer : "", client, sizeof client);
   kv_quote(msg, reason, sizeof reason);
