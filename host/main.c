@@ -161,6 +161,8 @@ int main(int argc, char **argv) {
   }
 
   coap_startup();
+  /* Under systemd a config error already gets its journald priority. */
+  coapd_log_dest(COAPD_LOG_DEST_STDERR);
   coapd_log_setup(COAPD_DEFAULT_LOG_LEVEL);
 
   if (coapd_config_parse_file(conf, &app.cfg, err, sizeof err) != EST_OK)
