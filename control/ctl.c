@@ -1,5 +1,5 @@
 /* The operator command layer (ctl.h): one implementation of every operator
- * command, shared by estctl and the Mosquitto broker plugin. The envelope
+ * command, used by both estctl and the Mosquitto broker plugin. The envelope
  * and reply follow Mosquitto's dynamic-security control topic format
  * (docs/mosquitto-2.0.11.md §0, "$CONTROL/<plugin>/v1"):
  *   {"commands":[{"command":..., ..., "correlationData":...}]}

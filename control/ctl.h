@@ -1,7 +1,7 @@
 /**
  * @file ctl.h
  * @brief The operator command layer: one implementation of every operator
- * command, shared by the estctl CLI and the Mosquitto broker plugin. Only
+ * command, used by both the estctl CLI and the Mosquitto broker plugin. Only
  * the front ends differ (docs/decisions.md §7, docs/architecture.md §2).
  *
  * The wire format is Mosquitto's dynamic-security one, carried on
