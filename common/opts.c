@@ -487,7 +487,7 @@ est_err est_opts_set(est_opts *o, const char *key, const char *value,
     return fail(o, file, line, "unknown option '%s%s'", o->prefix, shown);
   }
   const coapd_opt *e = est_opts_entry(t, i);
-  if (o->set[i]) {
+  if (o->set[i] && !(e->flags & COAPD_OPT_REPEATABLE)) {
     if (o->line[i] && line)
       return fail(o, file, line, "duplicate '%s%s' (first set on line %u)",
                   o->prefix, e->name, o->line[i]);
@@ -542,7 +542,7 @@ bool est_opts_given(const est_opts *o, const char *name) {
 
 /* ---- help ---------------------------------------------------------------- */
 
-static void type_text(const coapd_opt *e, char *buf, size_t len) {
+static void type_base(const coapd_opt *e, char *buf, size_t len) {
   switch (e->type) {
   case COAPD_OPT_STRING:
     snprintf(buf, len, "string");
@@ -564,6 +564,13 @@ static void type_text(const coapd_opt *e, char *buf, size_t len) {
     break;
   }
   snprintf(buf, len, "?");
+}
+
+static void type_text(const coapd_opt *e, char *buf, size_t len) {
+  type_base(e, buf, len);
+  size_t n = strlen(buf);
+  if ((e->flags & COAPD_OPT_REPEATABLE) && n < len)
+    snprintf(buf + n, len - n, ", repeatable");
 }
 
 static const char *default_text(const coapd_opt *e) {

@@ -57,6 +57,10 @@ typedef enum coapd_opt_type {
 
 /** coapd_opt.flags: the option must be given (it then has no default). */
 #define COAPD_OPT_REQUIRED 0x1u
+/** coapd_opt.flags: the option may be given more than once; the stored
+ *  value is the last, and the plugin reads every line itself (through
+ *  option_at). A host older than this flag refuses the repeats. */
+#define COAPD_OPT_REPEATABLE 0x2u
 
 /**
  * Optional extra test of a value that already has the right type. Return 0
@@ -74,7 +78,7 @@ typedef struct coapd_opt {
    *  (docs/mosquitto-2.0.11.md §0.3). */
   const char *name;
   coapd_opt_type type;
-  uint32_t flags; /**< COAPD_OPT_REQUIRED or 0 */
+  uint32_t flags; /**< COAPD_OPT_REQUIRED, COAPD_OPT_REPEATABLE, or 0 */
   /** The default, written as it would be in the config, or NULL: none
    *  (the stored value is then left as the caller initialised it). */
   const char *def;

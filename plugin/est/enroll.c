@@ -229,7 +229,9 @@ static enroll_job *job_new(const enroll *e, const enroll_request *in, pki_csr *c
   j->csr = csr;
   j->cls = in->cls;
   memcpy(j->spki_sha256, spki, 32);
-  memcpy(j->client_fp, in->client_fp, 32);
+  /* With no certificate the key is the client (docs/decisions.md §16): only
+   * its holder can sign a CSR for it, so a resend still matches. */
+  memcpy(j->client_fp, in->client_fp ? in->client_fp : spki, 32);
   j->client = strdup(in->client ? in->client : "");
   /* Shown to the approver (docs/decisions.md §15); none if unreadable. */
   char serial[STORE_MAX_SERIAL + 1];
@@ -490,9 +492,15 @@ static bool resend(enroll *e, const enroll_request *in, const store_request *r,
 /* A request with no live row: issue now, or queue it for an operator. */
 static bool decide_new(enroll *e, const enroll_request *in, enroll_job *j,
                        enroll_result *res) {
-  enroll_policy policy = in->cls == PKI_CLIENT_LDEVID ? e->cfg.ldevid : e->cfg.idevid;
+  /* A client with no certificate always waits for an operator, and a
+   * pre-authorised subject does not help it: anyone can ask for any
+   * subject (docs/decisions.md §16). */
+  bool anon = in->cls == PKI_CLIENT_ANONYMOUS;
+  enroll_policy policy = anon                          ? ENROLL_MANUAL
+                         : in->cls == PKI_CLIENT_LDEVID ? e->cfg.ldevid
+                                                        : e->cfg.idevid;
   est_err rc = EST_OK;
-  if (policy == ENROLL_AUTO || preauthorised(e, j, &rc)) {
+  if (policy == ENROLL_AUTO || (!anon && preauthorised(e, j, &rc))) {
     j->record_direct = true;
     return true;
   }
@@ -501,13 +509,14 @@ static bool decide_new(enroll *e, const enroll_request *in, enroll_job *j,
     return false;
   }
   size_t live = 0;
-  rc = store_request_count_live(e->s, in->client_fp, in->now, &live);
+  rc = store_request_count_live(e->s, j->client_fp, in->now, &live);
   if (rc != EST_OK) {
     store_trouble(e, in, res, rc);
     return false;
   }
   if (live >= e->cfg.max_pending) {
-    refuse(res, EST_ERR_PENDING, "too many requests from this client are waiting for an operator");
+    /* Not "waiting" (HTTP 202): nothing was queued (docs/decisions.md §16). */
+    refuse(res, EST_ERR_BUSY, "too many requests from this client are waiting for an operator");
     res->max_age = e->cfg.retry_after;
     return false;
   }
@@ -520,7 +529,7 @@ static bool decide_new(enroll *e, const enroll_request *in, enroll_job *j,
     return false;
   }
   if (e->cfg.max_pending_total && waiting >= e->cfg.max_pending_total) {
-    refuse(res, EST_ERR_PENDING, "the approval queue is full (%zu requests waiting), retry later",
+    refuse(res, EST_ERR_BUSY, "the approval queue is full (%zu requests waiting), retry later",
            waiting);
     res->max_age = e->cfg.retry_after;
     est_metrics_queue_full(e->metrics);

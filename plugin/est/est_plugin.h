@@ -61,6 +61,8 @@ struct est_plugin {
   est_job *jobs;   /* every keygen job not yet answered */
   struct crlpub *crl; /* crl_file's publisher, or NULL (crlpub.h) */
   struct est_metrics *metrics; /* NULL: the host has none (metrics.h) */
+  struct https_srv *https;     /* EST over HTTPS, or NULL (https.h) */
+  char https_conf[PATH_MAX * 2]; /* its settings, to tell a reload's change */
   /* What a reload cannot change, to tell the operator (est_reload). */
   char db_file[PATH_MAX];     /* db_path resolved, "" without one */
   char crl_path[PATH_MAX];    /* crl_file resolved, "" without one */
@@ -104,5 +106,9 @@ typedef struct est_req {
   uint64_t t0_us;            /* arrival, for est_enroll_duration_seconds */
   reply_rec rec;             /* the answer, as reply.c made it */
 } est_req;
+
+/* Whether @p fn is served at all (keygen on, csr_attrs given); the CoAP
+ * resources and the HTTPS routes follow it (plugin.c). */
+bool est_fn_enabled(const est_plugin *p, est_fn fn);
 
 #endif /* EST_PLUGIN_H */

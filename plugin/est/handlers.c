@@ -404,7 +404,7 @@ void est_handle_request(coap_resource_t *resource, coap_session_t *session,
   if (block2_followup(&r, info, &rc) || (info->post && est_async_finish(&r)) ||
       repeat_answered(&r, info))
     goto out;
-  policy_input pin = {r.route->fn, r.sess->cls, r.sess->status, false};
+  policy_input pin = {.fn = r.route->fn, .cls = r.sess->cls, .status = r.sess->status};
   rc = client_revoked(&r, &pin.revoked);
   if (rc == EST_OK)
     rc = policy_decide(&pin, r.diag, sizeof r.diag);

@@ -18,7 +18,7 @@
 struct est_metrics {
   const coapd_host_api *api;
   est_plugin *p;
-  coapd_metric *requests, *issued, *pending, *duration, *store_errors, *queue_full,
+  coapd_metric *requests, *https_requests, *issued, *pending, *duration, *store_errors, *queue_full,
       *ca_not_after, *store_ok;
   /* The database file as opened, to see it renamed or replaced. */
   bool have_file;
@@ -122,6 +122,10 @@ est_metrics *est_metrics_open(est_plugin *p) {
       {{"est_requests_total", "EST requests answered, by function and CoAP response code.",
         COAPD_METRIC_COUNTER, 2, fn_code, 0, NULL},
        &m->requests},
+      {{"est_https_requests_total",
+        "HTTPS EST requests answered, by RFC 7030 operation and HTTP status code.",
+        COAPD_METRIC_COUNTER, 2, fn_code, 0, NULL},
+       &m->https_requests},
       {{"est_certificates_issued_total", "Certificates issued and recorded, by function.",
         COAPD_METRIC_COUNTER, 1, fn, 0, NULL},
        &m->issued},
@@ -178,6 +182,15 @@ void est_metrics_answer(est_metrics *m, const est_req *r) {
   snprintf(code, sizeof code, "%u.%02u", ((unsigned)c >> 5) & 7u, (unsigned)c & 0x1fu);
   const char *const v[] = {proto_fn_info(r->route->fn)->name, code};
   m->api->metric_add(m->requests, v, 1);
+}
+
+void est_metrics_https(est_metrics *m, const char *op, unsigned status) {
+  char code[8];
+  if (!m)
+    return;
+  snprintf(code, sizeof code, "%u", status);
+  const char *const v[] = {op, code};
+  m->api->metric_add(m->https_requests, v, 1);
 }
 
 void est_metrics_enrolled(est_metrics *m, est_fn fn, uint64_t t0_us) {

@@ -28,6 +28,9 @@ void est_metrics_close(est_metrics *m);
 uint64_t est_metrics_now_us(void);
 /** est_requests_total: @p r has its answer (handlers.c, once per call). */
 void est_metrics_answer(est_metrics *m, const struct est_req *r);
+/** est_https_requests_total: an HTTPS EST request got status @p status;
+ * @p op is its RFC 7030 operation name (https.c, once per request). */
+void est_metrics_https(est_metrics *m, const char *op, unsigned status);
 /** est_enroll_duration_seconds: the final answer of an enrollment,
  * @p t0_us its arrival (reply.c). */
 void est_metrics_enrolled(est_metrics *m, est_fn fn, uint64_t t0_us);

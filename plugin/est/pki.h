@@ -83,7 +83,9 @@ est_err pki_trust_add_crl_file(pki_trust *t, const char *path, unsigned *entries
 typedef enum pki_client_class {
   PKI_CLIENT_UNKNOWN = 0, /**< not accepted: see pki_client_status */
   PKI_CLIENT_LDEVID = 1,  /**< issued by our CA */
-  PKI_CLIENT_IDEVID = 2   /**< chains to a manufacturer trust anchor */
+  PKI_CLIENT_IDEVID = 2,  /**< chains to a manufacturer trust anchor */
+  PKI_CLIENT_ANONYMOUS = 3 /**< no certificate at all (HTTPS EST only,
+                                docs/decisions.md §16); never from classify */
 } pki_client_class;
 
 /**

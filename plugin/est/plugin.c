@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
+
 #include "async.h"
 #include "common/keyfile.h"
 #include "common/opts.h"
@@ -17,6 +19,7 @@
 #include "crlpub.h"
 #include "idevid.h"
 #include "handlers.h"
+#include "https.h"
 #include "metrics.h"
 #include "proto/der.h"
 
@@ -48,6 +51,11 @@ typedef struct opt_ctx {
   long long max_sans, max_subject_bytes, max_cert_bytes, csr_rsa_min_bits;
   int subject_match;
   bool san_wildcards;
+  /* EST over HTTPS (docs/decisions.md §16); https_listen is read line by
+   * line (https_options). */
+  const char *https_listen, *https_cert, *https_key;
+  long long https_max_connections, https_max_per_ip, https_timeout, https_max_header_bytes;
+  int https_anonymous;
   names_config names; /* filled by apply_options, copied by enroll_open */
   pki_profile profile; /* set on the CA by load_files */
 } opt_ctx;
@@ -136,6 +144,12 @@ static const char *const policy_words[] = {"auto", "manual", NULL};
 /* store/README.md: FULL survives power loss, NORMAL only a crash. */
 static const char *const sync_words[] = {"full", "normal", NULL};
 static const char *const match_words[] = {"none", "idevid-cn", "idevid-serial", NULL};
+/* docs/decisions.md §16: no client certificate, then an operator decides. */
+static const char *const anon_words[] = {"off", "manual", NULL};
+
+static int check_https_listen(const char *v, char *why, size_t why_len) {
+  return https_addr_parse(v, NULL, why, why_len);
+}
 
 /* The issuance policy's lists, checked by their owners (names.c, pki.c). */
 static int check_names(names_field f, const char *v, char *why, size_t why_len) {
@@ -286,6 +300,28 @@ static const coapd_opt est_option_entries[] = {
   {.name = "csr_key_types", COAPD_OPT_LIST_IN(opt_ctx, csr_key_types), .min = 1, .max = 5,
    .item_max = 16, .check = check_key_types, .def = "ec-p256,ec-p384,rsa",
    .doc = "CSR key types: ec-p256, ec-p384, ec-p521, ed25519, rsa"},
+  /* EST over HTTPS, RFC 7030 (docs/decisions.md §16). */
+  {.name = "https_listen", COAPD_OPT_STRING_IN(opt_ctx, https_listen),
+   .max_len = HTTPS_ADDR_MAX + 6, .flags = COAPD_OPT_REPEATABLE, .check = check_https_listen,
+   .doc = "ADDR PORT: serve EST over HTTPS (RFC 7030) there too, same CA, policy and queue"},
+  {.name = "https_cert", COAPD_OPT_PATH_IN(opt_ctx, https_cert), .max_len = PATH_MAX - 1,
+   .doc = "the HTTPS server certificate, PEM, optionally followed by its chain"},
+  {.name = "https_key", COAPD_OPT_PATH_IN(opt_ctx, https_key), .max_len = PATH_MAX - 1,
+   .doc = "its private key, PEM (not readable by others)"},
+  {.name = "https_anonymous", COAPD_OPT_ENUM_IN(opt_ctx, https_anonymous),
+   .words = anon_words, .def = "off",
+   .doc = "simpleenroll without a client certificate: refused, or queued for an operator"},
+  {.name = "https_max_connections", COAPD_OPT_INT_IN(opt_ctx, https_max_connections),
+   .min = 1, .max = 100000, .def = "128", .doc = "HTTPS connections open at once, per listener"},
+  {.name = "https_max_connections_per_ip", COAPD_OPT_INT_IN(opt_ctx, https_max_per_ip),
+   .min = 1, .max = 100000, .def = "16", .doc = "HTTPS connections from one client address"},
+  {.name = "https_timeout", COAPD_OPT_INT_IN(opt_ctx, https_timeout), .min = 1, .max = 3600,
+   .def = "10",
+   .doc = "seconds an HTTPS connection may be idle (handshake, headers, body) before it is "
+          "closed"},
+  {.name = "https_max_header_bytes", COAPD_OPT_INT_IN(opt_ctx, https_max_header_bytes),
+   .min = 2048, .max = 65536, .def = "8192",
+   .doc = "the request line and headers must fit in this (larger: refused by the server)"},
   {.name = "csr_rsa_min_bits", COAPD_OPT_INT_IN(opt_ctx, csr_rsa_min_bits), .min = 2048,
    .max = 8192, .def = "2048", .doc = "smallest RSA key a CSR may have"},
 };
@@ -517,7 +553,106 @@ static est_err check_combos(const opt_ctx *o) {
              api->config_path, opt_line(p, "crl_file"));
     return EST_ERR_CONFIG;
   }
+  if (o->https_listen && (!o->https_cert || !o->https_key)) {
+    api->log(api->host, COAPD_LOG_ERR,
+             "%s:%u: https_listen needs plugin_opt_https_cert and plugin_opt_https_key",
+             api->config_path, opt_line(p, "https_listen"));
+    return EST_ERR_CONFIG;
+  }
+  if (o->https_anonymous && !o->db_path) {
+    api->log(api->host, COAPD_LOG_ERR,
+             "%s:%u: https_anonymous manual needs plugin_opt_db_path (an operator approves "
+             "those requests)", api->config_path, opt_line(p, "https_anonymous"));
+    return EST_ERR_CONFIG;
+  }
   return EST_OK;
+}
+
+/* The https_* options into @p cfg (paths resolved into @p paths), every
+ * https_listen line in order, and the certificate and key checked the way
+ * GnuTLS will load them, so a bad pair stops coapd with FILE:LINE
+ * (docs/decisions.md §16). Without https_listen cfg->nlisten is 0. */
+typedef struct https_paths {
+  char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
+} https_paths;
+
+static est_err https_options(const opt_ctx *o, https_config *cfg, https_paths *paths) {
+  const est_plugin *p = o->p;
+  const coapd_host_api *api = p->api;
+  char diag[PATH_MAX + 160] = "";
+  memset(cfg, 0, sizeof *cfg);
+  if (!o->https_listen) {
+    if (o->https_cert || o->https_key)
+      api->log(api->host, COAPD_LOG_WARNING,
+               "%s:%u: https_cert/https_key without https_listen: HTTPS EST is off",
+               api->config_path, opt_line(p, o->https_cert ? "https_cert" : "https_key"));
+    return EST_OK;
+  }
+  size_t n = api->option_count(api->host);
+  for (size_t i = 0; i < n; i++) {
+    const char *k, *v;
+    unsigned line;
+    char why[128];
+    if (api->option_at(api->host, i, &k, &v, &line) != 0 || strcmp(k, "https_listen") != 0)
+      continue;
+    if (cfg->nlisten == HTTPS_LISTEN_MAX) {
+      api->log(api->host, COAPD_LOG_ERR, "%s:%u: more than %d https_listen lines",
+               api->config_path, line, HTTPS_LISTEN_MAX);
+      return EST_ERR_CONFIG;
+    }
+    if (https_addr_parse(v, &cfg->listen[cfg->nlisten], why, sizeof why) != 0) {
+      api->log(api->host, COAPD_LOG_ERR, "%s:%u: https_listen: %s", api->config_path, line,
+               why);
+      return EST_ERR_CONFIG;
+    }
+    cfg->listen[cfg->nlisten++].line = line;
+  }
+  if (resolve_path(p, o->https_cert, paths->cert, sizeof paths->cert) != EST_OK ||
+      resolve_path(p, o->https_key, paths->key, sizeof paths->key) != EST_OK ||
+      resolve_path(p, o->ca_cert, paths->ca, sizeof paths->ca) != EST_OK)
+    return EST_ERR_TOO_LARGE;
+  bool group_readable = false;
+  est_err rc = est_keyfile_check(paths->key, &group_readable, diag, sizeof diag);
+  if (rc != EST_OK) {
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: https_key: %s", api->config_path,
+             opt_line(p, "https_key"), diag);
+    return rc;
+  }
+  gnutls_certificate_credentials_t cred = NULL;
+  int g = gnutls_certificate_allocate_credentials(&cred);
+  if (g >= 0)
+    g = gnutls_certificate_set_x509_key_file(cred, paths->cert, paths->key, GNUTLS_X509_FMT_PEM);
+  gnutls_certificate_free_credentials(cred);
+  if (g < 0) {
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: https_cert/https_key ('%s', '%s'): %s",
+             api->config_path, opt_line(p, "https_cert"), paths->cert, paths->key,
+             gnutls_strerror(g));
+    return EST_ERR_CONFIG;
+  }
+  cfg->cert_file = paths->cert;
+  cfg->key_file = paths->key;
+  cfg->trust_files[cfg->ntrust++] = paths->ca;
+  if (p->idsrc.trust[0])
+    cfg->trust_files[cfg->ntrust++] = p->idsrc.trust;
+  cfg->max_conn = (unsigned)o->https_max_connections;
+  cfg->max_per_ip = (unsigned)o->https_max_per_ip;
+  cfg->timeout_s = (unsigned)o->https_timeout;
+  cfg->header_bytes = (unsigned)o->https_max_header_bytes;
+  cfg->anonymous = o->https_anonymous != 0;
+  return EST_OK;
+}
+
+/* What https_options() gave, as one string: a reload compares it. */
+static void https_signature(const https_config *c, char *out, size_t cap) {
+  size_t off = 0;
+  int n = snprintf(out, cap, "%s|%s|%u|%u|%u|%u|%d", c->cert_file ? c->cert_file : "",
+                   c->key_file ? c->key_file : "", c->max_conn, c->max_per_ip, c->timeout_s,
+                   c->header_bytes, c->anonymous);
+  off = n > 0 && (size_t)n < cap ? (size_t)n : cap - 1;
+  for (size_t i = 0; i < c->nlisten && off < cap - 1; i++) {
+    n = snprintf(out + off, cap - off, "|%s %u", c->listen[i].addr, c->listen[i].port);
+    off = n > 0 && (size_t)n < cap - off ? off + (size_t)n : cap - 1;
+  }
 }
 
 /* ca_cert and ca_key (required options), with the issuance profile. */
@@ -646,7 +781,7 @@ static est_err load_files(opt_ctx *o) {
   return rc;
 }
 
-static bool fn_enabled(const est_plugin *p, est_fn fn) {
+bool est_fn_enabled(const est_plugin *p, est_fn fn) {
   /* SEC-13: server keygen is off unless configured. Discovery must not
    * list what is not served (DISC-4, docs/decisions.md §2), so disabled
    * functions get no resource at all and answer 4.04. */
@@ -704,7 +839,7 @@ static est_err add_resources(est_plugin *p) {
   for (size_t l = 0; l <= p->label_count && rc == EST_OK; l++) {
     const char *label = l == 0 ? NULL : p->labels[l - 1];
     for (int fn = 0; fn < EST_FN__MAX && rc == EST_OK; fn++) {
-      if (!fn_enabled(p, (est_fn)fn))
+      if (!est_fn_enabled(p, (est_fn)fn))
         continue;
       /* DISC-5: /.well-known/est is required; docs/decisions.md §2: discovery
        * lists the short root. */
@@ -724,7 +859,9 @@ static void est_fini(void *state) {
     p->api->unwatch_fd(p->api->host, p->wk_fd);
     est_async_drop_all(p);
   }
-  /* After the worker: a CRL job it dropped has let go of the publisher. */
+  /* After the worker: a CRL job it dropped has let go of the publisher,
+   * and every HTTPS keygen job has resumed its connection. */
+  https_stop(p->https);
   crlpub_free(p->crl);
   est_metrics_close(p->metrics); /* the host drops its hooks after fini */
   enroll_close(p->en);
@@ -781,6 +918,19 @@ static int est_init(const coapd_host_api *api, void **state) {
     rc = add_resources(p);
     if (rc != EST_OK)
       api->log(api->host, COAPD_LOG_ERR, "adding resources: %s", est_strerror(rc));
+  }
+  https_config hc;
+  https_paths hp;
+  if (rc == EST_OK)
+    rc = https_options(&o, &hc, &hp);
+  if (rc == EST_OK) {
+    https_signature(&hc, p->https_conf, sizeof p->https_conf);
+    char diag[PATH_MAX + 160] = "";
+    if (hc.nlisten && !p->check_only) {
+      rc = https_start(p, &hc, &p->https, diag, sizeof diag);
+      if (rc != EST_OK)
+        api->log(api->host, COAPD_LOG_ERR, "%s", diag[0] ? diag : est_strerror(rc));
+    }
   }
   if (rc != EST_OK) {
     est_fini(p);
@@ -846,7 +996,9 @@ static uint32_t est_tick(void *state, uint64_t now_ms) {
   /* Files are polled: a changed CRL counts within this long. */
   if (p->idevid && next > EST_IDEVID_POLL_MS)
     next = EST_IDEVID_POLL_MS;
-  return next;
+  /* HTTPS connection timeouts (https.h). */
+  uint32_t h = https_tick(p->https);
+  return h < next ? h : next;
 }
 
 /* One option a reload cannot apply: say so, keep the running value. */
@@ -906,10 +1058,18 @@ static void est_reload(void *state) {
     rc = load_trust(&o);
   if (rc == EST_OK)
     rc = load_csr_attrs(&o);
+  https_config hc;
+  https_paths hp;
+  char hsig[sizeof p->https_conf];
+  if (rc == EST_OK)
+    rc = https_options(&o, &hc, &hp);
   if (rc != EST_OK)
     goto out;
+  https_signature(&hc, hsig, sizeof hsig);
 
   needs_restart(p, "root", strcmp(p->root, q->root) != 0);
+  /* libmicrohttpd loads its certificate once, at start. */
+  needs_restart(p, "https_*", strcmp(p->https_conf, hsig) != 0);
   needs_restart(p, "labels", labels_changed(p, q));
   needs_restart(p, "keygen", p->keygen != q->keygen);
   needs_restart(p, "csr_attrs", (p->csr_attrs != NULL) != (q->csr_attrs != NULL));

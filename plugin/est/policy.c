@@ -30,6 +30,21 @@ static const char *refusal(pki_client_status st) {
 }
 
 est_err policy_decide(const policy_input *in, char *diag, size_t diag_len) {
+  /* RFC 7030 §4.1.1 and §4.5.1: over HTTPS the CA certificates and the CSR
+   * attributes need no client authentication (docs/decisions.md §16).
+   * Over CoAP, RFC 9148 §3 wants a certificate for them too. */
+  if (in->https && (in->fn == EST_FN_CRTS || in->fn == EST_FN_ATT))
+    return EST_OK;
+  if (in->cls == PKI_CLIENT_ANONYMOUS) {
+    if (in->fn == EST_FN_SEN && in->anonymous_enroll)
+      return EST_OK; /* enroll.c queues it for an operator, always */
+    if (diag && diag_len)
+      snprintf(diag, diag_len, "%s",
+               in->fn == EST_FN_SEN ? "a client certificate is required (TLS client "
+                                      "authentication)"
+                                    : "a client certificate is required for this operation");
+    return EST_ERR_UNAUTHENTICATED;
+  }
   /* AUTH-3: every function needs an authenticated client; one that chains
    * to neither our CA nor a manufacturer anchor gets nothing, and neither
    * does one refused for its dates (AUTH-5, docs/decisions.md §5). */

@@ -18,11 +18,16 @@ typedef struct policy_input {
   pki_client_class cls;     /**< how the DTLS client authenticated */
   pki_client_status status; /**< why, for the diagnostic of a refusal */
   bool revoked;             /**< our certificate of the client is revoked */
+  bool https;               /**< over HTTPS EST (RFC 7030), not EST-coaps */
+  bool anonymous_enroll;    /**< https_anonymous manual: simpleenroll with
+                                 no certificate, for an operator to decide */
 } policy_input;
 
 /**
  * Decide. EST_OK: serve now (issue at once for the enrollment functions).
- * EST_ERR_FORBIDDEN: refused; @p diag says why, fit for a CoAP diagnostic.
+ * EST_ERR_FORBIDDEN: refused; EST_ERR_UNAUTHENTICATED: no client
+ * certificate where one is needed. @p diag says why, fit for a CoAP
+ * diagnostic or an HTTP reason.
  */
 est_err policy_decide(const policy_input *in, char *diag,
                       size_t diag_len) EST_MUST_CHECK;

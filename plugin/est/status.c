@@ -1,5 +1,6 @@
 /* The one mapping of project errors to CoAP response codes
- * (docs/decisions.md §4, RFC 9148 §4.5). */
+ * (docs/decisions.md §4, RFC 9148 §4.5), and the one to HTTP status codes
+ * (docs/decisions.md §16, RFC 7030 §4.2.3). */
 #include "status.h"
 
 unsigned status_coap(est_err err) {
@@ -56,4 +57,24 @@ unsigned status_coap(est_err err) {
     break;
   }
   return 500;
+}
+
+unsigned status_http(est_err err) {
+  switch (err) {
+  /* RFC 7030 §4.2.3: the request is queued; 202 with Retry-After. */
+  case EST_ERR_PENDING:
+    return 202;
+  /* No Block1 in HTTP: a body that does not add up is a bad request. */
+  case EST_ERR_INCOMPLETE:
+    return 400;
+  /* RFC 9110 §15.5.2: a 401 must offer an HTTP auth scheme, and a missing
+   * client certificate has none. */
+  case EST_ERR_UNAUTHENTICATED:
+    return 403;
+  default:
+    break;
+  }
+  /* The rest means the same in both (RFC 7252 §12.1.2 took its codes
+   * from HTTP). */
+  return status_coap(err);
 }

@@ -1,7 +1,8 @@
 /**
  * @file status.h
  * @brief Project errors to protocol status codes: the only place where an
- * est_err becomes a CoAP response code (docs/decisions.md §4).
+ * est_err becomes a CoAP response code (docs/decisions.md §4) or an HTTP
+ * status code (docs/decisions.md §16).
  */
 #ifndef EST_STATUS_H
 #define EST_STATUS_H
@@ -14,6 +15,14 @@
  * method).
  */
 unsigned status_coap(est_err err);
+
+/**
+ * The HTTP status for @p err over HTTPS EST (RFC 7030 §4.2.3): 202 for a
+ * request waiting for an operator, 503 for other "come back later", the
+ * 4xx of the CoAP mapping otherwise (4.08 becomes 400: HTTP has no broken
+ * block sequence); 500 for anything unexpected, 0 for EST_OK.
+ */
+unsigned status_http(est_err err);
 
 /** class*100+detail (403) to the CoAP code byte (RFC 7252 §3: c.dd). */
 #define STATUS_COAP_PDU(n) ((((n) / 100) << 5) | ((n) % 100))

@@ -561,7 +561,7 @@ static void test_max_pending(void **state) {
     gnutls_x509_privkey_t k = ec_key();
     req q = {.fn = EST_FN_SEN, .cls = PKI_CLIENT_IDEVID, .dn = names[i], .key = k};
     enroll_result r = run(f, &q, NULL);
-    assert_int_equal(r.rc, EST_ERR_PENDING);
+    assert_int_equal(r.rc, i < 2 ? EST_ERR_PENDING : EST_ERR_BUSY);
     assert_int_equal(r.max_age, 60);
     if (i < 2)
       assert_non_null(strstr(r.diag, "is waiting for an operator"));

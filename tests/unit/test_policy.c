@@ -11,7 +11,7 @@
 
 static est_err decide_st(est_fn fn, pki_client_class cls, pki_client_status st,
                          char *diag) {
-  policy_input in = {fn, cls, st, false};
+  policy_input in = {.fn = fn, .cls = cls, .status = st};
   diag[0] = '\0';
   return policy_decide(&in, diag, 128);
 }
@@ -82,12 +82,46 @@ static void test_revoked(void **state) {
   (void)state;
   char diag[128];
   for (est_fn fn = EST_FN_CRTS; fn < EST_FN__MAX; fn++) {
-    policy_input in = {fn, PKI_CLIENT_LDEVID, PKI_STATUS_VALID, true};
+    policy_input in = {.fn = fn, .cls = PKI_CLIENT_LDEVID, .revoked = true};
     assert_int_equal(policy_decide(&in, diag, sizeof diag), EST_ERR_FORBIDDEN);
     assert_string_equal(diag, "client certificate revoked");
     in.revoked = false;
     assert_int_equal(policy_decide(&in, diag, sizeof diag), EST_OK);
   }
+}
+
+/* HTTPS EST (docs/decisions.md §16): cacerts and csrattrs are open to
+ * anyone (RFC 7030 §4.1.1, §4.5.1); without a certificate only
+ * simpleenroll, and only when https_anonymous lets an operator decide. */
+static void test_https(void **state) {
+  (void)state;
+  char diag[128];
+  for (est_fn fn = EST_FN_CRTS; fn < EST_FN__MAX; fn++) {
+    bool open = fn == EST_FN_CRTS || fn == EST_FN_ATT;
+    for (int anon = 0; anon < 2; anon++) {
+      policy_input in = {.fn = fn, .cls = PKI_CLIENT_ANONYMOUS, .https = true,
+                         .anonymous_enroll = anon};
+      diag[0] = '\0';
+      est_err want = open || (anon && fn == EST_FN_SEN) ? EST_OK : EST_ERR_UNAUTHENTICATED;
+      assert_int_equal(policy_decide(&in, diag, sizeof diag), want);
+      if (want != EST_OK)
+        assert_non_null(strstr(diag, "client certificate is required"));
+      /* An untrusted or revoked certificate may still read the CA. */
+      in.cls = PKI_CLIENT_UNKNOWN;
+      assert_int_equal(policy_decide(&in, diag, sizeof diag),
+                       open ? EST_OK : EST_ERR_FORBIDDEN);
+      in.cls = PKI_CLIENT_LDEVID;
+      in.revoked = true;
+      assert_int_equal(policy_decide(&in, diag, sizeof diag),
+                       open ? EST_OK : EST_ERR_FORBIDDEN);
+    }
+  }
+  /* Over CoAP, nothing changes: an anonymous class never gets in. */
+  policy_input in = {.fn = EST_FN_CRTS, .cls = PKI_CLIENT_ANONYMOUS};
+  assert_int_equal(policy_decide(&in, diag, sizeof diag), EST_ERR_UNAUTHENTICATED);
+  /* sren needs our certificate over HTTPS too. */
+  in = (policy_input){.fn = EST_FN_SREN, .cls = PKI_CLIENT_IDEVID, .https = true};
+  assert_int_equal(policy_decide(&in, diag, sizeof diag), EST_ERR_FORBIDDEN);
 }
 
 static void test_bad_function(void **state) {
@@ -104,6 +138,7 @@ int main(void) {
     cmocka_unit_test(test_refusal_diagnostics),
     cmocka_unit_test(test_revoked),
     cmocka_unit_test(test_bad_function),
+    cmocka_unit_test(test_https),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
