@@ -11,6 +11,7 @@ pkgs=(
   python3 python3-cbor2 python3-jsonschema valgrind procps
   libmicrohttpd-dev libsystemd-dev curl python3-prometheus-client
   lintian dpkg-dev fakeroot systemd man-db groff-base
+  strongswan-pki libstrongswan-extra-plugins
 )
 [ "${1:-}" = "--fuzz" ] && pkgs+=(clang)
 # The interop client (tests/interop/node) runs on Node with npm packages

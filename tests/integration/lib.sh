@@ -154,6 +154,28 @@ sys.exit(1)
 EOF
 }
 
+# A TCP port free on both 127.0.0.1 and ::1 (HTTPS EST, metrics).
+it_free_tcp_port() {
+  python3 - <<'EOF' || it_fail "no free TCP port"
+import socket, sys
+for _ in range(100):
+    s4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s4.bind(("127.0.0.1", 0))
+    port = s4.getsockname()[1]
+    try:
+        s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s6.bind(("::1", port))
+        s6.close()
+    except OSError:
+        s4.close()
+        continue
+    s4.close()
+    print(port)
+    sys.exit(0)
+sys.exit(1)
+EOF
+}
+
 # The command line to run coapd with (valgrind when IT_VALGRIND=1).
 it_coapd_cmd() {
   if [ "${IT_VALGRIND:-0}" = 1 ]; then
