@@ -570,7 +570,7 @@ static void type_text(const coapd_opt *e, char *buf, size_t len) {
   type_base(e, buf, len);
   size_t n = strlen(buf);
   if ((e->flags & COAPD_OPT_REPEATABLE) && n < len)
-    snprintf(buf + n, len - n, ", repeatable");
+    snprintf(buf + n, len - n, "(repeatable)");
 }
 
 static const char *default_text(const coapd_opt *e) {

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Run the EST-coaps server with a freshly made demo PKI on loopback.
 # Usage: scripts/demo.sh            (installs what it needs; run as root)
-# Environment: EST_DEMO_PORT (default 5684), EST_DEMO_DIR (default ./demo).
+# Environment: EST_DEMO_PORT (default 5684), EST_DEMO_HTTPS_PORT (default
+# 8443: EST over HTTPS, RFC 7030), EST_DEMO_DIR (default ./demo).
 # The demo PKI, config and client credentials land in EST_DEMO_DIR; stop the
 # server with Ctrl-C.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 port=${EST_DEMO_PORT:-5684}
+https_port=${EST_DEMO_HTTPS_PORT:-8443}
 dir=${EST_DEMO_DIR:-$top/demo}
 
 scripts/deps.sh
@@ -41,10 +43,18 @@ plugin_opt_db_path est.db
 plugin_opt_idevid_policy manual
 plugin_opt_retry_after 10
 plugin_opt_crl_file ca.crl
+# The same CA and queue over HTTPS EST (RFC 7030). A client with no
+# certificate (strongSwan's pki --est) waits for an operator too.
+plugin_opt_https_listen 127.0.0.1 $https_port
+plugin_opt_https_listen ::1 $https_port
+plugin_opt_https_cert pki/server.crt
+plugin_opt_https_key pki/server.key
+plugin_opt_https_anonymous manual
 CONF
 
 cat <<MSG
 demo: EST-coaps on coaps://127.0.0.1:$port/est and coaps://[::1]:$port/est
+demo: EST over HTTPS on https://127.0.0.1:$https_port/.well-known/est (and [::1])
 demo: a device's manufacturer certificate: $dir/pki/idevid.crt (key idevid.key)
 demo: approve requests with  build/tools/estctl/estctl --db $dir/est.db list|approve ID
 demo: revoke with  estctl --db $dir/est.db revoke SERIAL --reason keyCompromise; the CRL is $dir/ca.crl

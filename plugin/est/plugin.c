@@ -300,6 +300,8 @@ static const coapd_opt est_option_entries[] = {
   {.name = "csr_key_types", COAPD_OPT_LIST_IN(opt_ctx, csr_key_types), .min = 1, .max = 5,
    .item_max = 16, .check = check_key_types, .def = "ec-p256,ec-p384,rsa",
    .doc = "CSR key types: ec-p256, ec-p384, ec-p521, ed25519, rsa"},
+  {.name = "csr_rsa_min_bits", COAPD_OPT_INT_IN(opt_ctx, csr_rsa_min_bits), .min = 2048,
+   .max = 8192, .def = "2048", .doc = "smallest RSA key a CSR may have"},
   /* EST over HTTPS, RFC 7030 (docs/decisions.md §16). */
   {.name = "https_listen", COAPD_OPT_STRING_IN(opt_ctx, https_listen),
    .max_len = HTTPS_ADDR_MAX + 6, .flags = COAPD_OPT_REPEATABLE, .check = check_https_listen,
@@ -322,8 +324,6 @@ static const coapd_opt est_option_entries[] = {
   {.name = "https_max_header_bytes", COAPD_OPT_INT_IN(opt_ctx, https_max_header_bytes),
    .min = 2048, .max = 65536, .def = "8192",
    .doc = "the request line and headers must fit in this (larger: refused by the server)"},
-  {.name = "csr_rsa_min_bits", COAPD_OPT_INT_IN(opt_ctx, csr_rsa_min_bits), .min = 2048,
-   .max = 8192, .def = "2048", .doc = "smallest RSA key a CSR may have"},
 };
 
 static const coapd_opt_table est_options =
