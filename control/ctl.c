@@ -328,6 +328,7 @@ static cJSON *request_json(const store_request *r, const char *cert_serial) {
   hex_lower(r->client_fp, STORE_SHA256_LEN, fp);
   ok &= add_opt_str(o, "clientSerial", r->client_serial);
   ok &= cJSON_AddStringToObject(o, "clientFingerprint", fp) != NULL;
+  ok &= add_opt_str(o, "ra", r->ra); /* docs/decisions.md §17 */
   ok &= add_csr_info(o, r->csr, r->csr_len);
   return finish(o, ok);
 }

@@ -30,10 +30,10 @@
 #define REQ_COLS                                                               \
   "r.id, r.state, r.function, r.spki_sha256, r.client_fp, r.client, "        \
   "r.client_class, r.subject, r.csr, r.reason, r.created, r.updated, "        \
-  "r.expires, r.cert_id, r.client_serial"
+  "r.expires, r.cert_id, r.client_serial, r.ra"
 enum { RC_ID, RC_STATE, RC_FUNCTION, RC_SPKI, RC_FP, RC_CLIENT, RC_CLASS,
        RC_SUBJECT, RC_CSR, RC_REASON, RC_CREATED, RC_UPDATED, RC_EXPIRES,
-       RC_CERT_ID, RC_CLIENT_SERIAL, RC__N };
+       RC_CERT_ID, RC_CLIENT_SERIAL, RC_RA, RC__N };
 /* The lookup adds the issued certificate's revocation and end of validity. */
 enum { RC_REVOKED_AT = RC__N, RC_NOT_AFTER };
 
@@ -107,8 +107,8 @@ static const char *const stmt_sql[ST__MAX] = {
     " LEFT JOIN certificates c ON c.id = r.cert_id WHERE r.id = ?1",
   [ST_REQ_INSERT] =
     "INSERT INTO requests (state, function, spki_sha256, client_fp, client,"
-    " client_class, subject, csr, created, updated, expires, client_serial)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+    " client_class, subject, csr, created, updated, expires, client_serial, ra)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
   [ST_REQ_DECIDE] =
     "UPDATE requests SET state = ?2, reason = ?3, updated = ?4, expires = ?5"
     " WHERE id = ?1 AND state = 'pending'",
@@ -435,7 +435,20 @@ static est_err check_request_new(store *s, const store_request_new *in) {
     if (!hex_lower(in->client_serial, hex, STORE_MAX_SERIAL, 0))
       return fail(s, EST_ERR_INVALID, "client serial must be hex digits");
   }
+  if (in->ra && in->ra[0] && (rc = check_text(s, in->ra, true, "RA")) != EST_OK)
+    return rc;
   return EST_OK;
+}
+
+/* The audit detail of a request an RA made: "via RA <subject>" (plus
+ * @p base), so the trail names both the RA and the device (the row's
+ * client). NULL when there is no RA and no base. */
+static const char *ra_detail(const store_request_new *in, const char *base, char *buf,
+                             size_t cap) {
+  if (!in->ra || !in->ra[0])
+    return base;
+  snprintf(buf, cap, "%s%svia RA %s", base ? base : "", base ? ", " : "", in->ra);
+  return buf;
 }
 
 /* Validates @p in and writes its normalised serial to @p serial. */
@@ -602,6 +615,7 @@ void store_request_clear(store_request *r) {
   free(r->csr);
   free(r->reason);
   free(r->client_serial);
+  free(r->ra);
   memset(r, 0, sizeof *r);
 }
 
@@ -666,6 +680,7 @@ static est_err read_request(store *s, sqlite3_stmt *st, store_request *r) {
   r->expires = col_opt_int(st, RC_EXPIRES);
   r->cert_id = col_opt_int(st, RC_CERT_ID);
   r->client_serial = col_strdup(st, RC_CLIENT_SERIAL, &oom);
+  r->ra = col_strdup(st, RC_RA, &oom);
   if (oom) {
     store_request_clear(r);
     return fail(s, EST_ERR_NOMEM, "out of memory reading a request");
@@ -1166,6 +1181,7 @@ static est_err insert_request(store *s, const store_request_new *in,
   BIND(brc, sqlite3_bind_int64(st, 9, now));
   BIND(brc, bind_opt_int(st, 10, expires));
   BIND(brc, bind_text(st, 11, has_serial ? serial : NULL));
+  BIND(brc, bind_text(st, 12, in->ra && in->ra[0] ? in->ra : NULL));
   if (brc != SQLITE_OK)
     return db_fail(s, brc, "request bind");
   if ((rc = exec_done(s, st, "insert request", NULL)) != EST_OK)
@@ -1223,10 +1239,11 @@ est_err store_request_create(store *s, const store_request_new *in,
   if ((rc = insert_request(s, in, state_names[in->initial_state], now,
                            in->ttl > 0 ? now + in->ttl : 0, &new_id)) != EST_OK)
     goto out;
+  char detail[STORE_MAX_TEXT + 32];
   rc = audit_insert(s, now, actor,
                     in->initial_state == STORE_REQ_PENDING ? STORE_AUDIT_PENDING
                                                            : STORE_AUDIT_APPROVED,
-                    new_id, NULL, NULL);
+                    new_id, NULL, ra_detail(in, NULL, detail, sizeof detail));
 out:
   rc = tx_end(s, rc);
   if (rc == EST_OK && id != NULL)
@@ -1421,7 +1438,9 @@ est_err store_issue_direct(store *s, const store_request_new *req,
       (rc = insert_cert(s, cert, serial, rid, now, &cid)) != EST_OK ||
       (rc = set_issued(s, rid, cid, now)) != EST_OK)
     goto out;
-  rc = audit_insert(s, now, actor, STORE_AUDIT_ISSUED, rid, serial, "direct");
+  char detail[STORE_MAX_TEXT + 32];
+  rc = audit_insert(s, now, actor, STORE_AUDIT_ISSUED, rid, serial,
+                    ra_detail(req, "direct", detail, sizeof detail));
 out:
   rc = tx_end(s, rc);
   if (rc == EST_OK) {

@@ -169,6 +169,9 @@ typedef struct store_request {
   /** Serial of the client certificate, lowercase hex; NULL when unknown
    *  (rows written before schema 3). */
   char *client_serial;
+  /** Subject of the RA certificate the request came through (RFC 7030
+   *  §3.7); NULL when the device asked itself (schema 4). */
+  char *ra;
 } store_request;
 
 /** Input to store_request_create() and store_issue_direct(). */
@@ -191,6 +194,9 @@ typedef struct store_request_new {
   /** Serial of the client certificate (hex, 1..STORE_MAX_SERIAL digits,
    *  stored lowercase), or NULL / "" when unknown. */
   const char *client_serial;
+  /** The RA's certificate subject when an RA asked on the device's behalf
+   *  (<= STORE_MAX_TEXT), or NULL / "". Its audit row says "via RA ...". */
+  const char *ra;
 } store_request_new;
 
 /** A certificate row. Free with store_cert_clear(). */

@@ -40,6 +40,7 @@ struct enroll_job {
   uint8_t client_fp[32];
   char *client;
   char *client_serial;  /* client certificate serial (hex), or NULL */
+  char *ra;             /* the RA's subject, or NULL (enroll_request.ra) */
   char *subject;
   uint8_t *csr_der;
   size_t csr_len;
@@ -204,6 +205,7 @@ void enroll_job_free(enroll_job *j) {
   pki_ca_free(j->ca);
   pki_csr_free(j->csr);
   free(j->client);
+  free(j->ra);
   free(j->client_serial);
   free(j->subject);
   free(j->csr_der);
@@ -241,6 +243,8 @@ static enroll_job *job_new(const enroll *e, const enroll_request *in, pki_csr *c
   j->subject = pki_csr_subject(csr);
   if (!j->subject)
     j->subject = strdup("");
+  if (in->ra && !(j->ra = strdup(in->ra)))
+    j->subject = (free(j->subject), NULL); /* fails below */
   j->csr_der = malloc(in->csr_len ? in->csr_len : 1);
   if (!j->client || !j->subject || !j->csr_der) {
     enroll_job_free(j);
@@ -292,6 +296,7 @@ static void fill_new(const enroll *e, const enroll_job *j, store_request_new *n)
   n->ttl = e->cfg.pending_ttl;
   n->initial_state = STORE_REQ_PENDING;
   n->client_serial = j->client_serial;
+  n->ra = j->ra;
 }
 
 /* ---- answers -------------------------------------------------------------- */
@@ -392,7 +397,10 @@ out:
 /* RFC 9148 §3 / RFC 7030 §3.5 PoP linking (docs/decisions.md §9). */
 static est_err check_pop(const enroll *e, const enroll_request *in, const pki_csr *csr,
                          enroll_result *res) {
-  if (e->cfg.pop == POP_OFF)
+  /* Through an RA the challengePassword is bound to the device's session
+   * with the RA, which checked it (RFC 9148 §5); this TLS session is the
+   * RA's own (docs/decisions.md §17). */
+  if (e->cfg.pop == POP_OFF || in->ra)
     return EST_OK;
   char chal[PKI_CHALLENGE_MAX + 1];
   est_err rc = pki_csr_challenge(csr, chal, sizeof chal);
@@ -495,10 +503,10 @@ static bool decide_new(enroll *e, const enroll_request *in, enroll_job *j,
   /* A client with no certificate always waits for an operator, and a
    * pre-authorised subject does not help it: anyone can ask for any
    * subject (docs/decisions.md §16). */
-  bool anon = in->cls == PKI_CLIENT_ANONYMOUS;
-  enroll_policy policy = anon                          ? ENROLL_MANUAL
-                         : in->cls == PKI_CLIENT_LDEVID ? e->cfg.ldevid
-                                                        : e->cfg.idevid;
+  bool anon = in->cls == PKI_CLIENT_ANONYMOUS && !in->ra;
+  enroll_policy policy = in->cls == PKI_CLIENT_ANONYMOUS ? (in->ra ? e->cfg.ra : ENROLL_MANUAL)
+                         : in->cls == PKI_CLIENT_LDEVID  ? e->cfg.ldevid
+                                                         : e->cfg.idevid;
   est_err rc = EST_OK;
   if (policy == ENROLL_AUTO || (!anon && preauthorised(e, j, &rc))) {
     j->record_direct = true;

@@ -45,6 +45,8 @@ typedef struct enroll_config {
   const char *db_path;          /**< NULL: no store, everything auto */
   enroll_policy idevid;         /**< idevid_policy */
   enroll_policy ldevid;         /**< ldevid_policy */
+  enroll_policy ra;             /**< ra_policy: an RA asking with no device
+                                     certificate (docs/decisions.md §17) */
   unsigned retry_after;         /**< Max-Age while an operator decides */
   unsigned pending_ttl;         /**< seconds a request stays pending/approved */
   unsigned max_pending;         /**< live requests per client certificate */
@@ -93,6 +95,12 @@ typedef struct enroll_request {
   const uint8_t *csr;                /**< DER CSR as received */
   size_t csr_len;
   bool bare_cert;                    /**< sen/sren: answer 287, not 281 */
+  /** The subject of the RA certificate when a registration authority asks
+   *  on the device's behalf (RFC 7030 §3.7, docs/decisions.md §17), else
+   *  NULL. The client_* fields are then the device's as the RA vouched for
+   *  them (or absent: the device is its CSR key, under ra_policy); PoP
+   *  linking was the RA's to check against the device's own session. */
+  const char *ra;
   long long now;                     /**< unix seconds */
 } enroll_request;
 

@@ -62,6 +62,8 @@ struct est_plugin {
   struct crlpub *crl; /* crl_file's publisher, or NULL (crlpub.h) */
   struct est_metrics *metrics; /* NULL: the host has none (metrics.h) */
   struct https_srv *https;     /* EST over HTTPS, or NULL (https.h) */
+  pki_trust *ra_trust;         /* CAs of RAs (docs/decisions.md §17), or NULL */
+  char ra_trust_path[PATH_MAX];
   char https_conf[PATH_MAX * 2]; /* its settings, to tell a reload's change */
   /* What a reload cannot change, to tell the operator (est_reload). */
   char db_file[PATH_MAX];     /* db_path resolved, "" without one */

@@ -30,6 +30,8 @@
 /* base64 has no '-', so this cannot occur inside a part (RFC 2046 §5.1.1). */
 #define SKG_BOUNDARY "est-coaps-serverkeygen-boundary"
 #define PEM_MAX (1024u * 1024u)
+/* docs/decisions.md §17: how an RA names the device it vouches for. */
+#define HDR_DEVICE "EST-Device-Chain"
 #define BINDING_MAX 64
 #define CHAIN_MAX 16
 /* Runs of MHD_run per wake-up while GnuTLS still holds decrypted bytes. */
@@ -73,6 +75,12 @@ typedef struct hreq {
   uint8_t fp[32];
   char client[256];
   char serial[PKI_SERIAL_HEX_MAX];
+  /* An RA asking for a device (docs/decisions.md §17): the RA's subject,
+   * and the device chain of its EST-Device-Chain header. */
+  bool ra;
+  char ra_name[256];
+  uint8_t *dev[CHAIN_MAX];
+  size_t dev_len[CHAIN_MAX], ndev;
   /* The body as it arrives. */
   uint8_t *body;
   size_t len, cap;
@@ -185,11 +193,17 @@ static void log_answer(const hreq *q, unsigned status, const char *reason, unsig
   char client[300], why[2 * EST_DIAG_MAX];
   if (status < 300 && status != 202)
     return;
+  char ra[300] = "";
   kv_quote(q->client, client, sizeof client);
   kv_quote(reason, why, sizeof why);
+  if (q->ra) {
+    char v[290];
+    kv_quote(q->ra_name, v, sizeof v);
+    snprintf(ra, sizeof ra, " ra=%s", v);
+  }
   api->log(api->host, status == 202 ? COAPD_LOG_INFO : COAPD_LOG_NOTICE,
-           "https request op=%s status=%u peer=%s client=%s reason=%s retry_after=%u",
-           q->op ? q->op : "-", status, q->peer, client, why, retry);
+           "https request op=%s status=%u peer=%s client=%s reason=%s retry_after=%u%s",
+           q->op ? q->op : "-", status, q->peer, client, why, retry, ra);
 }
 
 /* Queue @p body (freed by MHD with @p free_fn; NULL: a static string). */
@@ -356,21 +370,11 @@ static size_t peer_chain(struct MHD_Connection *c, const uint8_t **der, size_t *
   return n;
 }
 
-/* The same classes as over DTLS (docs/decisions.md §5), from the chain
- * the TLS handshake carried, which nothing has verified yet: classify
- * verifies it against our CA and idevid_trust. No chain: anonymous. */
-static est_err classify(hreq *q) {
+/* The same classes as over DTLS (docs/decisions.md §5), of a chain that
+ * nothing has verified yet: classify verifies it against our CA and
+ * idevid_trust. */
+static est_err classify_chain(hreq *q, const uint8_t *const *der, const size_t *len, size_t n) {
   est_plugin *p = q->h->p;
-  const uint8_t *der[CHAIN_MAX];
-  size_t len[CHAIN_MAX];
-  size_t n = peer_chain(q->c, der, len);
-  q->serial[0] = '\0';
-  if (n == 0) {
-    q->cls = PKI_CLIENT_ANONYMOUS;
-    q->status = PKI_STATUS_VALID;
-    snprintf(q->client, sizeof q->client, "(no client certificate)");
-    return EST_OK;
-  }
   unsigned flags = p->idevid_allow_expired ? PKI_CLASSIFY_IDEVID_EXPIRED_OK : 0;
   est_err rc = pki_client_classify(p->ca, p->idevid, der, len, n, (long long)time(NULL), flags,
                                    &q->cls, &q->status);
@@ -384,6 +388,90 @@ static est_err classify(hreq *q) {
   snprintf(q->client, sizeof q->client, "%s", subject ? subject : "?");
   free(subject);
   return EST_OK;
+}
+
+/* EST-Device-Chain: the device's certificates, leaf first, each base64
+ * DER, separated by commas (docs/decisions.md §17). */
+static est_err device_chain(hreq *q, const char *v) {
+  while (*v) {
+    while (*v == ' ' || *v == '\t' || *v == ',')
+      v++;
+    if (!*v)
+      break;
+    const char *end = strchr(v, ',');
+    size_t n = end ? (size_t)(end - v) : strlen(v);
+    gnutls_datum_t in = {(unsigned char *)(uintptr_t)v, (unsigned)n}, out = {NULL, 0};
+    if (q->ndev == CHAIN_MAX || gnutls_base64_decode2(&in, &out) < 0 || out.size == 0) {
+      gnutls_free(out.data);
+      return EST_ERR_BAD_REQUEST;
+    }
+    q->dev[q->ndev] = malloc(out.size);
+    if (!q->dev[q->ndev]) {
+      gnutls_free(out.data);
+      return EST_ERR_NOMEM;
+    }
+    memcpy(q->dev[q->ndev], out.data, out.size);
+    q->dev_len[q->ndev++] = out.size;
+    gnutls_free(out.data);
+    v += n;
+  }
+  return q->ndev ? EST_OK : EST_ERR_BAD_REQUEST;
+}
+
+/* Who asks: the TLS client's chain, or no chain (anonymous); an RA
+ * (ra_trust, id-kp-cmcRA) asks for the device its EST-Device-Chain names,
+ * or for one its CSR alone names (RFC 7030 §3.7). */
+static est_err classify(hreq *q, char *diag, size_t diag_len) {
+  est_plugin *p = q->h->p;
+  const uint8_t *der[CHAIN_MAX];
+  size_t len[CHAIN_MAX];
+  size_t n = peer_chain(q->c, der, len);
+  const char *hdr = MHD_lookup_connection_value(q->c, MHD_HEADER_KIND, HDR_DEVICE);
+  q->serial[0] = '\0';
+  if (n && p->ra_trust) {
+    est_err rc = pki_ra_check(p->ra_trust, der, len, n, (long long)time(NULL), &q->ra);
+    if (rc != EST_OK)
+      return rc;
+  }
+  if (q->ra) {
+    char *subject = pki_cert_subject(der[0], len[0]);
+    snprintf(q->ra_name, sizeof q->ra_name, "%s", subject ? subject : "?");
+    free(subject);
+    if (!hdr) {
+      q->cls = PKI_CLIENT_ANONYMOUS;
+      q->status = PKI_STATUS_VALID;
+      snprintf(q->client, sizeof q->client, "(a device the RA names by its CSR)");
+      return EST_OK;
+    }
+    est_err rc = device_chain(q, hdr);
+    if (rc != EST_OK) {
+      snprintf(diag, diag_len, HDR_DEVICE " is not a list of base64 DER certificates");
+      return rc;
+    }
+    const uint8_t *d[CHAIN_MAX];
+    for (size_t i = 0; i < q->ndev; i++)
+      d[i] = q->dev[i];
+    rc = classify_chain(q, d, q->dev_len, q->ndev);
+    if (rc != EST_OK)
+      snprintf(diag, diag_len, "cannot read the device certificate of " HDR_DEVICE);
+    return rc;
+  }
+  if (hdr) {
+    snprintf(diag, diag_len,
+             HDR_DEVICE " is only taken from an RA (a certificate with id-kp-cmcRA from "
+             "ra_trust)");
+    return EST_ERR_FORBIDDEN;
+  }
+  if (n == 0) {
+    q->cls = PKI_CLIENT_ANONYMOUS;
+    q->status = PKI_STATUS_VALID;
+    snprintf(q->client, sizeof q->client, "(no client certificate)");
+    return EST_OK;
+  }
+  est_err rc = classify_chain(q, der, len, n);
+  if (rc != EST_OK)
+    snprintf(diag, diag_len, "cannot read the client certificate");
+  return rc;
 }
 
 /* ---- the request ------------------------------------------------------------ */
@@ -454,11 +542,11 @@ static enum MHD_Result begin(hreq *q, const char *url, const char *method) {
     snprintf(diag, sizeof diag, "%s needs Content-Type application/pkcs10", q->op);
     return refuse(q, EST_ERR_CONTENT_FORMAT, diag, 0, NULL);
   }
-  est_err rc = classify(q);
+  est_err rc = classify(q, diag, sizeof diag);
   if (rc != EST_OK)
-    return refuse(q, rc, "cannot read the client certificate", 0, NULL);
+    return refuse(q, rc == EST_ERR_MALFORMED ? EST_ERR_BAD_REQUEST : rc, diag, 0, NULL);
   policy_input pin = {.fn = q->fn, .cls = q->cls, .status = q->status, .https = true,
-                      .anonymous_enroll = q->h->cfg.anonymous};
+                      .anonymous_enroll = q->h->cfg.anonymous, .via_ra = q->ra};
   /* Asked on every request (docs/decisions.md §14), as over CoAP. */
   if (q->cls == PKI_CLIENT_LDEVID && q->serial[0] &&
       enroll_client_revoked(p->en, q->serial, &pin.revoked, diag, sizeof diag) != EST_OK)
@@ -539,6 +627,13 @@ static enum MHD_Result serve_post(hreq *q) {
                                         : "the body is not base64 (RFC 8951)",
                   0, NULL);
   size_t n = peer_chain(q->c, der, dlen);
+  if (q->ra) { /* the device's certificate, not the RA's */
+    n = q->ndev;
+    for (size_t i = 0; i < n; i++) {
+      der[i] = q->dev[i];
+      dlen[i] = q->dev_len[i];
+    }
+  }
   gnutls_session_t s = tls_of(q->c);
   gnutls_datum_t cb;
   /* RFC 7030 §3.5: tls-unique (TLS 1.2); TLS 1.3 has only the exporter. */
@@ -562,7 +657,8 @@ static enum MHD_Result serve_post(hreq *q) {
       .client_cert = n ? der[0] : NULL, .client_cert_len = n ? dlen[0] : 0,
       .tls_unique = ulen ? uniq : NULL, .tls_unique_len = ulen,
       .exporter = elen ? exp : NULL, .exporter_len = elen,
-      .csr = csr, .csr_len = csr_len, .bare_cert = false, .now = (long long)time(NULL)};
+      .csr = csr, .csr_len = csr_len, .bare_cert = false, .now = (long long)time(NULL),
+      .ra = q->ra ? q->ra_name : NULL};
   enroll_result res;
   enroll_job *job = enroll_decide(p->en, &in, &res);
   explicit_bzero(uniq, sizeof uniq);
@@ -662,6 +758,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   /* A suspended connection is resumed before MHD lets it go, so no job
    * still points here (job_finish). */
   enroll_result_clear(&q->res);
+  for (size_t i = 0; i < q->ndev; i++)
+    free(q->dev[i]);
   free(q->body);
   free(q);
   *con_cls = NULL;
@@ -757,8 +855,8 @@ static est_err listen_one(https_srv *h, const https_addr *a, char *diag, size_t 
  * in one PEM text. */
 static est_err load_trust_pem(https_srv *h, char *diag, size_t diag_len) {
   size_t total = 0;
-  char *parts[2] = {NULL, NULL};
-  size_t lens[2] = {0, 0};
+  char *parts[3] = {NULL, NULL, NULL};
+  size_t lens[3] = {0, 0, 0};
   est_err rc = EST_OK;
   for (size_t i = 0; i < h->cfg.ntrust && rc == EST_OK; i++) {
     rc = slurp(h->cfg.trust_files[i], &parts[i], &lens[i], diag, diag_len);
@@ -775,7 +873,7 @@ static est_err load_trust_pem(https_srv *h, char *diag, size_t diag_len) {
     }
     h->trust_pem[off] = '\0';
   }
-  for (size_t i = 0; i < 2; i++)
+  for (size_t i = 0; i < 3; i++)
     free(parts[i]);
   return rc;
 }
@@ -789,8 +887,8 @@ est_err https_start(est_plugin *p, const https_config *cfg, https_srv **out, cha
     goto fail;
   h->p = p;
   h->cfg = *cfg;
-  if (h->cfg.ntrust > 2)
-    h->cfg.ntrust = 2;
+  if (h->cfg.ntrust > 3)
+    h->cfg.ntrust = 3;
   rc = slurp(cfg->cert_file, &h->cert_pem, NULL, diag, diag_len);
   if (rc == EST_OK)
     rc = slurp(cfg->key_file, &h->key_pem, NULL, diag, diag_len);

@@ -37,8 +37,8 @@ typedef struct https_config {
   const char *cert_file;     /**< server certificate (PEM, chain after it) */
   const char *key_file;      /**< its key (PEM) */
   /** PEM files whose CAs the TLS CertificateRequest names (our CA,
-   *  idevid_trust): what a client may authenticate with. */
-  const char *trust_files[2];
+   *  idevid_trust, ra_trust): what a client may authenticate with. */
+  const char *trust_files[3];
   size_t ntrust;
   https_addr listen[HTTPS_LISTEN_MAX];
   size_t nlisten;

@@ -857,6 +857,68 @@ out:
   return err;
 }
 
+static bool has_key_purpose(gnutls_x509_crt_t crt, const char *want) {
+  for (unsigned i = 0; i < 64; i++) {
+    char oid[128];
+    size_t n = sizeof oid;
+    int rc = gnutls_x509_crt_get_key_purpose_oid(crt, i, oid, &n, NULL);
+    if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE || rc < 0)
+      return false;
+    if (strcmp(oid, want) == 0)
+      return true;
+  }
+  return false;
+}
+
+est_err pki_ra_check(const pki_trust *ra, const uint8_t *const *der, const size_t *len,
+                     size_t count, long long now, bool *is_ra) {
+  est_err err = EST_OK;
+  gnutls_x509_crt_t chain[CHAIN_MAX] = {NULL};
+  size_t n = 0;
+  bool in_time = true, ok = false;
+  if (is_ra)
+    *is_ra = false;
+  if (!ra || !der || !len || !is_ra || count == 0)
+    return EST_ERR_INVALID;
+  if (count > CHAIN_MAX)
+    return EST_ERR_TOO_LARGE;
+  for (n = 0; n < count; n++) {
+    err = crt_from_der(der[n], len[n], &chain[n]);
+    if (err == EST_ERR_INVALID)
+      err = EST_ERR_MALFORMED;
+    if (err != EST_OK)
+      goto out;
+    long long nb = (long long)gnutls_x509_crt_get_activation_time(chain[n]);
+    long long na = (long long)gnutls_x509_crt_get_expiration_time(chain[n]);
+    if (nb == -1 || na == -1 || now < nb || now > na)
+      in_time = false;
+  }
+  /* The leaf must say it is an RA: a certificate without any EKU passes
+   * GnuTLS's purpose check, but does not make its holder an RA. */
+  if (!has_key_purpose(chain[0], PKI_KP_CMC_RA))
+    goto out;
+  gnutls_typed_vdata_st purpose = {GNUTLS_DT_KEY_PURPOSE_OID,
+                                   (unsigned char *)PKI_KP_CMC_RA, 0};
+  unsigned status = 0;
+  pthread_mutex_lock(ra->lock);
+  int rc = gnutls_x509_trust_list_verify_crt2(
+      ra->tl, chain, (unsigned)n, &purpose, 1,
+      GNUTLS_VERIFY_DISABLE_TIME_CHECKS | GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS, &status,
+      NULL);
+  pthread_mutex_unlock(ra->lock);
+  if (rc < 0) {
+    err = gerr(rc, EST_ERR_TLS);
+    goto out;
+  }
+  ok = status == 0 && in_time;
+  *is_ra = ok;
+out:
+  for (size_t i = 0; i < CHAIN_MAX; i++)
+    if (chain[i])
+      gnutls_x509_crt_deinit(chain[i]);
+  return err;
+}
+
 /* ---- CSRs ----------------------------------------------------------------- */
 
 /* An empty Name is the bare SEQUENCE header 30 00. */

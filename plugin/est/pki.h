@@ -129,6 +129,20 @@ est_err pki_client_classify(const pki_ca *ca, const pki_trust *idevid,
                             pki_client_class *out,
                             pki_client_status *status) EST_MUST_CHECK;
 
+/** id-kp-cmcRA (RFC 6402 §2.10): the EKU of a registration authority. */
+#define PKI_KP_CMC_RA "1.3.6.1.5.5.7.3.28"
+
+/**
+ * Is the peer chain (DER, leaf first) a registration authority's (RFC 7030
+ * §3.7, docs/decisions.md §17)? *is_ra is true when it verifies against
+ * @p ra (ra_trust; CRLs added to it count), every certificate in it is
+ * within its validity period at @p now, and the leaf carries id-kp-cmcRA
+ * in its extended key usage. EST_ERR_MALFORMED if a certificate does not
+ * parse.
+ */
+est_err pki_ra_check(const pki_trust *ra, const uint8_t *const *der, const size_t *len,
+                     size_t count, long long now, bool *is_ra) EST_MUST_CHECK;
+
 /**
  * Parse a DER PKCS#10 CSR (at most PKI_CSR_MAX bytes): EST_ERR_TOO_LARGE,
  * EST_ERR_BAD_CSR (not DER PKCS#10, trailing bytes, unsupported key).

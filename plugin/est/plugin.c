@@ -55,7 +55,8 @@ typedef struct opt_ctx {
    * line (https_options). */
   const char *https_listen, *https_cert, *https_key;
   long long https_max_connections, https_max_per_ip, https_timeout, https_max_header_bytes;
-  int https_anonymous;
+  int https_anonymous, ra_policy;
+  const char *ra_trust;
   names_config names; /* filled by apply_options, copied by enroll_open */
   pki_profile profile; /* set on the CA by load_files */
 } opt_ctx;
@@ -321,6 +322,12 @@ static const coapd_opt est_option_entries[] = {
    .def = "10",
    .doc = "seconds an HTTPS connection may be idle (handshake, headers, body) before it is "
           "closed"},
+  /* RFC 7030 §3.7, docs/decisions.md §17. */
+  {.name = "ra_trust", COAPD_OPT_PATH_IN(opt_ctx, ra_trust), .max_len = PATH_MAX - 1,
+   .doc = "PEM CAs whose certificates with id-kp-cmcRA may request over HTTPS for devices"},
+  {.name = "ra_policy", COAPD_OPT_ENUM_IN(opt_ctx, ra_policy), .words = policy_words,
+   .def = "manual",
+   .doc = "an RA's request that names no device certificate: issue at once, or wait"},
   {.name = "https_max_header_bytes", COAPD_OPT_INT_IN(opt_ctx, https_max_header_bytes),
    .min = 2048, .max = 65536, .def = "8192",
    .doc = "the request line and headers must fit in this (larger: refused by the server)"},
@@ -354,7 +361,8 @@ static est_err apply_options(opt_ctx *o) {
   if (pop_mode_parse(pop_words[o->pop_linking], &p->ecfg.pop) != EST_OK ||
       pki_key_type_parse(keygen_words[o->keygen_type], &p->ecfg.keygen_type) != EST_OK ||
       enroll_policy_parse(policy_words[o->idevid_policy], &p->ecfg.idevid) != EST_OK ||
-      enroll_policy_parse(policy_words[o->ldevid_policy], &p->ecfg.ldevid) != EST_OK)
+      enroll_policy_parse(policy_words[o->ldevid_policy], &p->ecfg.ldevid) != EST_OK ||
+      enroll_policy_parse(policy_words[o->ra_policy], &p->ecfg.ra) != EST_OK)
     return EST_ERR_INTERNAL;
   /* The issuance policy (docs/decisions.md §13); the checks passed. */
   names_config_init(&o->names);
@@ -559,6 +567,16 @@ static est_err check_combos(const opt_ctx *o) {
              api->config_path, opt_line(p, "https_listen"));
     return EST_ERR_CONFIG;
   }
+  if (o->ra_trust && !o->https_listen)
+    api->log(api->host, COAPD_LOG_WARNING,
+             "%s:%u: ra_trust without https_listen: RAs ask over HTTPS only",
+             api->config_path, opt_line(p, "ra_trust"));
+  if (o->ra_trust && o->ra_policy && !o->db_path) {
+    api->log(api->host, COAPD_LOG_ERR,
+             "%s:%u: ra_policy manual needs plugin_opt_db_path (or set ra_policy auto)",
+             api->config_path, opt_line(p, "ra_policy"));
+    return EST_ERR_CONFIG;
+  }
   if (o->https_anonymous && !o->db_path) {
     api->log(api->host, COAPD_LOG_ERR,
              "%s:%u: https_anonymous manual needs plugin_opt_db_path (an operator approves "
@@ -634,6 +652,8 @@ static est_err https_options(const opt_ctx *o, https_config *cfg, https_paths *p
   cfg->trust_files[cfg->ntrust++] = paths->ca;
   if (p->idsrc.trust[0])
     cfg->trust_files[cfg->ntrust++] = p->idsrc.trust;
+  if (p->ra_trust_path[0])
+    cfg->trust_files[cfg->ntrust++] = p->ra_trust_path;
   cfg->max_conn = (unsigned)o->https_max_connections;
   cfg->max_per_ip = (unsigned)o->https_max_per_ip;
   cfg->timeout_s = (unsigned)o->https_timeout;
@@ -708,6 +728,23 @@ static est_err load_trust(opt_ctx *o) {
   return EST_OK;
 }
 
+/* ra_trust, when given: the CAs whose RA certificates (id-kp-cmcRA) may
+ * ask for devices over HTTPS (docs/decisions.md §17). */
+static est_err load_ra_trust(opt_ctx *o) {
+  est_plugin *p = o->p;
+  const coapd_host_api *api = p->api;
+  char diag[PATH_MAX + 128] = "";
+  if (!o->ra_trust)
+    return EST_OK;
+  est_err rc = resolve_path(p, o->ra_trust, p->ra_trust_path, sizeof p->ra_trust_path);
+  if (rc == EST_OK)
+    rc = pki_trust_load(p->ra_trust_path, &p->ra_trust, diag, sizeof diag);
+  if (rc != EST_OK)
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: ra_trust: %s", api->config_path,
+             opt_line(p, "ra_trust"), diag[0] ? diag : est_strerror(rc));
+  return rc;
+}
+
 /* csr_attrs, when given: one DER CsrAttrs served by att. */
 static est_err load_csr_attrs(opt_ctx *o) {
   est_plugin *p = o->p;
@@ -774,6 +811,8 @@ static est_err load_files(opt_ctx *o) {
     rc = load_ca(o);
   if (rc == EST_OK)
     rc = load_trust(o);
+  if (rc == EST_OK)
+    rc = load_ra_trust(o);
   if (rc == EST_OK)
     rc = open_store(o);
   if (rc == EST_OK)
@@ -867,6 +906,7 @@ static void est_fini(void *state) {
   enroll_close(p->en);
   pki_ca_free(p->ca);
   pki_trust_free(p->idevid);
+  pki_trust_free(p->ra_trust);
   free(p->csr_attrs);
   free(p);
 }
@@ -1057,6 +1097,8 @@ static void est_reload(void *state) {
   if (rc == EST_OK)
     rc = load_trust(&o);
   if (rc == EST_OK)
+    rc = load_ra_trust(&o);
+  if (rc == EST_OK)
     rc = load_csr_attrs(&o);
   https_config hc;
   https_paths hp;
@@ -1093,6 +1135,10 @@ static void est_reload(void *state) {
   p->idsrc = q->idsrc;
   if (p->idevid)
     idevid_mark_seen(&p->idsrc);
+  t = p->ra_trust;
+  p->ra_trust = q->ra_trust;
+  q->ra_trust = t;
+  memcpy(p->ra_trust_path, q->ra_trust_path, sizeof p->ra_trust_path);
   if ((p->csr_attrs != NULL) == (q->csr_attrs != NULL)) {
     uint8_t *c = p->csr_attrs;
     size_t n = p->csr_attrs_len;
@@ -1129,6 +1175,7 @@ out:
   if (q) {
     pki_ca_free(q->ca);
     pki_trust_free(q->idevid);
+    pki_trust_free(q->ra_trust);
     free(q->csr_attrs);
     free(q);
   }

@@ -35,6 +35,15 @@ est_err policy_decide(const policy_input *in, char *diag, size_t diag_len) {
    * Over CoAP, RFC 9148 §3 wants a certificate for them too. */
   if (in->https && (in->fn == EST_FN_CRTS || in->fn == EST_FN_ATT))
     return EST_OK;
+  if (in->cls == PKI_CLIENT_ANONYMOUS && in->via_ra) {
+    /* RFC 7030 §3.7: the RA vouches for a device it names by the CSR
+     * alone; decided under ra_policy (docs/decisions.md §17). */
+    if (in->fn == EST_FN_SEN || in->fn == EST_FN_SKG)
+      return EST_OK;
+    return deny(diag, diag_len,
+                "re-enrollment through an RA needs the device's certificate "
+                "(EST-Device-Chain)");
+  }
   if (in->cls == PKI_CLIENT_ANONYMOUS) {
     if (in->fn == EST_FN_SEN && in->anonymous_enroll)
       return EST_OK; /* enroll.c queues it for an operator, always */

@@ -21,6 +21,9 @@ typedef struct policy_input {
   bool https;               /**< over HTTPS EST (RFC 7030), not EST-coaps */
   bool anonymous_enroll;    /**< https_anonymous manual: simpleenroll with
                                  no certificate, for an operator to decide */
+  bool via_ra;              /**< an RA (ra_trust) asks for the device; cls
+                                 is the device's, ANONYMOUS when the RA
+                                 named no device certificate */
 } policy_input;
 
 /**

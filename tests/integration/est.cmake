@@ -1,6 +1,6 @@
 # EST-coaps end-to-end tests: real coapd + est_coaps.so, driven by
 # coap-client-gnutls/-openssl and checked with certtool and python3-cbor2.
-foreach(t est_discovery est_crts est_sen est_sren est_keygen est_att_pop est_approval est_expired est_reboot est_names est_revoke est_crl est_files est_hsretx est_reload est_logs est_metrics est_https est_https_limits est_https_pki)
+foreach(t est_discovery est_crts est_sen est_sren est_keygen est_att_pop est_approval est_expired est_reboot est_names est_revoke est_crl est_files est_hsretx est_reload est_logs est_metrics est_https est_https_limits est_https_pki est_https_ra)
   add_test(NAME it.${t} COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/${t}.sh)
   set_tests_properties(it.${t} PROPERTIES LABELS integration TIMEOUT 300
     ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;EST_PLUGIN=$<TARGET_FILE:est_coaps>;EST_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;EST_SCRIPTS=${PROJECT_SOURCE_DIR}/scripts;ESTCTL=$<$<TARGET_EXISTS:estctl>:$<TARGET_FILE:estctl>>")

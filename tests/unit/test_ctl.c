@@ -210,7 +210,7 @@ static bool is_null(const cJSON *o, const char *name) {
 
 #define REQUEST_KEYS                                                           \
   "id,state,function,subject,client,clientClass,created,updated,expires,"     \
-  "reason,certSerial,clientSerial,clientFingerprint,sans,keyType,keyBits,"     \
+  "reason,certSerial,clientSerial,clientFingerprint,ra,sans,keyType,keyBits,"     \
   "keyCurve"
 #define CERT_KEYS                                                              \
   "serial,subject,client,notBefore,notAfter,requestId,revoked,revokedAt,"     \

@@ -211,6 +211,8 @@ typedef struct req {
   const char *challenge;
   bool bare;
   long long now;
+  bool anon;      /* no client certificate (HTTPS, docs/decisions.md §16) */
+  const char *ra; /* an RA asks (docs/decisions.md §17) */
 } req;
 
 /* Decide, and run and finish the job if there is one, as handlers.c and
@@ -221,7 +223,14 @@ static enroll_result run(fx *f, const req *q, bool *slow) {
     .fn = q->fn, .cls = q->cls ? q->cls : PKI_CLIENT_LDEVID, .client_fp = f->fp,
     .client = "CN=dev1", .client_cert = f->dev_cert, .client_cert_len = f->dev_cert_len,
     .csr = d.data, .csr_len = d.size, .bare_cert = q->bare,
-    .now = q->now ? q->now : (long long)time(NULL)};
+    .now = q->now ? q->now : (long long)time(NULL), .ra = q->ra};
+  if (q->anon) {
+    in.cls = PKI_CLIENT_ANONYMOUS;
+    in.client_fp = NULL;
+    in.client = "(no client certificate)";
+    in.client_cert = NULL;
+    in.client_cert_len = 0;
+  }
   enroll_result res;
   enroll_job *j = enroll_decide(f->e, &in, &res);
   gnutls_free(d.data);
@@ -573,6 +582,69 @@ static void test_max_pending(void **state) {
   assert_int_equal(sql_int(f, "SELECT count(*) FROM requests"), 2);
 }
 
+/* No client certificate (docs/decisions.md §16): always an operator's
+ * call, even under auto and with the subject pre-authorised; the key is
+ * the client, so the row's fingerprint is the key's and a resend matches. */
+static void test_anonymous(void **state) {
+  fx *f = *state;
+  f->cfg.idevid = ENROLL_AUTO;
+  f->cfg.ldevid = ENROLL_AUTO;
+  reopen(f, f->ca_a);
+  assert_int_equal(store_preauth_add(f->op, STORE_PREAUTH_SUBJECT, "CN=dev1", NULL, "op", NULL),
+                   EST_OK);
+  req q = {.fn = EST_FN_SEN, .anon = true};
+  enroll_result r = run(f, &q, NULL);
+  assert_int_equal(r.rc, EST_ERR_PENDING);
+  int64_t id = pending_id(&r);
+  enroll_result_clear(&r);
+  assert_int_equal(sql_int(f, "SELECT count(*) FROM requests WHERE client_fp = spki_sha256"), 1);
+  r = run(f, &q, NULL);
+  assert_int_equal(r.rc, EST_ERR_PENDING);
+  assert_int_equal(pending_id(&r), id);
+  enroll_result_clear(&r);
+  assert_int_equal(store_request_decide(f->op, id, true, NULL, "op"), EST_OK);
+  r = run(f, &q, NULL);
+  assert_int_equal(r.rc, EST_OK);
+  enroll_result_clear(&r);
+  /* Another key is another client. */
+  gnutls_x509_privkey_t k = ec_key();
+  q.key = k;
+  r = run(f, &q, NULL);
+  assert_int_equal(r.rc, EST_ERR_PENDING);
+  assert_int_not_equal(pending_id(&r), id);
+  enroll_result_clear(&r);
+  gnutls_x509_privkey_deinit(k);
+}
+
+/* An RA naming no device (docs/decisions.md §17): ra_policy decides, PoP
+ * was the RA's to check, and the row names the RA. */
+static void test_ra_no_device(void **state) {
+  fx *f = *state;
+  f->cfg.ra = ENROLL_AUTO;
+  reopen(f, f->ca_a);
+  req q = {.fn = EST_FN_SEN, .anon = true, .ra = "CN=registrar-1",
+           .challenge = "not this session's"};
+  enroll_result r = run(f, &q, NULL);
+  assert_int_equal(r.rc, EST_OK);
+  enroll_result_clear(&r);
+  assert_int_equal(sql_int(f, "SELECT count(*) FROM requests WHERE ra = 'CN=registrar-1' AND"
+                              " state = 'issued'"), 1);
+  /* The same CSR from the device itself: its PoP is checked. */
+  q.ra = NULL;
+  q.anon = false;
+  r = run(f, &q, NULL);
+  assert_int_equal(r.rc, EST_ERR_POP_LINKING);
+  enroll_result_clear(&r);
+  f->cfg.ra = ENROLL_MANUAL;
+  reopen(f, f->ca_a);
+  gnutls_x509_privkey_t k = ec_key();
+  q = (req){.fn = EST_FN_SEN, .anon = true, .ra = "CN=registrar-1", .key = k};
+  r = run(f, &q, NULL);
+  assert_int_equal(r.rc, EST_ERR_PENDING);
+  enroll_result_clear(&r);
+  gnutls_x509_privkey_deinit(k);
+}
+
 /* Manual policy, but the operator pre-authorised the subject. */
 static void test_preauthorised(void **state) {
   fx *f = *state;
@@ -668,6 +740,7 @@ int main(void) {
     T(test_store_failing),   T(test_keygen),           T(test_csr_checks),
     T(test_max_pending),     T(test_preauthorised),    T(test_no_store),
     T(test_job_drop_and_ca_failure), T(test_policy_parse_and_retry), T(test_open_errors),
+    T(test_anonymous),       T(test_ra_no_device),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

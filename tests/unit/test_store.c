@@ -239,7 +239,7 @@ static void integrity_ok(const char *path) {
 
 static void test_open_creates_schema(void **state) {
   fx *f = *state;
-  assert_int_equal(store_schema_version(), 3);
+  assert_int_equal(store_schema_version(), 4);
   assert_int_equal(query(f->path, "PRAGMA user_version"), store_schema_version());
   assert_int_equal(query(f->path, "PRAGMA application_id"), 0x45535443);
   char *mode = query_text(f->path, "PRAGMA journal_mode");
@@ -356,7 +356,7 @@ static void test_open_schema_newer_refused(void **state) {
                    EST_ERR_SCHEMA);
   assert_null(s);
   assert_string_equal(diag,
-                      "database schema version 7 is newer than this program (3)");
+                      "database schema version 7 is newer than this program (4)");
   o.read_only = true;
   assert_int_equal(store_open(f->path, &o, &s, diag, sizeof diag),
                    EST_ERR_SCHEMA);
@@ -1836,6 +1836,49 @@ static void test_client_serial(void **state) {
   assert_int_equal(query(f->path, "SELECT count(*) FROM requests WHERE client_serial = '0a1b2c3d'"), 1);
 }
 
+/* Schema 4: the RA a request came through is kept with it, and its audit
+ * row names it beside the device (docs/decisions.md §17). */
+static void test_ra(void **state) {
+  fx *f = *state;
+  store_request r;
+  int64_t id = 0, id2 = 0;
+  store_request_new n = req(1, STORE_FN_SEN);
+  n.ra = "CN=registrar-1,O=acme";
+  assert_int_equal(store_request_create(f->s, &n, "coapd", &id), EST_OK);
+  assert_int_equal(store_request_get(f->s, id, &r), EST_OK);
+  assert_non_null(r.ra);
+  assert_string_equal(r.ra, "CN=registrar-1,O=acme");
+  store_request_clear(&r);
+  assert_null(r.ra);
+  char *d = query_text(f->path, "SELECT detail FROM audit WHERE action = 'pending'");
+  assert_non_null(d);
+  assert_string_equal(d, "via RA CN=registrar-1,O=acme");
+  free(d);
+  n = req(2, STORE_FN_SEN);
+  n.ra = "CN=registrar-1,O=acme";
+  assert_int_equal(store_issue_direct(f->s, &n, &(store_cert_new){.serial = "78",
+                   .subject = "CN=dev1", .der = der_buf, .der_len = 10}, "coapd", &id2, NULL),
+                   EST_OK);
+  d = query_text(f->path, "SELECT detail FROM audit WHERE action = 'issued'");
+  assert_non_null(d);
+  assert_string_equal(d, "direct, via RA CN=registrar-1,O=acme");
+  free(d);
+  /* No RA: NULL, and the audit rows are as before. */
+  n = req(3, STORE_FN_SEN);
+  n.ra = "";
+  assert_int_equal(store_request_create(f->s, &n, "coapd", &id), EST_OK);
+  assert_int_equal(store_request_get(f->s, id, &r), EST_OK);
+  assert_null(r.ra);
+  store_request_clear(&r);
+  assert_int_equal(query(f->path, "SELECT count(*) FROM audit WHERE detail IS NULL"), 1);
+  char big[STORE_MAX_TEXT + 2];
+  memset(big, 'a', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  n = req(4, STORE_FN_SEN);
+  n.ra = big;
+  assert_int_equal(store_request_create(f->s, &n, "coapd", NULL), EST_ERR_TOO_LARGE);
+}
+
 /* Keeps a copy of the bound fingerprint of the first bound entry. */
 static int on_first_preauth(void *ctx, const store_preauth *p) {
   store_preauth *out = ctx;
@@ -1902,12 +1945,13 @@ static void test_schema2_upgrade(void **state) {
   store_close(f->s);
   f->s = NULL;
   /* Back to what 001 + 002 made. */
-  raw_exec(f->path, "ALTER TABLE requests DROP COLUMN client_serial;"
+  raw_exec(f->path, "ALTER TABLE requests DROP COLUMN ra;"
+                    " ALTER TABLE requests DROP COLUMN client_serial;"
                     " ALTER TABLE preauth DROP COLUMN idevid; PRAGMA user_version = 2");
   assert_int_equal(query(f->path, "PRAGMA user_version"), 2);
   store_options o = test_options();
   assert_int_equal(store_open(f->path, &o, &f->s, diag, sizeof diag), EST_OK);
-  assert_int_equal(query(f->path, "PRAGMA user_version"), 3);
+  assert_int_equal(query(f->path, "PRAGMA user_version"), 4);
   store_request r;
   assert_int_equal(store_request_get(f->s, id, &r), EST_OK);
   assert_null(r.client_serial);
@@ -1964,6 +2008,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_locked_database, setup, teardown),
     cmocka_unit_test_setup_teardown(test_crash_mid_transaction, setup, teardown),
     cmocka_unit_test_setup_teardown(test_client_serial, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_ra, setup, teardown),
     cmocka_unit_test_setup_teardown(test_preauth_bound, setup, teardown),
     cmocka_unit_test_setup_teardown(test_schema2_upgrade, setup, teardown),
   };

@@ -846,7 +846,7 @@ static int do_show(app *a, int argc, char **argv) {
         {"subject", "subject"},     {"sans", "sans"},
         {"keyType", "key"},         {"client", "client"},
         {"clientClass", "class"},   {"clientSerial", "client serial"},
-        {"clientFingerprint", "client sha256"},
+        {"clientFingerprint", "client sha256"}, {"ra", "via RA"},
         {"created", "created"},
         {"updated", "updated"},     {"expires", "expires"},
         {"reason", "reason"},       {"certSerial", "certificate"},
