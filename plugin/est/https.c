@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
@@ -19,10 +21,10 @@
 #include "est_plugin.h"
 #include "metrics.h"
 #include "policy.h"
+#include "proto/http.h"
 #include "proto/multipart.h"
 #include "status.h"
 
-#define WK_PREFIX "/.well-known/est/"
 #define CT_TEXT "text/plain; charset=utf-8"
 #define CT_P7 "application/pkcs7-mime; smime-type=certs-only"
 #define CT_ATTRS "application/csrattrs"
@@ -46,16 +48,7 @@ struct https_srv {
   int fd[HTTPS_LISTEN_MAX]; /* their epoll fds, watched by the host loop */
   size_t nd;
   char *cert_pem, *key_pem, *trust_pem; /* held while the daemons run */
-};
-
-/* RFC 7030 §3.2.2 operation names and the EST function each one is. */
-static const struct {
-  const char *op;
-  est_fn fn;
-} ops[] = {
-    {"cacerts", EST_FN_CRTS},       {"simpleenroll", EST_FN_SEN},
-    {"simplereenroll", EST_FN_SREN}, {"serverkeygen", EST_FN_SKG},
-    {"csrattrs", EST_FN_ATT},
+  int kick; /* eventfd: run again on the next loop pass (run_daemon) */
 };
 
 typedef struct hjob hjob;
@@ -99,16 +92,46 @@ struct hjob {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void run_daemon(struct MHD_Daemon *d) {
+static unsigned open_connections(struct MHD_Daemon *d) {
+  const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+  return di ? di->num_connections : 0;
+}
+
+/* MHD_run until nothing is due. Runs again while GnuTLS holds decrypted
+ * bytes (timeout 0), and after a connection went: at the connection cap
+ * libmicrohttpd takes the listening socket out of its epoll set and only
+ * puts it back in its next run. Past RUN_AGAIN_MAX runs the rest waits for
+ * the next loop pass (the kick eventfd), so other clients get their turn. */
+static void run_daemon(https_srv *h, struct MHD_Daemon *d) {
   MHD_UNSIGNED_LONG_LONG t = 0;
   for (int i = 0; i < RUN_AGAIN_MAX; i++) {
+    unsigned before = open_connections(d);
     (void)MHD_run(d);
-    if (MHD_get_timeout(d, &t) != MHD_YES || t != 0)
-      break;
+    bool due = MHD_get_timeout(d, &t) == MHD_YES && t == 0;
+    if (!due && open_connections(d) >= before)
+      return;
+  }
+  uint64_t one = 1;
+  if (write(h->kick, &one, sizeof one) < 0) {
+    /* EAGAIN: a kick is pending already. */
   }
 }
 
-static void on_ready(void *arg) { run_daemon(arg); }
+static void run_all(https_srv *h) {
+  for (size_t i = 0; i < h->nd; i++)
+    run_daemon(h, h->d[i]);
+}
+
+static void on_ready(void *arg) { run_all(arg); }
+
+static void on_kick(void *arg) {
+  https_srv *h = arg;
+  uint64_t n;
+  if (read(h->kick, &n, sizeof n) < 0) {
+    /* EAGAIN: nothing to take; run anyway. */
+  }
+  run_all(h);
+}
 
 __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt,
                                                           va_list ap) {
@@ -393,14 +416,10 @@ static est_err classify_chain(hreq *q, const uint8_t *const *der, const size_t *
 /* EST-Device-Chain: the device's certificates, leaf first, each base64
  * DER, separated by commas (docs/decisions.md §17). */
 static est_err device_chain(hreq *q, const char *v) {
-  while (*v) {
-    while (*v == ' ' || *v == '\t' || *v == ',')
-      v++;
-    if (!*v)
-      break;
-    const char *end = strchr(v, ',');
-    size_t n = end ? (size_t)(end - v) : strlen(v);
-    gnutls_datum_t in = {(unsigned char *)(uintptr_t)v, (unsigned)n}, out = {NULL, 0};
+  const char *item;
+  size_t n;
+  while (proto_http_next_item(&v, &item, &n)) {
+    gnutls_datum_t in = {(unsigned char *)(uintptr_t)item, (unsigned)n}, out = {NULL, 0};
     if (q->ndev == CHAIN_MAX || gnutls_base64_decode2(&in, &out) < 0 || out.size == 0) {
       gnutls_free(out.data);
       return EST_ERR_BAD_REQUEST;
@@ -413,7 +432,6 @@ static est_err device_chain(hreq *q, const char *v) {
     memcpy(q->dev[q->ndev], out.data, out.size);
     q->dev_len[q->ndev++] = out.size;
     gnutls_free(out.data);
-    v += n;
   }
   return q->ndev ? EST_OK : EST_ERR_BAD_REQUEST;
 }
@@ -476,42 +494,22 @@ static est_err classify(hreq *q, char *diag, size_t diag_len) {
 
 /* ---- the request ------------------------------------------------------------ */
 
-/* "/.well-known/est/[<label>/]<op>" (RFC 7030 §3.2.2). */
+/* PROTO_HTTP_PREFIX "[<label>/]<op>" (RFC 7030 §3.2.2), for a label we
+ * serve and an operation that is on. */
 static bool route(const est_plugin *p, const char *url, hreq *q) {
-  if (strncmp(url, WK_PREFIX, strlen(WK_PREFIX)) != 0)
+  const char *label;
+  size_t n;
+  est_fn fn;
+  if (proto_http_route(url, &fn, &label, &n) != EST_OK || !est_fn_enabled(p, fn))
     return false;
-  const char *rest = url + strlen(WK_PREFIX), *op = rest, *slash = strchr(rest, '/');
-  if (slash) {
-    size_t n = (size_t)(slash - rest);
-    bool known = false;
-    for (size_t i = 0; i < p->label_count && !known; i++)
-      known = strlen(p->labels[i]) == n && strncmp(p->labels[i], rest, n) == 0;
-    if (!known)
-      return false;
-    op = slash + 1;
-  }
-  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-    if (strcmp(op, ops[i].op) == 0 && est_fn_enabled(p, ops[i].fn)) {
-      q->op = ops[i].op;
-      q->fn = ops[i].fn;
-      return true;
-    }
-  return false;
-}
-
-/* The media type without parameters equals @p want (RFC 9110 §8.3.1). */
-static bool type_is(const char *ct, const char *want) {
-  if (!ct)
+  bool known = n == 0;
+  for (size_t i = 0; i < p->label_count && !known; i++)
+    known = strlen(p->labels[i]) == n && strncmp(p->labels[i], label, n) == 0;
+  if (!known)
     return false;
-  while (*ct == ' ' || *ct == '\t')
-    ct++;
-  size_t n = strlen(want);
-  if (strncasecmp(ct, want, n) != 0)
-    return false;
-  ct += n;
-  while (*ct == ' ' || *ct == '\t')
-    ct++;
-  return *ct == '\0' || *ct == ';';
+  q->op = proto_http_op(fn);
+  q->fn = fn;
+  return true;
 }
 
 /* Everything that can be refused before the body is read: the path, the
@@ -520,7 +518,7 @@ static enum MHD_Result begin(hreq *q, const char *url, const char *method) {
   est_plugin *p = q->h->p;
   char diag[EST_DIAG_MAX] = "";
   if (!route(p, url, q)) {
-    snprintf(diag, sizeof diag, "not found: the EST operations are under " WK_PREFIX);
+    snprintf(diag, sizeof diag, "not found: the EST operations are under " PROTO_HTTP_PREFIX);
     return refuse(q, EST_ERR_NOT_FOUND, diag, 0, NULL);
   }
   const est_fn_info *info = proto_fn_info(q->fn);
@@ -536,9 +534,9 @@ static enum MHD_Result begin(hreq *q, const char *url, const char *method) {
     snprintf(diag, sizeof diag, "request body over %zu bytes", p->max_body);
     return refuse(q, EST_ERR_TOO_LARGE, diag, 0, NULL);
   }
-  if (info->post &&
-      !type_is(MHD_lookup_connection_value(q->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
-               "application/pkcs10")) {
+  const char *ct =
+      MHD_lookup_connection_value(q->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+  if (info->post && !proto_http_type_is(ct, "application/pkcs10")) {
     snprintf(diag, sizeof diag, "%s needs Content-Type application/pkcs10", q->op);
     return refuse(q, EST_ERR_CONTENT_FORMAT, diag, 0, NULL);
   }
@@ -587,7 +585,7 @@ static void job_finish(worker_job *wj, bool ran) {
   q->job = NULL;
   q->done = true;
   MHD_resume_connection(q->c);
-  run_daemon(q->d);
+  run_daemon(q->h, q->d);
 }
 
 /* RFC 8951 §3: the body is base64, whatever Content-Transfer-Encoding
@@ -836,7 +834,7 @@ static est_err listen_one(https_srv *h, const https_addr *a, char *diag, size_t 
   }
   const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
   int fd = di ? di->epoll_fd : -1;
-  if (fd < 0 || api->watch_fd(api->host, fd, on_ready, d) != 0) {
+  if (fd < 0 || api->watch_fd(api->host, fd, on_ready, h) != 0) {
     MHD_stop_daemon(d);
     snprintf(diag, diag_len, "https_listen %s %u: no epoll fd to watch", a->addr, a->port);
     return EST_ERR_INTERNAL;
@@ -889,6 +887,15 @@ est_err https_start(est_plugin *p, const https_config *cfg, https_srv **out, cha
   h->cfg = *cfg;
   if (h->cfg.ntrust > 3)
     h->cfg.ntrust = 3;
+  h->kick = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (h->kick < 0 || p->api->watch_fd(p->api->host, h->kick, on_kick, h) != 0) {
+    if (h->kick >= 0)
+      close(h->kick);
+    h->kick = -1;
+    snprintf(diag, diag_len, "https: no eventfd to watch");
+    rc = EST_ERR_INTERNAL;
+    goto fail;
+  }
   rc = slurp(cfg->cert_file, &h->cert_pem, NULL, diag, diag_len);
   if (rc == EST_OK)
     rc = slurp(cfg->key_file, &h->key_pem, NULL, diag, diag_len);
@@ -914,7 +921,7 @@ uint32_t https_tick(https_srv *h) {
     if (MHD_get_timeout(h->d[i], &t) != MHD_YES)
       continue;
     if (t == 0) {
-      run_daemon(h->d[i]);
+      run_daemon(h, h->d[i]);
       if (MHD_get_timeout(h->d[i], &t) != MHD_YES)
         continue;
     }
@@ -930,6 +937,10 @@ void https_stop(https_srv *h) {
   for (size_t i = 0; i < h->nd; i++) {
     (void)h->p->api->unwatch_fd(h->p->api->host, h->fd[i]);
     MHD_stop_daemon(h->d[i]);
+  }
+  if (h->kick >= 0) {
+    (void)h->p->api->unwatch_fd(h->p->api->host, h->kick);
+    close(h->kick);
   }
   free(h->cert_pem);
   secret_free(h->key_pem);
