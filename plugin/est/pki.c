@@ -11,6 +11,7 @@
  * (crts answers) are immutable and need no lock.
  */
 #include "pki.h"
+#include "p7asn.h"
 
 #include "crlasn.h"
 
@@ -395,7 +396,8 @@ static est_err p7_of(gnutls_x509_crt_t *crts, size_t n, uint8_t **out,
     err = gerr(rc, EST_ERR_PKI);
     goto out;
   }
-  err = datum_dup(&d, out, out_len);
+  /* RFC 5652 §5.2: id-data, not GnuTLS's digestedData (p7asn.h). */
+  err = p7asn_certs_only(d.data, d.size, out, out_len);
 out:
   datum_free(&d);
   if (p7)

@@ -106,6 +106,10 @@ got=$(x509 "$T/estca.out" -fingerprint -sha256)
 [ -n "$want" ] && [ "$got" = "$want" ] || it_fail "cacerts: got '$got', want '$want'"
 grep -q "Root CA equals trusted TLS Root CA" "$T/pki-estca.log" ||
   it_fail "pki did not match the EST CA to the TLS trust anchor: $(tail -5 "$T/pki-estca.log")"
+# RFC 5652 §5.2: a certs-only SignedData carries id-data; pki says
+# "pkcs7 content type N not supported" for anything else.
+! grep -q "content type .* not supported" "$T"/pki-*.log ||
+  it_fail "pki did not like the PKCS#7 content type: $(grep -h 'content type' "$T"/pki-*.log)"
 
 # ---- 2. anonymous simpleenroll, polled until approved ----------------------
 newkey gw1 gw-1

@@ -23,6 +23,7 @@
 
 #include <libtasn1.h>
 
+#include "plugin/est/p7asn.h"
 #include "plugin/est/pki.h"
 
 extern const asn1_static_node pkix_crl_asn_tab[];
@@ -510,6 +511,21 @@ static void test_ca_crts(void **state) {
   assert_int_equal(gnutls_pkcs7_import(pk, &d, GNUTLS_X509_FMT_DER), 0);
   assert_int_equal(gnutls_pkcs7_get_crt_count(pk), 2);
   assert_int_equal(gnutls_pkcs7_get_signature_count(pk), 0);
+  /* RFC 5652 §5.2: no signers, so the encapsulated type is id-data with
+   * no content (docs/decisions.md §18): SEQUENCE { OID 1.2.840.113549.1.7.1 }. */
+  static const uint8_t id_data[] = {0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                    0xf7, 0x0d, 0x01, 0x07, 0x01};
+  assert_true(p7_len > 28 + sizeof id_data);
+  assert_memory_equal(p7 + 28, id_data, sizeof id_data);
+  uint8_t *again = NULL;
+  size_t again_len = 0;
+  assert_int_equal(p7asn_certs_only(p7, p7_len, &again, &again_len), EST_OK);
+  assert_int_equal(again_len, p7_len); /* a fixed point */
+  assert_memory_equal(again, p7, p7_len);
+  free(again);
+  assert_int_equal(p7asn_certs_only(p7, 10, &again, &again_len), EST_ERR_MALFORMED);
+  assert_int_equal(p7asn_certs_only(id_data, sizeof id_data, &again, &again_len),
+                   EST_ERR_MALFORMED);
   /* CertificateSet is a SET OF: DER sorts it, so look for each cert. */
   gnutls_x509_crt_t want[2] = {f->ec_ca, f->root};
   for (unsigned i = 0; i < 2; i++) {
