@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "reply.h"
+#include "upstream.h"
 
 struct est_job {
   worker_job wj; /* first: the worker hands this pointer back */
@@ -42,6 +43,15 @@ static void job_run(worker_job *wj) {
   enroll_job_run(((est_job *)wj)->job);
 }
 
+/* Loop thread: the upstream answered (upstream.h); the job holds it. */
+static void upstream_done(void *arg) {
+  est_job *j = arg;
+  enroll_job_finish(j->p->en, j->job, &j->res);
+  j->job = NULL;
+  j->ready = true;
+  coap_async_trigger(j->async);
+}
+
 bool est_async_start(est_req *r, enroll_job *job, enroll_result *res) {
   est_job *j = calloc(1, sizeof *j);
   if (!j) {
@@ -68,11 +78,16 @@ bool est_async_start(est_req *r, enroll_job *job, enroll_result *res) {
   if (j->next)
     j->next->prev = j;
   r->p->jobs = j;
-  if (worker_submit(r->p->wk, &j->wj) != EST_OK) {
+  /* A registrar's job goes upstream (docs/decisions.md §19), keygen
+   * included; the CA's own goes to the worker. */
+  bool sent = r->p->up ? upstream_enroll(r->p->up, job, upstream_done, j) == EST_OK
+                       : worker_submit(r->p->wk, &j->wj) == EST_OK;
+  if (!sent) {
     unlink_job(j);
     coap_free_async(r->session, j->async);
     job_free(j);
-    enroll_retry_later(res, "too many key generations queued, retry later");
+    enroll_retry_later(res, r->p->up ? "upstream CA unavailable, retry later"
+                                     : "too many key generations queued, retry later");
     return false;
   }
   /* The response code stays unset: libcoap sends an empty ACK. */
@@ -138,6 +153,9 @@ void est_async_drop_all(est_plugin *p) {
    * free app data (docs/libcoap-4.3.1.md §4a). */
   worker_stop(p->wk, drop_job);
   p->wk = NULL;
+  /* No upstream callback runs after this (upstream.h). */
+  upstream_close(p->up);
+  p->up = NULL;
   while (p->jobs) {
     est_job *j = p->jobs;
     unlink_job(j);

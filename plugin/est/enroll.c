@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "metrics.h"
 #include "proto/multipart.h"
@@ -44,8 +45,15 @@ struct enroll_job {
   char *subject;
   uint8_t *csr_der;
   size_t csr_len;
-  /* Output of enroll_job_run(). */
+  bool forward;         /* a registrar's: upstream.h issues */
+  uint8_t *chain[ENROLL_CHAIN_MAX]; /* the device's chain, for the upstream */
+  size_t chain_len[ENROLL_CHAIN_MAX];
+  size_t chain_n;
+  /* Output of enroll_job_run() or of the upstream. */
   est_err rc;
+  unsigned max_age;     /* the upstream's refusal: Max-Age and reason */
+  char diag[EST_DIAG_MAX];
+  bool refused;
   pki_issued issued;
   uint8_t *key;         /* PKCS#8, skg/skc only */
   size_t key_len;
@@ -176,6 +184,11 @@ void enroll_reconfigure(enroll *e, const enroll_config *cfg, pki_ca *ca) {
   e->ca = ca;
 }
 
+void enroll_set_ca(enroll *e, pki_ca *ca) {
+  if (e && ca)
+    e->ca = ca;
+}
+
 void enroll_close(enroll *e) {
   if (!e)
     return;
@@ -209,14 +222,16 @@ void enroll_job_free(enroll_job *j) {
   free(j->client_serial);
   free(j->subject);
   free(j->csr_der);
+  for (size_t i = 0; i < j->chain_n; i++)
+    free(j->chain[i]);
   pki_issued_clear(&j->issued);
   pki_secret_free(j->key, j->key_len);
   free(j);
 }
 
-bool enroll_job_slow(const enroll_job *j) {
-  return j->fn == EST_FN_SKG || j->fn == EST_FN_SKC;
-}
+static bool keygen_fn(est_fn fn) { return fn == EST_FN_SKG || fn == EST_FN_SKC; }
+
+bool enroll_job_slow(const enroll_job *j) { return j->forward || keygen_fn(j->fn); }
 
 /* Takes @p csr; copies what the record step needs from @p in. */
 static enroll_job *job_new(const enroll *e, const enroll_request *in, pki_csr *csr,
@@ -252,6 +267,16 @@ static enroll_job *job_new(const enroll *e, const enroll_request *in, pki_csr *c
   }
   memcpy(j->csr_der, in->csr, in->csr_len);
   j->csr_len = in->csr_len;
+  j->forward = e->cfg.forward;
+  for (size_t i = 0; j->forward && i < in->chain_n && i < ENROLL_CHAIN_MAX; i++) {
+    if (!(j->chain[i] = malloc(in->chain_len[i] ? in->chain_len[i] : 1))) {
+      enroll_job_free(j);
+      return NULL;
+    }
+    memcpy(j->chain[i], in->chain[i], in->chain_len[i]);
+    j->chain_len[i] = in->chain_len[i];
+    j->chain_n = i + 1;
+  }
   return j;
 fail:
   pki_csr_free(csr);
@@ -259,10 +284,56 @@ fail:
 }
 
 void enroll_job_run(enroll_job *j) {
-  if (enroll_job_slow(j))
+  if (keygen_fn(j->fn))
     j->rc = pki_keygen_issue(j->ca, j->csr, j->key_type, &j->key, &j->key_len, &j->issued);
   else
     j->rc = pki_issue(j->ca, j->csr, &j->issued);
+}
+
+void enroll_job_forward(const enroll_job *j, enroll_forward *out) {
+  memset(out, 0, sizeof *out);
+  out->fn = j->fn;
+  out->csr = j->csr_der;
+  out->csr_len = j->csr_len;
+  for (size_t i = 0; i < j->chain_n; i++) {
+    out->chain[i] = j->chain[i];
+    out->chain_len[i] = j->chain_len[i];
+  }
+  out->chain_n = j->chain_n;
+  out->client = j->client;
+}
+
+void enroll_job_upstream_refused(enroll_job *j, est_err rc, unsigned max_age, const char *diag) {
+  j->rc = rc == EST_OK ? EST_ERR_INTERNAL : rc;
+  j->max_age = max_age;
+  j->refused = true;
+  snprintf(j->diag, sizeof j->diag, "%s", diag ? diag : "");
+}
+
+void enroll_job_upstream_issued(enroll_job *j, uint8_t *cert, size_t cert_len, uint8_t *key,
+                                size_t key_len) {
+  const char *bad = NULL;
+  pki_issued_clear(&j->issued);
+  if (pki_issued_from_der(cert, cert_len, &j->issued) != EST_OK)
+    bad = "the upstream's certificate does not parse";
+  /* Not ours to hand out unless it is what was asked, from the CA the
+   * devices are told of (crts). */
+  else if (!pki_ca_issued(j->ca, cert, cert_len, (long long)time(NULL)))
+    bad = "the upstream's certificate does not chain to its cacerts now";
+  else if (keygen_fn(j->fn) ? !pki_cert_key_is(cert, cert_len, key, key_len)
+                            : !pki_cert_key_is_csr(cert, cert_len, j->csr))
+    bad = keygen_fn(j->fn) ? "the upstream's certificate is not for the key it sent"
+                           : "the upstream's certificate is not for the CSR's key";
+  free(cert);
+  if (bad) {
+    pki_secret_free(key, key_len);
+    pki_issued_clear(&j->issued);
+    enroll_job_upstream_refused(j, EST_ERR_UNAVAILABLE, ENROLL_RETRY_SOON, bad);
+    return;
+  }
+  j->key = key;
+  j->key_len = key_len;
+  j->rc = EST_OK;
 }
 
 /* ---- store mapping -------------------------------------------------------- */
@@ -355,19 +426,30 @@ static est_err record(enroll *e, const enroll_job *j, const char *serial) {
 }
 
 void enroll_job_finish(enroll *e, enroll_job *j, enroll_result *res) {
-  char serial[2 * PKI_SERIAL_LEN + 1];
+  char serial[PKI_SERIAL_HEX_MAX];
   est_err rc = j->rc;
   memset(res, 0, sizeof *res);
+  if (j->refused) {
+    refuse(res, rc, "%s", j->diag);
+    res->max_age = j->max_age;
+    goto out;
+  }
   if (rc != EST_OK) {
     if (rc == EST_ERR_BAD_CSR) /* pki_issue: over max_cert_bytes (docs/decisions.md §13) */
       refuse(res, rc, "the certificate this CSR asks for is over max_cert_bytes or "
              "has no usable name");
     else
       refuse(res, rc, "the CA could not %s the certificate",
-             enroll_job_slow(j) ? "generate the key or" : "issue");
+             keygen_fn(j->fn) ? "generate the key or" : "issue");
     goto out;
   }
-  to_hex(j->issued.serial, sizeof j->issued.serial, serial);
+  if (!j->forward)
+    to_hex(j->issued.serial, sizeof j->issued.serial, serial);
+  else if (pki_cert_serial_hex(j->issued.der, j->issued.der_len, serial, sizeof serial) !=
+           EST_OK) {
+    enroll_retry_later(res, "the upstream's certificate has no usable serial");
+    goto out;
+  }
   /* An unrecorded certificate is never handed out: the store is the
    * operator's record of what exists. */
   rc = record(e, j, serial);
@@ -378,7 +460,7 @@ void enroll_job_finish(enroll *e, enroll_job *j, enroll_result *res) {
     enroll_retry_later(res, "enrollment database unavailable, retry later");
     goto out;
   }
-  rc = enroll_job_slow(j) ? encode_keygen(j, &res->body, &res->body_len)
+  rc = keygen_fn(j->fn) ? encode_keygen(j, &res->body, &res->body_len)
                           : encode_cert(j->issued.der, j->issued.der_len, j->bare_cert,
                                         &res->body, &res->body_len);
   if (rc != EST_OK) {
@@ -386,8 +468,9 @@ void enroll_job_finish(enroll *e, enroll_job *j, enroll_result *res) {
     goto out;
   }
   est_metrics_issued(e->metrics, j->fn);
-  say(e, COAPD_LOG_NOTICE, j->fn, j->client, "issued serial %s subject '%s'%s", serial,
-      j->subject, enroll_job_slow(j) ? " with a server-generated key" : "");
+  say(e, COAPD_LOG_NOTICE, j->fn, j->client, "issued serial %s subject '%s'%s%s", serial,
+      j->subject, keygen_fn(j->fn) ? " with a server-generated key" : "",
+      j->forward ? " by the upstream CA" : "");
 out:
   enroll_job_free(j);
 }
@@ -589,7 +672,7 @@ static bool decide_queue(enroll *e, const enroll_request *in, enroll_job *j,
   case STORE_REQ_ISSUED:
     /* The key was never stored (docs/decisions.md §7): a device that lost
      * a keygen answer gets a fresh key and certificate. */
-    issue = enroll_job_slow(j) || !resend(e, in, &r, res);
+    issue = keygen_fn(j->fn) || !resend(e, in, &r, res);
     j->record_direct = issue;
     break;
   case STORE_REQ_REJECTED:

@@ -59,6 +59,9 @@ typedef struct enroll_config {
   pki_key_type keygen_type;     /**< key type of skg/skc */
   const names_config *names;    /**< issuance policy (names.h), copied by
                                      enroll_open; NULL: names_config_init() */
+  bool forward;                 /**< a registrar (RFC 9148 §5): the CA is
+                                     upstream and every job goes there
+                                     (upstream.h, docs/decisions.md §19) */
 } enroll_config;
 
 /** Parse "auto" / "manual". */
@@ -80,6 +83,10 @@ void enroll_close(enroll *e);
  */
 void enroll_reconfigure(enroll *e, const enroll_config *cfg, pki_ca *ca);
 
+/** A registrar's upstream CA changed (registrar.h): new jobs use @p ca
+ * (borrowed, as in enroll_open); jobs made keep theirs. */
+void enroll_set_ca(enroll *e, pki_ca *ca);
+
 /** One POST to sen, sren, skg or skc as the handler saw it; borrowed. */
 typedef struct enroll_request {
   est_fn fn;
@@ -88,6 +95,11 @@ typedef struct enroll_request {
   const char *client;                /**< its subject, for logs and the store */
   const uint8_t *client_cert;        /**< DER, for the sren match (AUTH-7) */
   size_t client_cert_len;
+  /** The whole peer chain, leaf first (client_cert is chain[0]); a
+   *  registrar vouches for the device with it upstream. */
+  const uint8_t *const *chain;
+  const size_t *chain_len;
+  size_t chain_n;
   const uint8_t *tls_unique;         /**< channel bindings, NULL if none */
   size_t tls_unique_len;
   const uint8_t *exporter;
@@ -121,8 +133,41 @@ typedef struct enroll_result {
  */
 enroll_job *enroll_decide(enroll *e, const enroll_request *in, enroll_result *res);
 
-/** True for key generation: run the job off the loop. */
+/** True for key generation, and for every job of a registrar: run the
+ * job off the loop (the worker, or the upstream). */
 bool enroll_job_slow(const enroll_job *j);
+
+/** Most certificates of a device chain a registrar passes on. */
+#define ENROLL_CHAIN_MAX 8u
+
+/** What a registrar sends upstream for a job (upstream.h); borrowed from
+ * the job, valid while it lives. */
+typedef struct enroll_forward {
+  est_fn fn;
+  const uint8_t *csr;                       /**< DER, as the device sent it */
+  size_t csr_len;
+  const uint8_t *chain[ENROLL_CHAIN_MAX];   /**< the device's chain, leaf
+                                                 first; chain_n 0: none */
+  size_t chain_len[ENROLL_CHAIN_MAX];
+  size_t chain_n;
+  const char *client;                       /**< for logs */
+} enroll_forward;
+
+/** The job as the upstream needs it (enroll_config.forward). */
+void enroll_job_forward(const enroll_job *j, enroll_forward *out);
+
+/**
+ * The upstream issued: @p cert (DER) and, for skg/skc, the PKCS#8 @p key
+ * are taken (the key wiped when freed). The certificate must chain to the
+ * CA the job started with and carry the CSR's key (or @p key's); else the
+ * job fails as "retry later" and the reason goes to the log.
+ */
+void enroll_job_upstream_issued(enroll_job *j, uint8_t *cert, size_t cert_len, uint8_t *key,
+                                size_t key_len);
+
+/** The upstream did not issue: the answer is @p rc (EST_ERR_PENDING with
+ * Max-Age while its operator decides), @p max_age and @p diag. */
+void enroll_job_upstream_refused(enroll_job *j, est_err rc, unsigned max_age, const char *diag);
 
 /** Issue (and for skg/skc generate the key). Any thread; touches only the
  * CA and the job. */

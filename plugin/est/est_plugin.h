@@ -63,6 +63,15 @@ struct est_plugin {
   struct est_metrics *metrics; /* NULL: the host has none (metrics.h) */
   struct https_srv *https;     /* EST over HTTPS, or NULL (https.h) */
   pki_trust *ra_trust;         /* CAs of RAs (docs/decisions.md §17), or NULL */
+  struct upstream *up;         /* a registrar's upstream CA (upstream.h), or NULL */
+  char up_conf[PATH_MAX * 3];  /* its settings, to tell a reload's change */
+  char up_cache[PATH_MAX];     /* upstream_cache resolved, "" without one */
+  unsigned up_refresh;         /* upstream_refresh, seconds */
+  long long up_next;           /* when cacerts/csrattrs are fetched next */
+  bool up_fetching;            /* a refresh is running */
+  bool up_want_attrs;          /* no local csr_attrs: the upstream's are served */
+  uint8_t *up_attrs;           /* the upstream's csrattrs (DER), or NULL */
+  size_t up_attrs_len;
   char ra_trust_path[PATH_MAX];
   char https_conf[PATH_MAX * 2]; /* its settings, to tell a reload's change */
   /* What a reload cannot change, to tell the operator (est_reload). */

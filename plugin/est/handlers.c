@@ -127,8 +127,11 @@ static est_err serve_get(est_req *r) {
     return reply_borrowed(r, d, n);
   case EST_FN_ATT:
     /* RC-2: no attributes for this client is 4.04, not an empty 2.05. */
+    if (!r->p->csr_attrs && r->p->up_attrs) /* a registrar's, from upstream */
+      return reply_borrowed(r, r->p->up_attrs, r->p->up_attrs_len);
     if (!r->p->csr_attrs) {
-      snprintf(r->diag, sizeof r->diag, "no CSR attributes are configured");
+      snprintf(r->diag, sizeof r->diag, "%s", r->p->up ? "the upstream CA has no CSR attributes"
+                                                       : "no CSR attributes are configured");
       return EST_ERR_NOT_FOUND;
     }
     return reply_borrowed(r, r->p->csr_attrs, r->p->csr_attrs_len);
@@ -298,10 +301,18 @@ static void serve_post(est_req *r, const uint8_t *body, size_t len) {
     ulen = 0;
   if (api->channel_binding(api->host, r->session, COAPD_CB_TLS_EXPORTER, exp, &elen) != 0)
     elen = 0;
+  /* A registrar names the device upstream by its chain (upstream.h). */
+  const uint8_t *certs[ENROLL_CHAIN_MAX];
+  size_t lens[ENROLL_CHAIN_MAX], n = 0;
+  for (; n < count && n < ENROLL_CHAIN_MAX; n++) {
+    certs[n] = chain[n].data;
+    lens[n] = chain[n].len;
+  }
   enroll_request in = {
     .fn = r->route->fn, .cls = r->sess->cls, .client_fp = r->sess->fp,
     .client = r->sess->peer,
     .client_cert = count ? chain[0].data : NULL, .client_cert_len = count ? chain[0].len : 0,
+    .chain = certs, .chain_len = lens, .chain_n = n,
     .tls_unique = ulen ? uniq : NULL, .tls_unique_len = ulen,
     .exporter = elen ? exp : NULL, .exporter_len = elen,
     .csr = body, .csr_len = len, .bare_cert = r->cf_out == CF_PKIX_CERT,

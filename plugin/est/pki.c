@@ -1544,6 +1544,8 @@ est_err pki_issue(pki_ca *ca, const pki_csr *csr, pki_issued *out) {
   memset(out, 0, sizeof *out);
   if (!ca || !csr)
     return EST_ERR_INVALID;
+  if (!ca->key) /* pki_ca_from_p7: a registrar signs nothing */
+    return EST_ERR_CONFIG;
   return issue_from_crq(ca, csr->crq, csr_subject_empty(csr), out);
 }
 
@@ -1570,6 +1572,10 @@ est_err pki_keygen_issue(pki_ca *ca, const pki_csr *csr, pki_key_type type,
   *pkcs8 = NULL;
   *pkcs8_len = 0;
   memset(res, 0, sizeof *res);
+  if (!ca->key) { /* pki_ca_from_p7: a registrar signs nothing */
+    err = EST_ERR_CONFIG;
+    goto out;
+  }
   switch (type) {
   case PKI_KEY_EC_P256:
     alg = GNUTLS_PK_ECDSA;
@@ -1760,6 +1766,8 @@ static est_err crl_resign(void *ctx, const char *sig_oid, const uint8_t *tbs, si
 est_err pki_crl_sign(pki_ca *ca, const pki_crl_entry *e, size_t n, uint64_t number,
                      long long this_update, long long next_update, uint8_t **der,
                      size_t *der_len) {
+  if (!ca || !ca->key)
+    return EST_ERR_CONFIG;
   est_err err = EST_OK;
   gnutls_x509_crl_t crl = NULL;
   gnutls_datum_t d = {NULL, 0};
@@ -1852,4 +1860,264 @@ bool pki_ca_issued(const pki_ca *ca, const uint8_t *der, size_t len, long long n
 
 est_err pki_sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
   return gnutls_hash_fast(GNUTLS_DIG_SHA256, data, len, out) < 0 ? EST_ERR_TLS : EST_OK;
+}
+
+/* ---- a CA known by its certificates (registrar, docs/decisions.md §19) ---- */
+
+/* The certificates of a DER PKCS#7 (at most PKI_P7_MAX bytes, PKI_P7_CERTS_MAX certificates). */
+#define PKI_P7_MAX 65536u
+#define PKI_P7_CERTS_MAX 16u
+
+static est_err p7_certs(const uint8_t *p7, size_t len, gnutls_x509_crt_t *crts, unsigned *n) {
+  est_err err = EST_OK;
+  gnutls_pkcs7_t pk = NULL;
+  *n = 0;
+  if (!p7 || len == 0 || len > PKI_P7_MAX)
+    return EST_ERR_MALFORMED;
+  if (gnutls_pkcs7_init(&pk) < 0)
+    return EST_ERR_NOMEM;
+  gnutls_datum_t d = {(unsigned char *)(uintptr_t)p7, (unsigned)len};
+  int count;
+  if (gnutls_pkcs7_import(pk, &d, GNUTLS_X509_FMT_DER) < 0 ||
+      (count = gnutls_pkcs7_get_crt_count(pk)) <= 0 || count > (int)PKI_P7_CERTS_MAX) {
+    err = EST_ERR_MALFORMED;
+    goto out;
+  }
+  for (int i = 0; i < count; i++) {
+    gnutls_datum_t c = {NULL, 0};
+    if (gnutls_pkcs7_get_crt_raw2(pk, (unsigned)i, &c) < 0) {
+      err = EST_ERR_MALFORMED;
+      goto out;
+    }
+    err = crt_from_der(c.data, c.size, &crts[*n]);
+    gnutls_free(c.data);
+    if (err != EST_OK)
+      goto out;
+    (*n)++;
+  }
+out:
+  if (err != EST_OK) {
+    for (unsigned i = 0; i < *n; i++)
+      gnutls_x509_crt_deinit(crts[i]);
+    *n = 0;
+  }
+  gnutls_pkcs7_deinit(pk);
+  return err;
+}
+
+static bool crt_is_ca(gnutls_x509_crt_t c) {
+  unsigned crit = 0;
+  return gnutls_x509_crt_get_basic_constraints(c, &crit, NULL, NULL) > 0;
+}
+
+est_err pki_ca_from_p7(const uint8_t *p7, size_t len, pki_ca **out, char *diag,
+                       size_t diag_len) {
+  diag_clear(diag, diag_len);
+  est_err err = EST_OK;
+  gnutls_x509_crt_t crts[PKI_P7_CERTS_MAX];
+  unsigned n = 0;
+  pki_ca *ca = NULL;
+  gnutls_datum_t d = {NULL, 0};
+  if (!out)
+    return EST_ERR_INVALID;
+  *out = NULL;
+  err = p7_certs(p7, len, crts, &n);
+  if (err != EST_OK) {
+    diag_set(diag, diag_len, "not a DER PKCS#7 with 1..%u certificates", PKI_P7_CERTS_MAX);
+    goto out;
+  }
+  unsigned first = n;
+  for (unsigned i = 0; i < n && first == n; i++)
+    if (crt_is_ca(crts[i]))
+      first = i;
+  if (first == n) {
+    diag_set(diag, diag_len, "no CA certificate (basicConstraints CA:TRUE) among the %u", n);
+    err = EST_ERR_MALFORMED;
+    goto out;
+  }
+  ca = calloc(1, sizeof *ca);
+  if (!ca) {
+    err = EST_ERR_NOMEM;
+    goto out;
+  }
+  atomic_init(&ca->refs, 1u);
+  ca->profile.eku = PKI_EKU_CLIENT_AUTH;
+  ca->profile.max_cert_bytes = PKI_CERT_MAX;
+  ca->p7 = malloc(len);
+  if (!ca->p7) {
+    err = EST_ERR_NOMEM;
+    goto out;
+  }
+  /* crts answers with the upstream's own bytes. */
+  memcpy(ca->p7, p7, len);
+  ca->p7_len = len;
+  if (gnutls_x509_crt_export2(crts[first], GNUTLS_X509_FMT_DER, &d) < 0 ||
+      (err = datum_dup(&d, &ca->der, &ca->der_len)) != EST_OK) {
+    err = err != EST_OK ? err : EST_ERR_PKI;
+    goto out;
+  }
+  ca->not_after = (long long)gnutls_x509_crt_get_expiration_time(crts[first]);
+  /* The bag: every certificate (a client whose chain ends in one of them
+   * is an LDevID of this CA). */
+  ca->bag = calloc(1, sizeof *ca->bag);
+  if (!ca->bag || !(ca->bag->lock = malloc(sizeof *ca->bag->lock))) {
+    err = EST_ERR_NOMEM;
+    goto out;
+  }
+  if (pthread_mutex_init(ca->bag->lock, NULL) != 0) {
+    free(ca->bag->lock);
+    ca->bag->lock = NULL;
+    err = EST_ERR_INTERNAL;
+    goto out;
+  }
+  if (gnutls_x509_trust_list_init(&ca->bag->tl, 0) < 0) {
+    ca->bag->tl = NULL;
+    err = EST_ERR_TLS;
+    goto out;
+  }
+  unsigned nb = 0;
+  for (unsigned i = 0; i < n; i++) {
+    if (!crt_is_ca(crts[i]))
+      continue;
+    /* The list owns what it took (freed by pki_trust_free). */
+    if (gnutls_x509_trust_list_add_cas(ca->bag->tl, &crts[i], 1, 0) != 1) {
+      err = EST_ERR_TLS;
+      goto out;
+    }
+    crts[i] = NULL;
+    nb++;
+  }
+  ca->count = nb;
+  *out = ca;
+  ca = NULL;
+out:
+  datum_free(&d);
+  for (unsigned i = 0; i < n; i++)
+    if (crts[i])
+      gnutls_x509_crt_deinit(crts[i]);
+  pki_ca_free(ca);
+  return err;
+}
+
+bool pki_ca_can_sign(const pki_ca *ca) { return ca && ca->key; }
+
+est_err pki_p7_end_entity(const uint8_t *p7, size_t len, uint8_t **cert, size_t *cert_len) {
+  gnutls_x509_crt_t crts[PKI_P7_CERTS_MAX];
+  unsigned n = 0, ee = 0, at = 0;
+  gnutls_datum_t d = {NULL, 0};
+  *cert = NULL;
+  *cert_len = 0;
+  est_err err = p7_certs(p7, len, crts, &n);
+  if (err != EST_OK)
+    return err;
+  for (unsigned i = 0; i < n; i++)
+    if (!crt_is_ca(crts[i])) {
+      ee++;
+      at = i;
+    }
+  /* RFC 7030 §4.2.3: the one certificate issued; the rest may be its chain. */
+  if (ee != 1)
+    err = EST_ERR_MALFORMED;
+  else if (gnutls_x509_crt_export2(crts[at], GNUTLS_X509_FMT_DER, &d) < 0)
+    err = EST_ERR_MALFORMED;
+  else
+    err = datum_dup(&d, cert, cert_len);
+  datum_free(&d);
+  for (unsigned i = 0; i < n; i++)
+    gnutls_x509_crt_deinit(crts[i]);
+  return err;
+}
+
+est_err pki_issued_from_der(const uint8_t *der, size_t len, pki_issued *out) {
+  gnutls_x509_crt_t crt = NULL;
+  memset(out, 0, sizeof *out);
+  if (!der || len == 0 || len > PKI_CERT_MAX)
+    return EST_ERR_MALFORMED;
+  est_err err = crt_from_der(der, len, &crt);
+  if (err != EST_OK)
+    return err;
+  time_t nb = gnutls_x509_crt_get_activation_time(crt);
+  time_t na = gnutls_x509_crt_get_expiration_time(crt);
+  gnutls_x509_crt_deinit(crt);
+  if (nb == (time_t)-1 || na == (time_t)-1)
+    return EST_ERR_MALFORMED;
+  out->der = malloc(len);
+  if (!out->der)
+    return EST_ERR_NOMEM;
+  memcpy(out->der, der, len);
+  out->der_len = len;
+  out->not_before = (long long)nb;
+  out->not_after = (long long)na;
+  return EST_OK;
+}
+
+/* The DER SubjectPublicKeyInfo of @p pub (malloc). */
+static est_err spki_of(gnutls_pubkey_t pub, gnutls_datum_t *out) {
+  return gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, out) < 0 ? EST_ERR_PKI : EST_OK;
+}
+
+static est_err cert_spki(const uint8_t *der, size_t len, gnutls_datum_t *out) {
+  gnutls_x509_crt_t crt = NULL;
+  gnutls_pubkey_t pub = NULL;
+  est_err err = crt_from_der(der, len, &crt);
+  if (err != EST_OK)
+    return err;
+  if (gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_x509(pub, crt, 0) < 0)
+    err = EST_ERR_MALFORMED;
+  else
+    err = spki_of(pub, out);
+  if (pub)
+    gnutls_pubkey_deinit(pub);
+  gnutls_x509_crt_deinit(crt);
+  return err;
+}
+
+bool pki_cert_key_is_csr(const uint8_t *der, size_t len, const pki_csr *csr) {
+  gnutls_datum_t a = {NULL, 0};
+  bool same = csr && cert_spki(der, len, &a) == EST_OK && a.size == csr->spki_len &&
+              memcmp(a.data, csr->der + csr->spki_off, a.size) == 0;
+  datum_free(&a);
+  return same;
+}
+
+bool pki_cert_key_is(const uint8_t *der, size_t len, const uint8_t *pkcs8, size_t pkcs8_len) {
+  gnutls_datum_t a = {NULL, 0}, b = {NULL, 0};
+  gnutls_x509_privkey_t xk = NULL;
+  gnutls_privkey_t k = NULL;
+  gnutls_pubkey_t pub = NULL;
+  bool same = false;
+  gnutls_datum_t in = {(unsigned char *)(uintptr_t)pkcs8, (unsigned)pkcs8_len};
+  if (!pkcs8 || pkcs8_len == 0 || pkcs8_len > PKI_CSR_MAX || cert_spki(der, len, &a) != EST_OK)
+    goto out;
+  if (gnutls_x509_privkey_init(&xk) < 0) {
+    xk = NULL;
+    goto out;
+  }
+  if (gnutls_x509_privkey_import_pkcs8(xk, &in, GNUTLS_X509_FMT_DER, NULL,
+                                       GNUTLS_PKCS_PLAIN) < 0)
+    goto out;
+  if (gnutls_privkey_init(&k) < 0) {
+    k = NULL;
+    goto out;
+  }
+  if (gnutls_privkey_import_x509(k, xk, GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE) < 0)
+    goto out;
+  xk = NULL; /* k owns it */
+  if (gnutls_pubkey_init(&pub) < 0) {
+    pub = NULL;
+    goto out;
+  }
+  if (gnutls_pubkey_import_privkey(pub, k, 0, 0) < 0 || spki_of(pub, &b) != EST_OK)
+    goto out;
+  same = a.size == b.size && memcmp(a.data, b.data, a.size) == 0;
+out:
+  datum_free(&a);
+  datum_free(&b);
+  if (pub)
+    gnutls_pubkey_deinit(pub);
+  if (k)
+    gnutls_privkey_deinit(k);
+  if (xk)
+    gnutls_x509_privkey_deinit(xk);
+  return same;
 }

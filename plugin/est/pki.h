@@ -51,6 +51,20 @@ est_err pki_key_type_parse(const char *s, pki_key_type *out) EST_MUST_CHECK;
 est_err pki_ca_load(const char *cert_path, const char *key_path,
                     unsigned cert_days, pki_ca **out, char *diag,
                     size_t diag_len) EST_MUST_CHECK;
+/**
+ * A CA known only by its certificates: a registrar's (RFC 9148 §5,
+ * docs/decisions.md §19). @p p7 is DER PKCS#7 certs-only, the upstream's
+ * cacerts answer. The CA classifies clients (its CA certificates are the
+ * bag), tells what it issued, and answers crts with these very bytes; it
+ * signs nothing (pki_issue, pki_keygen_issue, pki_crl_sign:
+ * EST_ERR_CONFIG). EST_ERR_MALFORMED when @p p7 is not PKCS#7 with 1..16
+ * certificates of which one at least is a CA.
+ */
+est_err pki_ca_from_p7(const uint8_t *p7, size_t len, pki_ca **out, char *diag,
+                       size_t diag_len) EST_MUST_CHECK;
+/** False for a CA from pki_ca_from_p7(). */
+bool pki_ca_can_sign(const pki_ca *ca);
+
 /** One more reference to @p ca (any thread); returns it. A job that signs
  * off the loop holds one, so a reload can replace the CA under it. */
 pki_ca *pki_ca_ref(pki_ca *ca);
@@ -285,6 +299,23 @@ est_err pki_crl_sign(pki_ca *ca, const pki_crl_entry *e, size_t n, uint64_t numb
 est_err pki_p7_certs_only(const uint8_t *cert, size_t cert_len, uint8_t **p7,
                           size_t *p7_len) EST_MUST_CHECK;
 
+
+/** The one end-entity certificate (not a CA) of a DER PKCS#7 certs-only
+ * (an upstream's simpleenroll answer), copied into *cert (malloc).
+ * EST_ERR_MALFORMED when there is none or more than one. */
+est_err pki_p7_end_entity(const uint8_t *p7, size_t len, uint8_t **cert,
+                          size_t *cert_len) EST_MUST_CHECK;
+
+/** @p out from a certificate another CA issued: the DER copied, the dates
+ * read; the serial bytes stay zero (use pki_cert_serial_hex). */
+est_err pki_issued_from_der(const uint8_t *der, size_t len, pki_issued *out) EST_MUST_CHECK;
+
+/** Whether certificate @p der carries the public key of @p csr. */
+bool pki_cert_key_is_csr(const uint8_t *der, size_t len, const pki_csr *csr);
+
+/** Whether certificate @p der carries the public key of the DER PKCS#8
+ * private key @p pkcs8. */
+bool pki_cert_key_is(const uint8_t *der, size_t len, const uint8_t *pkcs8, size_t pkcs8_len);
 
 /** A certificate's serial as lowercase hex, as the store keeps it:
  * EST_OK, EST_ERR_MALFORMED, EST_ERR_TOO_LARGE (out too short). */

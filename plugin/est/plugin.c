@@ -20,6 +20,8 @@
 #include "idevid.h"
 #include "handlers.h"
 #include "https.h"
+#include "registrar.h"
+#include "upstream.h"
 #include "metrics.h"
 #include "proto/der.h"
 
@@ -57,6 +59,9 @@ typedef struct opt_ctx {
   long long https_max_connections, https_max_per_ip, https_timeout, https_max_header_bytes;
   int https_anonymous, ra_policy;
   const char *ra_trust;
+  /* Registrar (RFC 9148 §5, docs/decisions.md §19). */
+  const char *upstream, *upstream_ca, *upstream_cert, *upstream_key, *upstream_cache;
+  long long upstream_timeout, upstream_refresh;
   names_config names; /* filled by apply_options, copied by enroll_open */
   pki_profile profile; /* set on the CA by load_files */
 } opt_ctx;
@@ -176,15 +181,18 @@ static int check_eku(const char *v, char *why, size_t why_len) {
   return -1;
 }
 
+static int check_upstream(const char *v, char *why, size_t why_len) {
+  return upstream_url_check(v, why, why_len);
+}
+
 /* Every option est_coaps.so takes: coapd checks the plugin_opt_ lines
  * against this before est_init, and parse_options() reads them with it. */
 static const coapd_opt est_option_entries[] = {
   {.name = "ca_cert", COAPD_OPT_PATH_IN(opt_ctx, ca_cert), .max_len = PATH_MAX - 1,
-   .flags = COAPD_OPT_REQUIRED,
-   .doc = "the issuing CA certificate, PEM, optionally followed by its chain"},
+   .doc = "the issuing CA certificate, PEM, optionally followed by its chain (required "
+          "unless upstream is set)"},
   {.name = "ca_key", COAPD_OPT_PATH_IN(opt_ctx, ca_key), .max_len = PATH_MAX - 1,
-   .flags = COAPD_OPT_REQUIRED,
-   .doc = "the CA private key, PEM (EC P-256/P-384 or RSA)"},
+   .doc = "the CA private key, PEM (EC P-256/P-384 or RSA; required unless upstream is set)"},
   {.name = "cert_days", COAPD_OPT_INT_IN(opt_ctx, cert_days), .min = 1, .max = 36500,
    .def = "365", .doc = "validity of issued certificates in days (cut to the CA's own)"},
   {.name = "idevid_trust", COAPD_OPT_PATH_IN(opt_ctx, idevid_trust),
@@ -331,6 +339,28 @@ static const coapd_opt est_option_entries[] = {
   {.name = "https_max_header_bytes", COAPD_OPT_INT_IN(opt_ctx, https_max_header_bytes),
    .min = 2048, .max = 65536, .def = "8192",
    .doc = "the request line and headers must fit in this (larger: refused by the server)"},
+  /* Registrar mode, RFC 9148 §5 (docs/decisions.md §19). */
+  {.name = "upstream", COAPD_OPT_STRING_IN(opt_ctx, upstream), .max_len = UPSTREAM_URL_MAX,
+   .check = check_upstream,
+   .doc = "https://HOST[:PORT]/.well-known/est[/LABEL]: be a registrar in front of this EST "
+          "server, which issues (no ca_cert/ca_key here)"},
+  {.name = "upstream_ca", COAPD_OPT_PATH_IN(opt_ctx, upstream_ca), .max_len = PATH_MAX - 1,
+   .doc = "PEM trust anchors for the upstream server's TLS certificate (required with "
+          "upstream)"},
+  {.name = "upstream_cert", COAPD_OPT_PATH_IN(opt_ctx, upstream_cert), .max_len = PATH_MAX - 1,
+   .doc = "the registrar's RA client certificate for the upstream, PEM (with id-kp-cmcRA)"},
+  {.name = "upstream_key", COAPD_OPT_PATH_IN(opt_ctx, upstream_key), .max_len = PATH_MAX - 1,
+   .doc = "its private key, PEM (not readable by others)"},
+  {.name = "upstream_timeout", COAPD_OPT_INT_IN(opt_ctx, upstream_timeout), .min = 1,
+   .max = 600, .def = "20",
+   .doc = "seconds one upstream exchange may take; then the device gets 5.03 + Max-Age"},
+  {.name = "upstream_refresh", COAPD_OPT_INT_IN(opt_ctx, upstream_refresh), .min = 60,
+   .max = 604800, .def = "3600",
+   .doc = "seconds between fetches of the upstream's cacerts and csrattrs (and at SIGHUP)"},
+  {.name = "upstream_cache", COAPD_OPT_PATH_IN(opt_ctx, upstream_cache),
+   .max_len = PATH_MAX - 1,
+   .doc = "where the last cacerts are kept, served when the upstream is down at start "
+          "(default: db_path with .cacerts appended)"},
 };
 
 static const coapd_opt_table est_options =
@@ -358,6 +388,7 @@ static est_err apply_options(opt_ctx *o) {
   p->ecfg.max_pending_total = (unsigned)o->max_pending_total;
   p->ecfg.busy_timeout_ms = (int)o->db_busy_timeout;
   p->ecfg.sync_normal = strcmp(sync_words[o->db_synchronous], "normal") == 0;
+  p->ecfg.forward = o->upstream != NULL; /* docs/decisions.md §19 */
   if (pop_mode_parse(pop_words[o->pop_linking], &p->ecfg.pop) != EST_OK ||
       pki_key_type_parse(keygen_words[o->keygen_type], &p->ecfg.keygen_type) != EST_OK ||
       enroll_policy_parse(policy_words[o->idevid_policy], &p->ecfg.idevid) != EST_OK ||
@@ -539,9 +570,14 @@ static unsigned opt_line(const est_plugin *p, const char *key) {
 }
 
 /* Options that need one another; checked at start and on reload. */
+static est_err check_registrar(const opt_ctx *o);
+
 static est_err check_combos(const opt_ctx *o) {
   const est_plugin *p = o->p;
   const coapd_host_api *api = p->api;
+  /* First: without a CA (or an upstream) nothing else matters. */
+  if (check_registrar(o) != EST_OK)
+    return EST_ERR_CONFIG;
   if (o->idevid_crl && !o->idevid_trust) {
     api->log(api->host, COAPD_LOG_ERR,
              "%s:%u: idevid_crl needs idevid_trust (the CAs that sign those CRLs)",
@@ -584,6 +620,44 @@ static est_err check_combos(const opt_ctx *o) {
     return EST_ERR_CONFIG;
   }
   return EST_OK;
+}
+
+/* Registrar mode (docs/decisions.md §19) or a CA of our own: never both,
+ * never neither. */
+static est_err check_registrar(const opt_ctx *o) {
+  const est_plugin *p = o->p;
+  const coapd_host_api *api = p->api;
+  const char *bad = NULL, *key = NULL;
+  if (!o->upstream) {
+    if (!o->ca_cert || !o->ca_key)
+      bad = "ca_cert and ca_key are required (or upstream, to be a registrar)",
+      key = o->ca_cert ? "ca_cert" : o->ca_key ? "ca_key" : NULL;
+    else if (o->upstream_ca || o->upstream_cert || o->upstream_key || o->upstream_cache)
+      bad = "upstream_* without upstream", key = o->upstream_ca     ? "upstream_ca"
+                                                 : o->upstream_cert ? "upstream_cert"
+                                                 : o->upstream_key  ? "upstream_key"
+                                                                    : "upstream_cache";
+  } else if (o->ca_cert || o->ca_key) {
+    bad = "a registrar (upstream) has no CA of its own: drop ca_cert and ca_key";
+    key = o->ca_cert ? "ca_cert" : "ca_key";
+  } else if (!o->upstream_ca) {
+    bad = "upstream needs upstream_ca (the trust anchors of the upstream server)";
+    key = "upstream";
+  } else if (!o->upstream_cert != !o->upstream_key) {
+    bad = "upstream_cert and upstream_key go together";
+    key = o->upstream_cert ? "upstream_cert" : "upstream_key";
+  } else if (o->crl_file) {
+    bad = "crl_file with upstream: the upstream CA signs its own CRLs";
+    key = "crl_file";
+  } else if (o->https_listen) {
+    bad = "https_listen with upstream is not supported: the registrar serves EST-coaps";
+    key = "https_listen";
+  }
+  if (!bad)
+    return EST_OK;
+  api->log(api->host, COAPD_LOG_ERR, "%s:%u: %s", api->config_path,
+           key ? opt_line(p, key) : api->config_line, bad);
+  return EST_ERR_CONFIG;
 }
 
 /* The https_* options into @p cfg (paths resolved into @p paths), every
@@ -673,6 +747,47 @@ static void https_signature(const https_config *c, char *out, size_t cap) {
     n = snprintf(out + off, cap - off, "|%s %u", c->listen[i].addr, c->listen[i].port);
     off = n > 0 && (size_t)n < cap - off ? off + (size_t)n : cap - 1;
   }
+}
+
+/* The upstream_* options, paths resolved into @p rp. */
+typedef struct reg_paths {
+  char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], cache[PATH_MAX];
+} reg_paths;
+
+static est_err registrar_options(const opt_ctx *o, registrar_config *rc, reg_paths *rp) {
+  const est_plugin *p = o->p;
+  memset(rp, 0, sizeof *rp);
+  if (resolve_path(p, o->upstream_ca, rp->ca, sizeof rp->ca) != EST_OK ||
+      (o->upstream_cert &&
+       resolve_path(p, o->upstream_cert, rp->cert, sizeof rp->cert) != EST_OK) ||
+      (o->upstream_key && resolve_path(p, o->upstream_key, rp->key, sizeof rp->key) != EST_OK))
+    return EST_ERR_TOO_LARGE;
+  if (o->upstream_cache) {
+    if (resolve_path(p, o->upstream_cache, rp->cache, sizeof rp->cache) != EST_OK)
+      return EST_ERR_TOO_LARGE;
+  } else if (o->db_path) {
+    char db[PATH_MAX];
+    if (resolve_path(p, o->db_path, db, sizeof db) != EST_OK ||
+        (size_t)snprintf(rp->cache, sizeof rp->cache, "%s.cacerts", db) >= sizeof rp->cache)
+      return EST_ERR_TOO_LARGE;
+  }
+  *rc = (registrar_config){
+    .url = o->upstream, .ca_file = rp->ca, .cert_file = rp->cert[0] ? rp->cert : NULL,
+    .key_file = rp->key[0] ? rp->key : NULL, .cache_file = rp->cache[0] ? rp->cache : NULL,
+    .timeout_s = (unsigned)o->upstream_timeout, .refresh_s = (unsigned)o->upstream_refresh,
+    .want_attrs = o->csr_attrs == NULL, .line = opt_line(p, "upstream")};
+  return EST_OK;
+}
+
+/* A registrar's CA: the upstream's cacerts, now or from the cache. */
+static est_err start_registrar(opt_ctx *o) {
+  registrar_config rc;
+  reg_paths rp;
+  est_err e = registrar_options(o, &rc, &rp);
+  if (e != EST_OK)
+    return e;
+  registrar_signature(&rc, o->p->up_conf, sizeof o->p->up_conf);
+  return registrar_start(o->p, &rc);
 }
 
 /* ca_cert and ca_key (required options), with the issuance profile. */
@@ -808,7 +923,7 @@ static est_err open_store(opt_ctx *o) {
 static est_err load_files(opt_ctx *o) {
   est_err rc = check_combos(o);
   if (rc == EST_OK)
-    rc = load_ca(o);
+    rc = o->upstream ? start_registrar(o) : load_ca(o);
   if (rc == EST_OK)
     rc = load_trust(o);
   if (rc == EST_OK)
@@ -826,8 +941,8 @@ bool est_fn_enabled(const est_plugin *p, est_fn fn) {
    * functions get no resource at all and answer 4.04. */
   if (fn == EST_FN_SKG || fn == EST_FN_SKC)
     return p->keygen;
-  if (fn == EST_FN_ATT)
-    return p->csr_attrs != NULL;
+  if (fn == EST_FN_ATT) /* a registrar asks its upstream (registrar.h) */
+    return p->csr_attrs != NULL || p->up != NULL;
   return true;
 }
 
@@ -894,10 +1009,10 @@ static void est_fini(void *state) {
   est_plugin *p = state;
   if (!p)
     return;
-  if (p->wk) {
+  if (p->wk)
     p->api->unwatch_fd(p->api->host, p->wk_fd);
+  if (p->wk || p->up)
     est_async_drop_all(p);
-  }
   /* After the worker: a CRL job it dropped has let go of the publisher,
    * and every HTTPS keygen job has resumed its connection. */
   https_stop(p->https);
@@ -908,6 +1023,7 @@ static void est_fini(void *state) {
   pki_trust_free(p->idevid);
   pki_trust_free(p->ra_trust);
   free(p->csr_attrs);
+  free(p->up_attrs);
   free(p);
 }
 
@@ -937,7 +1053,7 @@ static int est_init(const coapd_host_api *api, void **state) {
     rc = load_files(&o);
   /* Keygen and CRL signing run off the loop (docs/decisions.md §8, §14);
    * coapd -t starts neither. */
-  if (rc == EST_OK && !p->check_only && (p->keygen || o.crl_file)) {
+  if (rc == EST_OK && !p->check_only && ((p->keygen && !p->up) || o.crl_file)) {
     rc = worker_start(&p->wk, &p->wk_fd);
     if (rc == EST_OK && api->watch_fd(api->host, p->wk_fd, est_async_ready, p) != 0)
       rc = EST_ERR_INTERNAL;
@@ -982,10 +1098,14 @@ static int est_init(const coapd_host_api *api, void **state) {
            "pop_linking %s, keygen %s, att %s, idevid_policy %s, ldevid_policy %s%s",
            p->root, p->label_count, pki_ca_cert_count(p->ca),
            p->ecfg.pop == POP_OFF ? "off" : p->ecfg.pop == POP_VERIFY ? "verify" : "require",
-           p->keygen ? "on" : "off", p->csr_attrs ? "on" : "off",
+           p->keygen ? "on" : "off", p->csr_attrs || p->up_attrs ? "on" : "off",
            p->ecfg.idevid == ENROLL_AUTO ? "auto" : "manual",
            p->ecfg.ldevid == ENROLL_AUTO ? "auto" : "manual",
            o.db_path ? "" : ", no db_path: issued certificates are not recorded");
+  if (p->up)
+    api->log(api->host, COAPD_LOG_NOTICE,
+             "registrar (RFC 9148 section 5): %s issues, %s a client certificate", o.upstream,
+             o.upstream_cert ? "with" : "WITHOUT");
   /* The plugin cannot see the host config: say what else it needs. */
   if (p->idevid_allow_expired)
     api->log(api->host, COAPD_LOG_WARNING,
@@ -1036,6 +1156,11 @@ static uint32_t est_tick(void *state, uint64_t now_ms) {
   /* Files are polled: a changed CRL counts within this long. */
   if (p->idevid && next > EST_IDEVID_POLL_MS)
     next = EST_IDEVID_POLL_MS;
+  if (p->up) {
+    uint32_t r = registrar_tick(p, now);
+    if (r < next)
+      next = r;
+  }
   /* HTTPS connection timeouts (https.h). */
   uint32_t h = https_tick(p->https);
   return h < next ? h : next;
@@ -1092,7 +1217,10 @@ static void est_reload(void *state) {
     api->log(api->host, COAPD_LOG_ERR, "%s:%u: reload: manual approval needs the "
              "database, which is opened at start", api->config_path, api->config_line);
   }
-  if (rc == EST_OK)
+  /* A registrar's CA is the upstream's: fetched again below. */
+  if (rc == EST_OK && o.upstream)
+    q->ca = pki_ca_ref(p->ca);
+  else if (rc == EST_OK)
     rc = load_ca(&o);
   if (rc == EST_OK)
     rc = load_trust(&o);
@@ -1100,6 +1228,11 @@ static void est_reload(void *state) {
     rc = load_ra_trust(&o);
   if (rc == EST_OK)
     rc = load_csr_attrs(&o);
+  if (rc == EST_OK && (o.upstream != NULL) != (p->up != NULL)) {
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: reload: upstream added or removed; that "
+             "needs a restart", api->config_path, opt_line(q, "upstream"));
+    rc = EST_ERR_CONFIG;
+  }
   https_config hc;
   https_paths hp;
   char hsig[sizeof p->https_conf];
@@ -1120,6 +1253,14 @@ static void est_reload(void *state) {
   needs_restart(p, "crl_validity", p->crl && p->crl_validity != (unsigned)o.crl_validity);
   needs_restart(p, "db_synchronous", p->ecfg.sync_normal != q->ecfg.sync_normal);
   needs_restart(p, "db_busy_timeout", p->ecfg.busy_timeout_ms != q->ecfg.busy_timeout_ms);
+  if (p->up) {
+    char usig[sizeof p->up_conf] = "";
+    registrar_config urc;
+    reg_paths urp;
+    if (registrar_options(&o, &urc, &urp) == EST_OK)
+      registrar_signature(&urc, usig, sizeof usig);
+    needs_restart(p, "upstream_*", strcmp(p->up_conf, usig) != 0);
+  }
 
   /* Commit: swap, so q frees what was in use (a CA only after its jobs). */
   pki_ca *ca = p->ca;
@@ -1153,6 +1294,9 @@ static void est_reload(void *state) {
   p->dedup_entries = q->dedup_entries;
   p->block1_transfers = q->block1_transfers;
   p->dedup_budget.max = q->dedup_budget.max;
+  /* A registrar asks its upstream again now (RFC 9148 §5). */
+  if (p->up)
+    registrar_refresh_now(p);
   /* The CA or the trust may differ: sessions are classified again. */
   p->idevid_gen++;
   api->log(api->host, COAPD_LOG_NOTICE,

@@ -1,6 +1,7 @@
 /* The one mapping of project errors to CoAP response codes
  * (docs/decisions.md §4, RFC 9148 §4.5), and the one to HTTP status codes
- * (docs/decisions.md §16, RFC 7030 §4.2.3). */
+ * (docs/decisions.md §16, RFC 7030 §4.2.3), and the one from an upstream's
+ * HTTP status back to a project error (docs/decisions.md §19). */
 #include "status.h"
 
 unsigned status_coap(est_err err) {
@@ -77,4 +78,32 @@ unsigned status_http(est_err err) {
   /* The rest means the same in both (RFC 7252 §12.1.2 took its codes
    * from HTTP). */
   return status_coap(err);
+}
+
+est_err status_from_http(unsigned http) {
+  switch (http) {
+  case 200:
+    return EST_OK;
+  case 202:
+    return EST_ERR_PENDING;
+  case 400:
+    return EST_ERR_BAD_REQUEST;
+  case 401:
+    return EST_ERR_UNAUTHENTICATED;
+  case 403:
+  case 405:
+    return EST_ERR_FORBIDDEN;
+  case 404:
+    return EST_ERR_NOT_FOUND;
+  case 413:
+    return EST_ERR_TOO_LARGE;
+  case 415:
+    return EST_ERR_CONTENT_FORMAT;
+  default:
+    break;
+  }
+  /* Other 4xx are the registrar's fault or unknown; 5xx the upstream's:
+   * the device comes back later either way (RFC 9148 §4.7). */
+  return http >= 400 && http < 500 && http != 408 && http != 429 ? EST_ERR_BAD_REQUEST
+                                                                  : EST_ERR_UNAVAILABLE;
 }

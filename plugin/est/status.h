@@ -24,6 +24,16 @@ unsigned status_coap(est_err err);
  */
 unsigned status_http(est_err err);
 
+/**
+ * What an upstream EST server's HTTP status means to a registrar (RFC 9148
+ * §5, REG-6, REG-15; docs/decisions.md §19), so the device hears the
+ * matching CoAP code: EST_OK for 200, EST_ERR_PENDING for 202, the 4xx
+ * counterparts (401 stays "unauthenticated", 405 becomes "forbidden": the
+ * upstream does not serve that operation to us), and EST_ERR_UNAVAILABLE
+ * for every 5xx and anything else: 5.03 + Max-Age, never 5.00 or 5.02.
+ */
+est_err status_from_http(unsigned http);
+
 /** class*100+detail (403) to the CoAP code byte (RFC 7252 §3: c.dd). */
 #define STATUS_COAP_PDU(n) ((((n) / 100) << 5) | ((n) % 100))
 

@@ -77,7 +77,7 @@ it_coapd_run help-est --help-plugin "$EST_PLUGIN"
 [ "$IT_RC" = 0 ] || it_fail "--help-plugin est_coaps.so: rc $IT_RC"
 it_expect_log help-est "^coapd plugin est-coaps [0-9]"
 it_expect_log help-est "^plugin_opt_root +string +/est +the short root"
-it_expect_log help-est "^plugin_opt_ca_cert +path +\(required\) "
+it_expect_log help-est "^plugin_opt_ca_cert +path +- +.*required unless upstream"
 it_expect_log help-est "^plugin_opt_pop_linking +off\|verify\|require +verify "
 
 it_coapd_run help-mosq --help-plugin "$MOSQ_EST_PLUGIN"
@@ -157,8 +157,42 @@ conf blank "${ca[@]}" "plugin_opt_labels a, b"
 expect_refused blank "8: bad value 'a, b' for plugin_opt_labels (' b' has a character not allowed in a path)"
 conf crts "${ca[@]}" "plugin_opt_labels a,crts"
 expect_refused crts "8: bad value 'a,crts' for plugin_opt_labels ('crts' is an EST function name)"
+
+# Combinations the plugin's init refuses, with FILE:LINE and nothing started.
+expect_init_refused() {
+  it_coapd_run "$1" -t -c "$T/$1.conf"
+  [ "$IT_RC" = 1 ] || it_fail "$1: rc $IT_RC, expected 1"
+  grep -qF -- "$T/$1.conf:$2" "$IT_LOG" || it_fail "$1: log lacks '$T/$1.conf:$2'"
+  ! grep -q 'coapd: ready' "$IT_LOG" || it_fail "$1: coapd got ready"
+}
 conf req "plugin_opt_ca_cert $PKI/ca.crt"
-expect_refused req "5: missing required option 'plugin_opt_ca_key'"
+expect_init_refused req "6: ca_cert and ca_key are required (or upstream, to be a registrar)"
+# Registrar mode (docs/decisions.md §19): no CA of its own, upstream_ca
+# needed, an https:// URL only.
+U=https://127.0.0.1:1/.well-known/est
+conf regca "${ca[@]}" "plugin_opt_upstream $U" "plugin_opt_upstream_ca $PKI/ca.crt"
+expect_init_refused regca "6: a registrar (upstream) has no CA of its own"
+conf regnoca "plugin_opt_upstream $U"
+expect_init_refused regnoca "6: upstream needs upstream_ca"
+conf reghttp "plugin_opt_upstream http://127.0.0.1:1/.well-known/est"
+expect_refused reghttp "6: bad value 'http://127.0.0.1:1/.well-known/est' for plugin_opt_upstream (must start with https://"
+conf regslash "plugin_opt_upstream $U/"
+expect_refused regslash "6: bad value '$U/' for plugin_opt_upstream (must not end in '/'"
+conf regkey "plugin_opt_upstream $U" "plugin_opt_upstream_ca $PKI/ca.crt" \
+  "plugin_opt_upstream_cert $PKI/client.crt"
+expect_init_refused regkey "8: upstream_cert and upstream_key go together"
+conf reghttps "plugin_opt_upstream $U" "plugin_opt_upstream_ca $PKI/ca.crt" \
+  "plugin_opt_https_listen 127.0.0.1 1" "plugin_opt_https_cert $PKI/server.crt" \
+  "plugin_opt_https_key $PKI/server.key"
+expect_init_refused reghttps "8: https_listen with upstream is not supported"
+conf orphan "${ca[@]}" "plugin_opt_upstream_ca $PKI/ca.crt"
+expect_init_refused orphan "8: upstream_* without upstream"
+# Nothing listens upstream and there is no cache: coapd says so and stops.
+conf regdown "plugin_opt_upstream $U" "plugin_opt_upstream_ca $PKI/ca.crt" \
+  "plugin_opt_upstream_timeout 2" "plugin_opt_idevid_policy auto"
+expect_init_refused regdown "6: upstream $U: cacerts not fetched ("
+grep -q "and no usable cache (upstream_cache or db_path)" "$IT_LOG" ||
+  it_fail "regdown: the log does not say there is no cache"
 # The same table accepts a good set, and init runs with the defaults.
 conf good "${ca[@]}" "plugin_opt_idevid_policy auto" "plugin_opt_labels a,b"
 it_coapd_run good -t -c "$T/good.conf"
