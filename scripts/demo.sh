@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Run the EST-coaps server with a freshly made demo PKI on loopback.
 # Usage: scripts/demo.sh            (installs what it needs; run as root)
+#        scripts/demo.sh --registrar   (a second coapd, an RFC 9148 §5
+#                                       registrar in front of the running demo)
 # Environment: EST_DEMO_PORT (default 5684), EST_DEMO_HTTPS_PORT (default
-# 8443: EST over HTTPS, RFC 7030), EST_DEMO_DIR (default ./demo).
+# 8443: EST over HTTPS, RFC 7030), EST_DEMO_REGISTRAR_PORT (default 5694),
+# EST_DEMO_DIR (default ./demo).
 # The demo PKI, config and client credentials land in EST_DEMO_DIR; stop the
 # server with Ctrl-C.
 set -euo pipefail
@@ -11,6 +14,40 @@ cd "$top"
 port=${EST_DEMO_PORT:-5684}
 https_port=${EST_DEMO_HTTPS_PORT:-8443}
 dir=${EST_DEMO_DIR:-$top/demo}
+
+if [ "${1:-}" = --registrar ]; then
+  # The demo above must be running: it is the upstream CA (docs/decisions.md §19).
+  rport=${EST_DEMO_REGISTRAR_PORT:-5694}
+  [ -f "$dir/pki/ra.crt" ] || {
+    echo "demo: no $dir/pki/ra.crt: start scripts/demo.sh first (an older $dir: remove it)" >&2
+    exit 1
+  }
+  mkdir -p "$dir/registrar"
+  cat >"$dir/registrar/coapd.conf" <<CONF
+listen 127.0.0.1 $rport
+listen ::1 $rport
+dtls_cert ../pki/server.crt
+dtls_key ../pki/server.key
+dtls_ca ../pki/trust.pem
+log_level info
+
+plugin $top/build/plugin/est/est_coaps.so
+plugin_opt_upstream https://localhost:$https_port/.well-known/est
+plugin_opt_upstream_ca ../pki/ca.crt
+plugin_opt_upstream_cert ../pki/ra.crt
+plugin_opt_upstream_key ../pki/ra.key
+plugin_opt_idevid_trust ../pki/mfr-ca.crt
+plugin_opt_idevid_policy auto
+plugin_opt_pop_linking verify
+plugin_opt_keygen on
+plugin_opt_db_path registrar.db
+CONF
+  cat <<MSG
+demo: a registrar on coaps://127.0.0.1:$rport/est, in front of https://localhost:$https_port
+demo: its devices wait for the demo's operator: estctl --db $dir/est.db list|approve ID
+MSG
+  exec build/host/coapd -c "$dir/registrar/coapd.conf"
+fi
 
 scripts/deps.sh
 scripts/build.sh build
@@ -50,6 +87,8 @@ plugin_opt_https_listen ::1 $https_port
 plugin_opt_https_cert pki/server.crt
 plugin_opt_https_key pki/server.key
 plugin_opt_https_anonymous manual
+# Registrars (scripts/demo.sh --registrar) ask with pki/ra.crt.
+plugin_opt_ra_trust pki/ca.crt
 CONF
 
 cat <<MSG

@@ -5,6 +5,9 @@
 #   mfr-ca.crt/key      a manufacturer CA (issues IDevIDs)
 #   idevid.crt/key      a device's manufacturer certificate   "CN=idevid-0001,serialNumber=0001"
 #   client.crt/key      an LDevID issued by the EST CA        "CN=ldevid-0001"
+#   ra.crt/key          a registration authority of the EST CA (id-kp-cmcRA,
+#                       RFC 7030 §3.7) "CN=registrar-0001": a registrar's
+#                       upstream_cert
 #   rogue-ca.crt/key, rogue.crt/key   a CA and client nobody trusts
 #   trust.pem           ca.crt + mfr-ca.crt: what coapd's dtls_ca accepts
 # Usage: scripts/mkpki.sh DIR [CA_NAME]
@@ -46,6 +49,7 @@ leaf server ca localhost 'dns_name = "localhost"\nip_address = "127.0.0.1"\nip_a
 leaf idevid mfr-ca idevid-0001 'dn_oid = "2.5.4.5 0001"\ntls_www_client\n'
 leaf client ca ldevid-0001 'tls_www_client\n'
 leaf rogue rogue-ca rogue-0001 'tls_www_client\n'
+leaf ra ca registrar-0001 'tls_www_client\nkey_purpose_oid = 1.3.6.1.5.5.7.3.28\n'
 cat ca.crt mfr-ca.crt >trust.pem
 rm -f ./*.tmpl
 chmod 600 ./*.key
