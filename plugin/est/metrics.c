@@ -18,6 +18,7 @@
 struct est_metrics {
   const coapd_host_api *api;
   est_plugin *p;
+  coapd_metric *upstream_requests;
   coapd_metric *requests, *https_requests, *issued, *pending, *duration, *store_errors, *queue_full,
       *ca_not_after, *store_ok;
   /* The database file as opened, to see it renamed or replaced. */
@@ -107,7 +108,8 @@ static void collect(void *arg) {
 
 est_metrics *est_metrics_open(est_plugin *p) {
   const coapd_host_api *api = p->api;
-  static const char *const fn_code[] = {"function", "code"}, *const fn[] = {"function"};
+  static const char *const fn_code[] = {"function", "code"}, *const fn[] = {"function"},
+                           *const op_status[] = {"operation", "status"};
   if (!COAPD_HOST_HAS(api, health_register))
     return NULL; /* a host before ABI 1.3: no metrics */
   est_metrics *m = calloc(1, sizeof *m);
@@ -126,6 +128,11 @@ est_metrics *est_metrics_open(est_plugin *p) {
         "HTTPS EST requests answered, by RFC 7030 operation and HTTP status code.",
         COAPD_METRIC_COUNTER, 2, fn_code, 0, NULL},
        &m->https_requests},
+      {{"est_upstream_requests_total",
+        "A registrar's requests to its upstream EST server, by RFC 7030 operation and HTTP "
+        "status (\"none\": no answer: down, timeout, TLS).",
+        COAPD_METRIC_COUNTER, 2, op_status, 0, NULL},
+       &m->upstream_requests},
       {{"est_certificates_issued_total", "Certificates issued and recorded, by function.",
         COAPD_METRIC_COUNTER, 1, fn, 0, NULL},
        &m->issued},
@@ -191,6 +198,18 @@ void est_metrics_https(est_metrics *m, const char *op, unsigned status) {
   snprintf(code, sizeof code, "%u", status);
   const char *const v[] = {op, code};
   m->api->metric_add(m->https_requests, v, 1);
+}
+
+void est_metrics_upstream(est_metrics *m, const char *op, unsigned status) {
+  char code[16];
+  if (!m)
+    return;
+  if (status)
+    snprintf(code, sizeof code, "%u", status);
+  else
+    snprintf(code, sizeof code, "none");
+  const char *const v[] = {op, code};
+  m->api->metric_add(m->upstream_requests, v, 1);
 }
 
 void est_metrics_enrolled(est_metrics *m, est_fn fn, uint64_t t0_us) {

@@ -31,6 +31,9 @@ void est_metrics_answer(est_metrics *m, const struct est_req *r);
 /** est_https_requests_total: an HTTPS EST request got status @p status;
  * @p op is its RFC 7030 operation name (https.c, once per request). */
 void est_metrics_https(est_metrics *m, const char *op, unsigned status);
+/** est_upstream_requests_total: a registrar's request to its upstream
+ * ended with HTTP @p status, 0 when there was no answer (upstream.c). */
+void est_metrics_upstream(est_metrics *m, const char *op, unsigned status);
 /** est_enroll_duration_seconds: the final answer of an enrollment,
  * @p t0_us its arrival (reply.c). */
 void est_metrics_enrolled(est_metrics *m, est_fn fn, uint64_t t0_us);

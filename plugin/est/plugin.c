@@ -1093,6 +1093,7 @@ static int est_init(const coapd_host_api *api, void **state) {
     return -1;
   }
   p->metrics = est_metrics_open(p); /* NULL before host ABI 1.3 */
+  upstream_set_metrics(p->up, p->metrics);
   api->log(api->host, COAPD_LOG_NOTICE,
            "serving %s and /.well-known/est (%zu label(s)), %zu CA cert(s), "
            "pop_linking %s, keygen %s, att %s, idevid_policy %s, ldevid_policy %s%s",

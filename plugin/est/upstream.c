@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 #include <gnutls/gnutls.h>
 
+#include "metrics.h"
 #include "pki.h"
 #include "proto/http.h"
 #include "status.h"
@@ -64,6 +65,7 @@ struct upstream {
   bool watched;
   bool curl_ready;
   xfer *xfers; /* every transfer running */
+  est_metrics *metrics; /* borrowed, or NULL */
   size_t n;
 };
 
@@ -486,6 +488,7 @@ static void reap(upstream *u) {
       continue;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     unlink_xfer(x);
+    est_metrics_upstream(u->metrics, x->op, cc == CURLE_OK ? (unsigned)status : 0u);
     if (x->kind == XFER_ENROLL) {
       enroll_forward f;
       enroll_job_forward(x->job, &f);
@@ -713,3 +716,8 @@ est_err upstream_enroll(upstream *u, enroll_job *job, void (*done)(void *arg), v
 }
 
 size_t upstream_in_flight(const upstream *u) { return u ? u->n : 0; }
+
+void upstream_set_metrics(upstream *u, est_metrics *m) {
+  if (u)
+    u->metrics = m;
+}

@@ -83,6 +83,10 @@ est_err upstream_fetch(upstream *u, const char *op, upstream_fetch_cb cb,
 est_err upstream_enroll(upstream *u, enroll_job *job, void (*done)(void *arg),
                         void *arg) EST_MUST_CHECK;
 
+struct est_metrics;
+/** Where finished requests are counted (metrics.h); NULL: nowhere. */
+void upstream_set_metrics(upstream *u, struct est_metrics *m);
+
 /** Transfers running now (metrics, tests). */
 size_t upstream_in_flight(const upstream *u);
 
