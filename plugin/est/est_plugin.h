@@ -70,6 +70,8 @@ struct est_plugin {
   long long up_next;           /* when cacerts/csrattrs are fetched next */
   bool up_fetching;            /* a refresh is running */
   bool up_want_attrs;          /* no local csr_attrs: the upstream's are served */
+  bool up_attrs_known;         /* the upstream said what they are (or that there
+                                  are none); false: att answers 5.03 */
   uint8_t *up_attrs;           /* the upstream's csrattrs (DER), or NULL */
   size_t up_attrs_len;
   char ra_trust_path[PATH_MAX];

@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "policy.h"
 #include "reply.h"
+#include "upstream.h"
 
 #define BINDING_MAX 64
 #define CHAIN_MAX 16
@@ -129,6 +130,12 @@ static est_err serve_get(est_req *r) {
     /* RC-2: no attributes for this client is 4.04, not an empty 2.05. */
     if (!r->p->csr_attrs && r->p->up_attrs) /* a registrar's, from upstream */
       return reply_borrowed(r, r->p->up_attrs, r->p->up_attrs_len);
+    if (!r->p->csr_attrs && r->p->up && !r->p->up_attrs_known) {
+      /* Not "none": we do not know yet (docs/decisions.md §19). */
+      snprintf(r->diag, sizeof r->diag, "upstream CA unreachable, retry later");
+      r->max_age = UPSTREAM_RETRY;
+      return EST_ERR_UNAVAILABLE;
+    }
     if (!r->p->csr_attrs) {
       snprintf(r->diag, sizeof r->diag, "%s", r->p->up ? "the upstream CA has no CSR attributes"
                                                        : "no CSR attributes are configured");

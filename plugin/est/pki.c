@@ -1766,8 +1766,6 @@ static est_err crl_resign(void *ctx, const char *sig_oid, const uint8_t *tbs, si
 est_err pki_crl_sign(pki_ca *ca, const pki_crl_entry *e, size_t n, uint64_t number,
                      long long this_update, long long next_update, uint8_t **der,
                      size_t *der_len) {
-  if (!ca || !ca->key)
-    return EST_ERR_CONFIG;
   est_err err = EST_OK;
   gnutls_x509_crl_t crl = NULL;
   gnutls_datum_t d = {NULL, 0};
@@ -1781,6 +1779,8 @@ est_err pki_crl_sign(pki_ca *ca, const pki_crl_entry *e, size_t n, uint64_t numb
   *der_len = 0;
   if (!ca || (n && !e) || number == 0 || next_update <= this_update)
     return EST_ERR_INVALID;
+  if (!ca->key) /* pki_ca_from_p7: a registrar signs nothing */
+    return EST_ERR_CONFIG;
   if (n) {
     reasons = calloc(n, sizeof *reasons);
     if (!reasons)
@@ -1926,10 +1926,18 @@ est_err pki_ca_from_p7(const uint8_t *p7, size_t len, pki_ca **out, char *diag,
     diag_set(diag, diag_len, "not a DER PKCS#7 with 1..%u certificates", PKI_P7_CERTS_MAX);
     goto out;
   }
+  /* The issuing CA: one that issued no other CA of the set. DER sorts a
+   * SET OF by encoding, so the root often comes first. */
   unsigned first = n;
-  for (unsigned i = 0; i < n && first == n; i++)
-    if (crt_is_ca(crts[i]))
+  for (unsigned i = 0; i < n && first == n; i++) {
+    bool issued_ca = false;
+    for (unsigned k = 0; k < n && crt_is_ca(crts[i]) && !issued_ca; k++)
+      issued_ca = k != i && crt_is_ca(crts[k]) &&
+                  gnutls_x509_crt_check_issuer(crts[k], crts[i]) == 1 &&
+                  gnutls_x509_crt_check_issuer(crts[k], crts[k]) != 1;
+    if (crt_is_ca(crts[i]) && !issued_ca)
       first = i;
+  }
   if (first == n) {
     diag_set(diag, diag_len, "no CA certificate (basicConstraints CA:TRUE) among the %u", n);
     err = EST_ERR_MALFORMED;

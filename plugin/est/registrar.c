@@ -97,6 +97,7 @@ est_err registrar_start(est_plugin *p, const registrar_config *c) {
   p->up_refresh = c->refresh_s;
   p->up_want_attrs = c->want_attrs;
   rc = upstream_fetch_now(p->up, "cacerts", &der, &len, why, sizeof why);
+  bool fresh = rc == EST_OK; /* the upstream answered: ask it for csrattrs too */
   if (rc == EST_OK) {
     rc = pki_ca_from_p7(der, len, &p->ca, diag, sizeof diag);
     if (rc == EST_OK)
@@ -125,18 +126,27 @@ est_err registrar_start(est_plugin *p, const registrar_config *c) {
     if (rc != EST_OK)
       return EST_ERR_UNAVAILABLE;
   }
-  if (c->want_attrs) {
+  /* Not when cacerts already failed: the start waits at most one timeout. */
+  bool got_all = fresh;
+  if (c->want_attrs && fresh) {
     est_err ar = upstream_fetch_now(p->up, "csrattrs", &der, &len, why, sizeof why);
     if (ar == EST_OK) {
       p->up_attrs = der;
       p->up_attrs_len = len;
     } else if (ar != EST_ERR_NOT_FOUND) {
+      got_all = false;
       api->log(api->host, COAPD_LOG_WARNING,
-               "upstream %s: csrattrs not fetched (%s); att answers 4.04 until a refresh "
+               "upstream %s: csrattrs not fetched (%s); att answers 5.03 until a refresh "
                "gets them", c->url, why);
     }
+  } else if (c->want_attrs) {
+    api->log(api->host, COAPD_LOG_WARNING,
+             "upstream %s: csrattrs not fetched either; att answers 5.03 until a refresh "
+             "gets them (next try in %u s)", c->url, RETRY_S);
   }
-  p->up_next = (long long)time(NULL) + c->refresh_s;
+  p->up_attrs_known = !c->want_attrs || got_all;
+  /* What is missing is asked for again soon, not after a whole refresh. */
+  p->up_next = (long long)time(NULL) + (got_all ? c->refresh_s : RETRY_S);
   return EST_OK;
 }
 
@@ -151,6 +161,7 @@ static void on_attrs(void *arg, est_err rc, uint8_t *der, size_t len, const char
     free(p->up_attrs);
     p->up_attrs = der;
     p->up_attrs_len = der ? len : 0;
+    p->up_attrs_known = true;
   } else {
     free(der);
     p->api->log(p->api->host, COAPD_LOG_WARNING,

@@ -260,7 +260,10 @@ static xfer *xfer_new(upstream *u, const char *op) {
             curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
             curl_easy_setopt(e, CURLOPT_HEADERDATA, x) == CURLE_OK &&
             curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->err) == CURLE_OK &&
-            curl_easy_setopt(e, CURLOPT_PRIVATE, x) == CURLE_OK;
+            curl_easy_setopt(e, CURLOPT_PRIVATE, x) == CURLE_OK &&
+            /* Under the upstream's own idle close (our https_timeout: 10 s),
+             * so a connection kept for reuse is not a half-closed one. */
+            curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, 5L) == CURLE_OK;
   /* REG-2: the upstream knows the registrar by its RA certificate. */
   if (ok && u->cert_file)
     ok = curl_easy_setopt(e, CURLOPT_SSLCERT, u->cert_file) == CURLE_OK &&

@@ -13,6 +13,11 @@ set_tests_properties(it.est_loss PROPERTIES LABELS integration TIMEOUT 1800
 add_test(NAME it.est_backoff COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/est_backoff.sh)
 set_tests_properties(it.est_backoff PROPERTIES LABELS integration TIMEOUT 300
   ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;EST_PLUGIN=$<TARGET_FILE:est_coaps>;EST_ENROLL=$<TARGET_FILE:est-enroll>;EST_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;EST_SCRIPTS=${PROJECT_SOURCE_DIR}/scripts")
+# Registrar mode (RFC 9148 §5): two coapd, one the HTTPS upstream of the
+# other; est-enroll too, and a slow upstream through tcpdelay.py.
+add_test(NAME it.est_registrar COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/est_registrar.sh)
+set_tests_properties(it.est_registrar PROPERTIES LABELS integration TIMEOUT 600
+  ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;EST_PLUGIN=$<TARGET_FILE:est_coaps>;ESTCTL=$<TARGET_FILE:estctl>;EST_ENROLL=$<TARGET_FILE:est-enroll>;EST_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;EST_SCRIPTS=${PROJECT_SOURCE_DIR}/scripts")
 # -V and --version on every tool.
 add_test(NAME it.versions COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/versions.sh)
 set_tests_properties(it.versions PROPERTIES LABELS integration TIMEOUT 60

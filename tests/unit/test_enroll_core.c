@@ -731,6 +731,460 @@ static void test_open_errors(void **state) {
   assert_true(diag[0] != '\0');
 }
 
+/* ---- a registrar (enroll_config.forward, docs/decisions.md §19) ---------- */
+
+/* One request as a registrar's handler makes it, with the device's chain
+ * (its LDevID and CA A); *d keeps the CSR (gnutls_free it). */
+typedef struct fwd_req {
+  gnutls_datum_t d;
+  const uint8_t *chain[ENROLL_CHAIN_MAX + 1];
+  size_t chain_len[ENROLL_CHAIN_MAX + 1];
+  enroll_request in;
+} fwd_req;
+
+static void fwd_req_init(fx *f, fwd_req *r, est_fn fn, pki_client_class cls,
+                         gnutls_x509_privkey_t key) {
+  memset(r, 0, sizeof *r);
+  r->d = csr(key ? key : f->dev_key, "CN=dev1", NULL);
+  r->chain[0] = f->dev_cert;
+  r->chain_len[0] = f->dev_cert_len;
+  pki_ca_cert_der(f->ca_a, &r->chain[1], &r->chain_len[1]);
+  r->in = (enroll_request){
+    .fn = fn, .cls = cls, .client_fp = f->fp, .client = "CN=dev1",
+    .client_cert = f->dev_cert, .client_cert_len = f->dev_cert_len,
+    .chain = r->chain, .chain_len = r->chain_len, .chain_n = 2,
+    .csr = r->d.data, .csr_len = r->d.size, .now = (long long)time(NULL)};
+}
+
+/* What the upstream would answer: @p ca issues for @p d's CSR (malloc). */
+static uint8_t *upstream_cert(pki_ca *ca, const gnutls_datum_t *d, size_t *len,
+                              pki_issued *is) {
+  pki_csr *c = NULL;
+  char diag[256];
+  assert_int_equal(pki_csr_parse(d->data, d->size, &c, diag, sizeof diag), EST_OK);
+  assert_int_equal(pki_issue(ca, c, is), EST_OK);
+  pki_csr_free(c);
+  *len = is->der_len;
+  return is->der;
+}
+
+static uint8_t *dup_bytes(const uint8_t *p, size_t n) {
+  uint8_t *q = malloc(n ? n : 1);
+  assert_non_null(q);
+  memcpy(q, p, n);
+  return q;
+}
+
+/* The job for @p r: slow (it goes upstream), and not refused. */
+static enroll_job *fwd_decide(fx *f, const fwd_req *r) {
+  enroll_result res;
+  enroll_job *j = enroll_decide(f->e, &r->in, &res);
+  assert_non_null(j);
+  assert_int_equal(res.rc, EST_OK);
+  assert_null(res.body);
+  assert_true(enroll_job_slow(j));
+  return j;
+}
+
+static void expect_nothing_recorded(const fx *f) {
+  assert_int_equal(sql_int(f, "SELECT count(*) FROM requests"), 0);
+  assert_int_equal(sql_int(f, "SELECT count(*) FROM certificates"), 0);
+}
+
+/* sen through the upstream: the job says what to send, the answer is
+ * checked and recorded, and the retry is a resend from the store. */
+static void test_forward_sen(void **state) {
+  fx *f = *state;
+  f->cfg.forward = true;
+  reopen(f, f->ca_a);
+  fwd_req r;
+  fwd_req_init(f, &r, EST_FN_SEN, PKI_CLIENT_LDEVID, NULL);
+  enroll_job *j = fwd_decide(f, &r);
+
+  enroll_forward fw;
+  memset(&fw, 0xa5, sizeof fw);
+  enroll_job_forward(j, &fw);
+  assert_int_equal(fw.fn, EST_FN_SEN);
+  assert_int_equal(fw.csr_len, r.d.size);
+  assert_memory_equal(fw.csr, r.d.data, r.d.size);
+  assert_ptr_not_equal(fw.csr, r.d.data); /* the job's own copy */
+  assert_int_equal(fw.chain_n, 2);
+  for (size_t i = 0; i < 2; i++) {
+    assert_int_equal(fw.chain_len[i], r.chain_len[i]);
+    assert_memory_equal(fw.chain[i], r.chain[i], r.chain_len[i]);
+    assert_ptr_not_equal(fw.chain[i], r.chain[i]);
+  }
+  for (size_t i = 2; i < ENROLL_CHAIN_MAX; i++)
+    assert_null(fw.chain[i]);
+  assert_string_equal(fw.client, "CN=dev1");
+
+  pki_issued is;
+  size_t cert_len = 0;
+  uint8_t *cert = upstream_cert(f->ca_a, &r.d, &cert_len, &is);
+  uint8_t *want = dup_bytes(cert, cert_len);
+  enroll_job_upstream_issued(j, cert, cert_len, NULL, 0); /* takes cert */
+  enroll_result res;
+  enroll_job_finish(f->e, j, &res);
+  assert_int_equal(res.rc, EST_OK);
+  assert_non_null(res.body);
+  gnutls_x509_crt_t c = body_cert(&res, false);
+  gnutls_datum_t got;
+  assert_int_equal(gnutls_x509_crt_export2(c, GNUTLS_X509_FMT_DER, &got), 0);
+  assert_int_equal(got.size, cert_len);
+  assert_memory_equal(got.data, want, cert_len);
+  gnutls_free(got.data);
+  gnutls_x509_crt_deinit(c);
+  uint8_t *first = dup_bytes(res.body, res.body_len);
+  size_t first_len = res.body_len;
+  enroll_result_clear(&res);
+
+  /* Recorded as issued, with the certificate's own serial and dates. */
+  char serial[PKI_SERIAL_HEX_MAX];
+  assert_int_equal(pki_cert_serial_hex(want, cert_len, serial, sizeof serial), EST_OK);
+  store_cert row;
+  assert_int_equal(store_cert_get_serial(f->op, serial, &row), EST_OK);
+  assert_int_equal(row.der_len, cert_len);
+  assert_memory_equal(row.der, want, cert_len);
+  assert_int_equal(row.not_before, is.not_before);
+  assert_int_equal(row.not_after, is.not_after);
+  assert_string_equal(row.subject, "CN=dev1");
+  assert_true(row.request_id > 0);
+  store_request rq;
+  assert_int_equal(store_request_get(f->op, row.request_id, &rq), EST_OK);
+  assert_int_equal(rq.state, STORE_REQ_ISSUED);
+  assert_int_equal(rq.cert_id, row.id);
+  store_request_clear(&rq);
+  store_cert_clear(&row);
+  assert_int_equal(sql_int(f, "SELECT count(*) FROM requests WHERE state = 'issued'"), 1);
+  assert_int_equal(log_count(&f->host, "by the upstream CA"), 1);
+
+  /* The device asks again: answered from the store, nothing upstream. */
+  r.in.now = (long long)time(NULL);
+  assert_null(enroll_decide(f->e, &r.in, &res));
+  assert_int_equal(res.rc, EST_OK);
+  assert_int_equal(res.body_len, first_len);
+  assert_memory_equal(res.body, first, first_len);
+  enroll_result_clear(&res);
+  assert_int_equal(sql_int(f, "SELECT count(*) FROM certificates"), 1);
+  assert_int_equal(log_count(&f->host, "sent again"), 1);
+  free(first);
+  free(want);
+  gnutls_free(r.d.data);
+}
+
+/* The chain handed upstream: none, and at most ENROLL_CHAIN_MAX; none at
+ * all when the CA is ours (not forward). */
+static void test_forward_chain(void **state) {
+  fx *f = *state;
+  f->cfg.forward = true;
+  reopen(f, f->ca_a);
+  fwd_req r;
+  fwd_req_init(f, &r, EST_FN_SREN, PKI_CLIENT_LDEVID, NULL);
+  r.in.chain_n = 0;
+  enroll_job *j = fwd_decide(f, &r);
+  enroll_forward fw;
+  enroll_job_forward(j, &fw);
+  assert_int_equal(fw.fn, EST_FN_SREN);
+  assert_int_equal(fw.chain_n, 0);
+  enroll_job_free(j);
+
+  for (size_t i = 0; i <= ENROLL_CHAIN_MAX; i++) {
+    r.chain[i] = f->dev_cert;
+    r.chain_len[i] = f->dev_cert_len;
+  }
+  r.in.chain_n = ENROLL_CHAIN_MAX + 1;
+  j = fwd_decide(f, &r);
+  enroll_job_forward(j, &fw);
+  assert_int_equal(fw.chain_n, ENROLL_CHAIN_MAX);
+  for (size_t i = 0; i < ENROLL_CHAIN_MAX; i++) {
+    assert_int_equal(fw.chain_len[i], f->dev_cert_len);
+    assert_memory_equal(fw.chain[i], f->dev_cert, f->dev_cert_len);
+  }
+  enroll_job_free(j); /* dropped unanswered: frees the copies */
+
+  f->cfg.forward = false;
+  reopen(f, f->ca_a);
+  enroll_result res;
+  j = enroll_decide(f->e, &r.in, &res);
+  assert_non_null(j);
+  assert_false(enroll_job_slow(j));
+  enroll_job_forward(j, &fw);
+  assert_int_equal(fw.chain_n, 0);
+  enroll_job_free(j);
+  gnutls_free(r.d.data);
+  expect_nothing_recorded(f);
+}
+
+/* What the upstream sent is not what was asked: retry soon, nothing
+ * recorded, nothing handed out, and the log says why. */
+static void test_forward_wrong_cert(void **state) {
+  fx *f = *state;
+  f->cfg.forward = true;
+  reopen(f, f->ca_a);
+  fwd_req r, other;
+  fwd_req_init(f, &r, EST_FN_SEN, PKI_CLIENT_LDEVID, NULL);
+  fwd_req_init(f, &other, EST_FN_SEN, PKI_CLIENT_LDEVID, f->other_key);
+  static const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+  struct {
+    pki_ca *ca;
+    const gnutls_datum_t *for_csr; /* NULL: junk */
+    const char *why;
+  } bad[] = {
+    {f->ca_a, &other.d, "not for the CSR's key"},
+    {f->ca_b, &r.d, "does not chain"},
+    {NULL, NULL, "does not parse"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    enroll_job *j = fwd_decide(f, &r);
+    pki_issued is;
+    size_t len = sizeof junk;
+    uint8_t *cert = bad[i].for_csr ? upstream_cert(bad[i].ca, bad[i].for_csr, &len, &is)
+                                   : dup_bytes(junk, sizeof junk);
+    enroll_job_upstream_issued(j, cert, len, NULL, 0);
+    enroll_result res;
+    enroll_job_finish(f->e, j, &res);
+    assert_int_equal(res.rc, EST_ERR_UNAVAILABLE);
+    assert_int_equal(res.max_age, ENROLL_RETRY_SOON);
+    assert_null(res.body);
+    assert_non_null(strstr(res.diag, bad[i].why));
+    enroll_result_clear(&res);
+    expect_nothing_recorded(f);
+  }
+  assert_int_equal(log_count(&f->host, "issued serial"), 0);
+
+  /* Nothing was left behind: the right answer then goes through. */
+  enroll_job *j = fwd_decide(f, &r);
+  pki_issued is;
+  size_t len = 0;
+  uint8_t *cert = upstream_cert(f->ca_a, &r.d, &len, &is);
+  enroll_job_upstream_issued(j, cert, len, NULL, 0);
+  enroll_result res;
+  enroll_job_finish(f->e, j, &res);
+  assert_int_equal(res.rc, EST_OK);
+  enroll_result_clear(&res);
+  assert_int_equal(sql_int(f, "SELECT count(*) FROM certificates"), 1);
+  gnutls_free(r.d.data);
+  gnutls_free(other.d.data);
+}
+
+/* The upstream did not issue: its answer, as it gave it. */
+static void test_forward_refused(void **state) {
+  fx *f = *state;
+  f->cfg.forward = true;
+  reopen(f, f->ca_a);
+  fwd_req r;
+  fwd_req_init(f, &r, EST_FN_SEN, PKI_CLIENT_LDEVID, NULL);
+  struct {
+    est_err rc;
+    unsigned max_age;
+    const char *diag;
+    est_err want;
+    const char *want_diag;
+  } cases[] = {
+    {EST_ERR_PENDING, 7, "waiting", EST_ERR_PENDING, "waiting"},
+    {EST_ERR_FORBIDDEN, 0, "upstream CA: not you", EST_ERR_FORBIDDEN, "upstream CA: not you"},
+    {EST_ERR_UNAVAILABLE, 60, NULL, EST_ERR_UNAVAILABLE, ""},
+    {EST_ERR_BAD_REQUEST, 0, "upstream CA: bad", EST_ERR_BAD_REQUEST, "upstream CA: bad"},
+    /* Never a success without a certificate. */
+    {EST_OK, 0, "nothing", EST_ERR_INTERNAL, "nothing"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    enroll_job *j = fwd_decide(f, &r);
+    enroll_job_upstream_refused(j, cases[i].rc, cases[i].max_age, cases[i].diag);
+    enroll_result res;
+    enroll_job_finish(f->e, j, &res);
+    assert_int_equal(res.rc, cases[i].want);
+    assert_int_equal(res.max_age, cases[i].max_age);
+    assert_string_equal(res.diag, cases[i].want_diag);
+    assert_null(res.body);
+    enroll_result_clear(&res);
+    expect_nothing_recorded(f);
+  }
+  /* A diagnostic longer than the answer's is cut, not overrun. */
+  char longd[EST_DIAG_MAX * 2];
+  memset(longd, 'x', sizeof longd - 1);
+  longd[sizeof longd - 1] = '\0';
+  enroll_job *j = fwd_decide(f, &r);
+  enroll_job_upstream_refused(j, EST_ERR_FORBIDDEN, 0, longd);
+  enroll_result res;
+  enroll_job_finish(f->e, j, &res);
+  assert_int_equal(res.rc, EST_ERR_FORBIDDEN);
+  assert_true(strlen(res.diag) < EST_DIAG_MAX);
+  enroll_result_clear(&res);
+  expect_nothing_recorded(f);
+  gnutls_free(r.d.data);
+}
+
+/* A manual policy still waits for the registrar's operator first; the
+ * approved request goes upstream and becomes issued. */
+static void test_forward_manual(void **state) {
+  fx *f = *state;
+  f->cfg.forward = true;
+  reopen(f, f->ca_a);
+  fwd_req r;
+  fwd_req_init(f, &r, EST_FN_SEN, PKI_CLIENT_IDEVID, NULL);
+  enroll_result res;
+  assert_null(enroll_decide(f->e, &r.in, &res));
+  assert_int_equal(res.rc, EST_ERR_PENDING);
+  int64_t id = pending_id(&res);
+  enroll_result_clear(&res);
+  assert_int_equal(store_request_decide(f->op, id, true, NULL, "op"), EST_OK);
+  enroll_job *j = fwd_decide(f, &r);
+  pki_issued is;
+  size_t len = 0;
+  uint8_t *cert = upstream_cert(f->ca_a, &r.d, &len, &is);
+  enroll_job_upstream_issued(j, cert, len, NULL, 0);
+  enroll_job_finish(f->e, j, &res);
+  assert_int_equal(res.rc, EST_OK);
+  enroll_result_clear(&res);
+  store_request row;
+  assert_int_equal(store_request_get(f->op, id, &row), EST_OK);
+  assert_int_equal(row.state, STORE_REQ_ISSUED);
+  assert_true(row.cert_id > 0);
+  store_request_clear(&row);
+  assert_int_equal(sql_int(f, "SELECT count(*) FROM requests"), 1);
+  gnutls_free(r.d.data);
+}
+
+/* The realistic registrar: its CA is the upstream's cacerts, which signs
+ * nothing; a job keeps the CA it started with across enroll_set_ca. */
+static void test_forward_registrar_ca(void **state) {
+  fx *f = *state;
+  const uint8_t *p7 = NULL;
+  size_t p7_len = 0;
+  pki_ca *reg_a = NULL, *reg_b = NULL;
+  char diag[256];
+  pki_ca_certs_p7(f->ca_a, &p7, &p7_len);
+  assert_int_equal(pki_ca_from_p7(p7, p7_len, &reg_a, diag, sizeof diag), EST_OK);
+  pki_ca_certs_p7(f->ca_b, &p7, &p7_len);
+  assert_int_equal(pki_ca_from_p7(p7, p7_len, &reg_b, diag, sizeof diag), EST_OK);
+  f->cfg.forward = true;
+  reopen(f, reg_a);
+  fwd_req r;
+  fwd_req_init(f, &r, EST_FN_SEN, PKI_CLIENT_LDEVID, NULL);
+
+  enroll_job *j = fwd_decide(f, &r);
+  /* Run by mistake, the job cannot sign (docs/decisions.md §19). */
+  enroll_job_run(j);
+  enroll_result res;
+  enroll_job_finish(f->e, j, &res);
+  assert_int_equal(res.rc, EST_ERR_CONFIG);
+  assert_null(res.body);
+  enroll_result_clear(&res);
+  expect_nothing_recorded(f);
+
+  j = fwd_decide(f, &r);
+  enroll_set_ca(f->e, reg_b); /* refreshed while the job is upstream */
+  enroll_set_ca(f->e, NULL);  /* ignored */
+  enroll_set_ca(NULL, reg_b);
+  pki_issued is;
+  size_t len = 0;
+  uint8_t *cert = upstream_cert(f->ca_a, &r.d, &len, &is);
+  uint8_t *want = dup_bytes(cert, len);
+  enroll_job_upstream_issued(j, cert, len, NULL, 0);
+  enroll_job_finish(f->e, j, &res);
+  assert_int_equal(res.rc, EST_OK);
+  enroll_result_clear(&res);
+  assert_int_equal(sql_int(f, "SELECT count(*) FROM certificates"), 1);
+
+  /* Under the new CA the stored certificate is another CA's: the retry
+   * goes upstream again, and an answer from the old CA is refused. */
+  j = fwd_decide(f, &r);
+  assert_int_equal(log_count(&f->host, "issued by another CA"), 1);
+  enroll_job_upstream_issued(j, dup_bytes(want, len), len, NULL, 0);
+  enroll_job_finish(f->e, j, &res);
+  assert_int_equal(res.rc, EST_ERR_UNAVAILABLE);
+  assert_non_null(strstr(res.diag, "does not chain"));
+  enroll_result_clear(&res);
+  j = fwd_decide(f, &r);
+  cert = upstream_cert(f->ca_b, &r.d, &len, &is);
+  enroll_job_upstream_issued(j, cert, len, NULL, 0);
+  enroll_job_finish(f->e, j, &res);
+  assert_int_equal(res.rc, EST_OK);
+  enroll_result_clear(&res);
+  assert_int_equal(sql_int(f, "SELECT count(*) FROM certificates"), 2);
+  free(want);
+  gnutls_free(r.d.data);
+  reopen(f, f->ca_a); /* before the CAs it borrows go */
+  pki_ca_free(reg_a);
+  pki_ca_free(reg_b);
+}
+
+/* skg and skc through the upstream: its key and certificate, checked
+ * against each other, in the device's multipart answer. */
+static void test_forward_keygen(void **state) {
+  fx *f = *state;
+  f->cfg.forward = true;
+  reopen(f, f->ca_a);
+  for (int skc = 0; skc <= 1; skc++) {
+    fwd_req r;
+    fwd_req_init(f, &r, skc ? EST_FN_SKC : EST_FN_SKG, PKI_CLIENT_LDEVID, NULL);
+    enroll_job *j = fwd_decide(f, &r);
+    enroll_forward fw;
+    enroll_job_forward(j, &fw);
+    assert_int_equal(fw.fn, skc ? EST_FN_SKC : EST_FN_SKG);
+    assert_int_equal(fw.chain_n, 2);
+
+    pki_csr *c = NULL;
+    char diag[256];
+    assert_int_equal(pki_csr_parse(r.d.data, r.d.size, &c, diag, sizeof diag), EST_OK);
+    uint8_t *p8 = NULL;
+    size_t p8_len = 0;
+    pki_issued is;
+    assert_int_equal(pki_keygen_issue(f->ca_a, c, PKI_KEY_EC_P256, &p8, &p8_len, &is), EST_OK);
+    uint8_t *want_key = dup_bytes(p8, p8_len), *want_cert = dup_bytes(is.der, is.der_len);
+    size_t cert_len = is.der_len;
+    enroll_job_upstream_issued(j, is.der, is.der_len, p8, p8_len);
+    enroll_result res;
+    enroll_job_finish(f->e, j, &res);
+    assert_int_equal(res.rc, EST_OK);
+    mp_part parts[2];
+    assert_int_equal(mp_decode_pair(res.body, res.body_len, parts), EST_OK);
+    assert_int_equal(parts[0].cf, CF_PKCS8);
+    assert_int_equal(parts[0].len, p8_len);
+    assert_memory_equal(parts[0].data, want_key, p8_len);
+    assert_int_equal(parts[1].cf, skc ? CF_PKIX_CERT : CF_PKCS7_CERTS_ONLY);
+    enroll_result one = {.body = (uint8_t *)(uintptr_t)parts[1].data, .body_len = parts[1].len};
+    gnutls_x509_crt_t crt = body_cert(&one, skc);
+    gnutls_datum_t got;
+    assert_int_equal(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &got), 0);
+    assert_int_equal(got.size, cert_len);
+    assert_memory_equal(got.data, want_cert, cert_len);
+    gnutls_free(got.data);
+    gnutls_x509_crt_deinit(crt);
+    enroll_result_clear(&res);
+
+    /* A key that is not the certificate's: refused, the key wiped. */
+    j = fwd_decide(f, &r);
+    gnutls_datum_t k;
+    assert_int_equal(gnutls_x509_privkey_export2_pkcs8(f->other_key, GNUTLS_X509_FMT_DER, NULL,
+                                                       GNUTLS_PKCS_PLAIN, &k),
+                     0);
+    enroll_job_upstream_issued(j, dup_bytes(want_cert, cert_len), cert_len,
+                               dup_bytes(k.data, k.size), k.size);
+    gnutls_free(k.data);
+    enroll_job_finish(f->e, j, &res);
+    assert_int_equal(res.rc, EST_ERR_UNAVAILABLE);
+    assert_int_equal(res.max_age, ENROLL_RETRY_SOON);
+    assert_non_null(strstr(res.diag, "not for the key it sent"));
+    assert_null(res.body);
+    enroll_result_clear(&res);
+    /* No key at all. */
+    j = fwd_decide(f, &r);
+    enroll_job_upstream_issued(j, dup_bytes(want_cert, cert_len), cert_len, NULL, 0);
+    enroll_job_finish(f->e, j, &res);
+    assert_int_equal(res.rc, EST_ERR_UNAVAILABLE);
+    enroll_result_clear(&res);
+
+    pki_csr_free(c);
+    free(want_key);
+    free(want_cert);
+    gnutls_free(r.d.data);
+  }
+  assert_int_equal(sql_int(f, "SELECT count(*) FROM certificates"), 2);
+  assert_int_equal(log_count(&f->host, "by the upstream CA"), 2);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -741,6 +1195,9 @@ int main(void) {
     T(test_max_pending),     T(test_preauthorised),    T(test_no_store),
     T(test_job_drop_and_ca_failure), T(test_policy_parse_and_retry), T(test_open_errors),
     T(test_anonymous),       T(test_ra_no_device),
+    T(test_forward_sen),     T(test_forward_chain),    T(test_forward_wrong_cert),
+    T(test_forward_refused), T(test_forward_manual),   T(test_forward_registrar_ca),
+    T(test_forward_keygen),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1445,6 +1445,407 @@ static void test_p7_certs_only(void **state) {
   free(cert);
 }
 
+/* ---- a CA known by its certificates (registrar, docs/decisions.md §19) ---- */
+
+/* A DER PKCS#7 certs-only of @p crts made by GnuTLS, not by pki.c (free it
+ * with gnutls_free). */
+static gnutls_datum_t p7_gnutls(gnutls_x509_crt_t *crts, size_t n) {
+  gnutls_pkcs7_t pk;
+  gnutls_datum_t d;
+  assert_int_equal(gnutls_pkcs7_init(&pk), 0);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(gnutls_pkcs7_set_crt(pk, crts[i]), 0);
+  assert_int_equal(gnutls_pkcs7_export2(pk, GNUTLS_X509_FMT_DER, &d), 0);
+  gnutls_pkcs7_deinit(pk);
+  return d;
+}
+
+static pki_ca *ca_from_p7_ok(const uint8_t *p7, size_t len) {
+  pki_ca *ca = NULL;
+  char diag[256] = "x";
+  assert_int_equal(pki_ca_from_p7(p7, len, &ca, diag, sizeof diag), EST_OK);
+  assert_non_null(ca);
+  assert_string_equal(diag, "");
+  return ca;
+}
+
+static void expect_from_p7(const uint8_t *p7, size_t len, est_err want) {
+  pki_ca *ca = (pki_ca *)(uintptr_t)1;
+  char diag[256] = "";
+  assert_int_equal(pki_ca_from_p7(p7, len, &ca, diag, sizeof diag), want);
+  assert_null(ca);
+  assert_true(strlen(diag) > 0);
+}
+
+/* The real CA's cacerts make a CA that classifies and tells what it
+ * issued exactly as the real one, answers crts with the very bytes, and
+ * signs nothing. */
+static void test_ca_from_p7(void **state) {
+  fx *f = *state;
+  long long now = (long long)time(NULL);
+  const uint8_t *p7 = NULL, *got = NULL;
+  size_t p7_len = 0, got_len = 0;
+  pki_ca_certs_p7(f->ec, &p7, &p7_len);
+  pki_ca *reg = ca_from_p7_ok(p7, p7_len);
+  pki_ca_certs_p7(reg, &got, &got_len);
+  assert_int_equal(got_len, p7_len);
+  assert_memory_equal(got, p7, p7_len);
+  assert_ptr_not_equal(got, p7); /* a copy: the upstream's answer is freed */
+  assert_int_equal(pki_ca_cert_count(reg), 2);
+  assert_false(pki_ca_can_sign(reg));
+  assert_true(pki_ca_can_sign(f->ec));
+  assert_true(pki_ca_can_sign(f->rsa));
+  assert_false(pki_ca_can_sign(NULL));
+  /* The issuing CA is the one under the root, whatever order DER gave
+   * the SET OF (est_ca_not_after_seconds, crts with 287). */
+  const uint8_t *want = NULL, *issuing = NULL;
+  size_t want_len = 0, issuing_len = 0;
+  pki_ca_cert_der(f->ec, &want, &want_len);
+  pki_ca_cert_der(reg, &issuing, &issuing_len);
+  assert_int_equal(issuing_len, want_len);
+  assert_memory_equal(issuing, want, want_len);
+
+  /* An LDevID of the real CA is one of this CA's; others are not. */
+  uint8_t *ld_der = NULL, *rsa_der = NULL;
+  size_t ld_len = 0, rsa_len = 0;
+  gnutls_x509_crt_t ld = issue(f->ec, f->cli_ec, &DEV42, &ld_der, &ld_len);
+  gnutls_x509_crt_t other = issue(f->rsa, f->cli_ec, &DEV42, &rsa_der, &rsa_len);
+  gnutls_x509_crt_t chains[][3] = {{ld, NULL, NULL}, {ld, f->ec_ca, NULL},
+                                   {ld, f->ec_ca, f->root}};
+  for (size_t n = 1; n <= 3; n++) {
+    gnutls_datum_t d[3];
+    const uint8_t *der[3];
+    size_t len[3];
+    for (size_t i = 0; i < n; i++) {
+      d[i] = crt_der(chains[n - 1][i]);
+      der[i] = d[i].data;
+      len[i] = d[i].size;
+    }
+    pki_client_class cls = (pki_client_class)99;
+    pki_client_status st = (pki_client_status)99;
+    assert_int_equal(pki_client_classify(reg, NULL, der, len, n, now, 0, &cls, &st), EST_OK);
+    assert_int_equal(cls, PKI_CLIENT_LDEVID);
+    assert_int_equal(st, PKI_STATUS_VALID);
+    for (size_t i = 0; i < n; i++)
+      gnutls_free(d[i].data);
+  }
+  gnutls_datum_t idev = crt_der(f->idev);
+  const uint8_t *one[1] = {idev.data};
+  size_t one_len[1] = {idev.size};
+  pki_client_class cls = (pki_client_class)99;
+  assert_int_equal(pki_client_classify(reg, NULL, one, one_len, 1, now, 0, &cls, NULL),
+                   EST_OK);
+  assert_int_equal(cls, PKI_CLIENT_UNKNOWN);
+  gnutls_free(idev.data);
+  assert_true(pki_ca_issued(reg, ld_der, ld_len, now));
+  assert_true(pki_ca_issued(f->ec, ld_der, ld_len, now));
+  assert_false(pki_ca_issued(reg, rsa_der, rsa_len, now));
+  assert_false(pki_ca_issued(reg, ld_der, ld_len / 2, now));
+
+  /* It signs nothing: no certificate, key or CRL comes out. */
+  pki_csr *c = csr_make(f->cli_ec, &DEV42);
+  pki_issued is;
+  memset(&is, 0xa5, sizeof is);
+  assert_int_equal(pki_issue(reg, c, &is), EST_ERR_CONFIG);
+  assert_null(is.der);
+  assert_int_equal(is.der_len, 0);
+  uint8_t *p8 = (uint8_t *)(uintptr_t)1, *cert = NULL;
+  size_t p8_len = 1, cert_len = 0;
+  assert_int_equal(keygen_issue(reg, c, PKI_KEY_EC_P256, &p8, &p8_len, &cert, &cert_len,
+                                NULL),
+                   EST_ERR_CONFIG);
+  assert_null(p8);
+  assert_int_equal(p8_len, 0);
+  assert_null(cert);
+  pki_crl_entry e = {{0x01}, 1, now, 0};
+  uint8_t *crl = NULL;
+  size_t crl_len = 0;
+  assert_int_equal(pki_crl_sign(reg, &e, 1, 1, now, now + DAY, &crl, &crl_len),
+                   EST_ERR_CONFIG);
+  assert_null(crl);
+  pki_csr_free(c);
+
+  /* Shared like any CA (a job holds a reference). */
+  assert_ptr_equal(pki_ca_ref(reg), reg);
+  pki_ca_free(reg);
+  assert_true(pki_ca_issued(reg, ld_der, ld_len, now));
+  pki_ca_free(reg);
+
+  /* One self-signed CA alone, and a PKCS#7 GnuTLS wrote rather than pki.c. */
+  pki_ca_certs_p7(f->rsa, &p7, &p7_len);
+  reg = ca_from_p7_ok(p7, p7_len);
+  assert_int_equal(pki_ca_cert_count(reg), 1);
+  assert_true(pki_ca_issued(reg, rsa_der, rsa_len, now));
+  assert_false(pki_ca_issued(reg, ld_der, ld_len, now));
+  pki_ca_free(reg);
+  /* The chain with the end-entity certificate in it: only the CAs are the
+   * bag, so the leaf does not make its own key a CA. */
+  gnutls_x509_crt_t mixed[3] = {ld, f->ec_ca, f->root};
+  gnutls_datum_t gd = p7_gnutls(mixed, 3);
+  reg = ca_from_p7_ok(gd.data, gd.size);
+  assert_int_equal(pki_ca_cert_count(reg), 2);
+  assert_true(pki_ca_issued(reg, ld_der, ld_len, now));
+  assert_false(pki_ca_issued(reg, rsa_der, rsa_len, now));
+  pki_ca_free(reg);
+  gnutls_free(gd.data);
+
+  gnutls_x509_crt_deinit(ld);
+  gnutls_x509_crt_deinit(other);
+  free(ld_der);
+  free(rsa_der);
+}
+
+/* What is not a cacerts answer: malformed, nothing allocated (the
+ * sanitizer trees see any leak). */
+static void test_ca_from_p7_errors(void **state) {
+  fx *f = *state;
+  const uint8_t *p7 = NULL;
+  size_t p7_len = 0;
+  pki_ca_certs_p7(f->ec, &p7, &p7_len);
+
+  /* Only an end-entity certificate: no CA to be. */
+  uint8_t *ld_der = NULL, *ee = NULL;
+  size_t ld_len = 0, ee_len = 0;
+  gnutls_x509_crt_t ld = issue(f->ec, f->cli_ec, &DEV42, &ld_der, &ld_len);
+  assert_int_equal(pki_p7_certs_only(ld_der, ld_len, &ee, &ee_len), EST_OK);
+  expect_from_p7(ee, ee_len, EST_ERR_MALFORMED);
+  free(ee);
+  /* The certificate itself, not wrapped. */
+  expect_from_p7(ld_der, ld_len, EST_ERR_MALFORMED);
+
+  /* Garbage, empty, truncated anywhere, and over the cap. */
+  static const uint8_t junk[] = "not a PKCS#7 at all";
+  expect_from_p7(junk, sizeof junk, EST_ERR_MALFORMED);
+  static const uint8_t seq[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+  expect_from_p7(seq, sizeof seq, EST_ERR_MALFORMED);
+  expect_from_p7(p7, 0, EST_ERR_MALFORMED);
+  expect_from_p7(NULL, 0, EST_ERR_MALFORMED);
+  expect_from_p7(NULL, 100, EST_ERR_MALFORMED);
+  const size_t cuts[] = {1, 2, 10, 28, p7_len / 2, p7_len - 1};
+  for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++)
+    expect_from_p7(p7, cuts[i], EST_ERR_MALFORMED);
+  uint8_t *big = calloc(1, 65537);
+  assert_non_null(big);
+  memcpy(big, p7, p7_len);
+  expect_from_p7(big, 65537, EST_ERR_MALFORMED);
+  free(big);
+  /* More certificates than a cacerts answer has (16). */
+  gnutls_x509_crt_t many[17];
+  for (size_t i = 0; i < 17; i++)
+    many[i] = f->root;
+  gnutls_datum_t d = p7_gnutls(many, 17);
+  expect_from_p7(d.data, d.size, EST_ERR_MALFORMED);
+  gnutls_free(d.data);
+  d = p7_gnutls(many, 16);
+  pki_ca *ca = ca_from_p7_ok(d.data, d.size);
+  pki_ca_free(ca);
+  gnutls_free(d.data);
+
+  /* No out: invalid; no diag buffer is fine. */
+  assert_int_equal(pki_ca_from_p7(p7, p7_len, NULL, NULL, 0), EST_ERR_INVALID);
+  assert_int_equal(pki_ca_from_p7(junk, sizeof junk, &ca, NULL, 0), EST_ERR_MALFORMED);
+  assert_null(ca);
+  gnutls_x509_crt_deinit(ld);
+  free(ld_der);
+}
+
+static void expect_end_entity(const uint8_t *p7, size_t len, est_err want) {
+  uint8_t *cert = (uint8_t *)(uintptr_t)1;
+  size_t cert_len = 1;
+  assert_int_equal(pki_p7_end_entity(p7, len, &cert, &cert_len), want);
+  assert_null(cert);
+  assert_int_equal(cert_len, 0);
+}
+
+/* The one certificate of an upstream's simpleenroll answer. */
+static void test_p7_end_entity(void **state) {
+  fx *f = *state;
+  uint8_t *ld_der = NULL, *p7 = NULL, *cert = NULL;
+  size_t ld_len = 0, p7_len = 0, cert_len = 0;
+  gnutls_x509_crt_t ld = issue(f->ec, f->cli_ec, &DEV42, &ld_der, &ld_len);
+  assert_int_equal(pki_p7_certs_only(ld_der, ld_len, &p7, &p7_len), EST_OK);
+  assert_int_equal(pki_p7_end_entity(p7, p7_len, &cert, &cert_len), EST_OK);
+  assert_int_equal(cert_len, ld_len);
+  assert_memory_equal(cert, ld_der, ld_len);
+  free(cert);
+  free(p7);
+
+  /* With its chain (RFC 7030 §4.2.3), in any order. */
+  gnutls_x509_crt_t with_chain[3] = {f->root, ld, f->ec_ca};
+  gnutls_datum_t d = p7_gnutls(with_chain, 3);
+  assert_int_equal(pki_p7_end_entity(d.data, d.size, &cert, &cert_len), EST_OK);
+  assert_int_equal(cert_len, ld_len);
+  assert_memory_equal(cert, ld_der, ld_len);
+  free(cert);
+  gnutls_free(d.data);
+
+  /* The CA's own cacerts: no end entity. */
+  const uint8_t *ca_p7 = NULL;
+  size_t ca_p7_len = 0;
+  pki_ca_certs_p7(f->ec, &ca_p7, &ca_p7_len);
+  expect_end_entity(ca_p7, ca_p7_len, EST_ERR_MALFORMED);
+  pki_ca_certs_p7(f->rsa, &ca_p7, &ca_p7_len);
+  expect_end_entity(ca_p7, ca_p7_len, EST_ERR_MALFORMED);
+
+  /* Two end-entity certificates: which one was issued is not known. */
+  gnutls_x509_crt_t other = issue(f->ec, f->cli_ec2, &DEV42, NULL, NULL);
+  gnutls_x509_crt_t two[3] = {ld, other, f->ec_ca};
+  d = p7_gnutls(two, 2);
+  expect_end_entity(d.data, d.size, EST_ERR_MALFORMED);
+  gnutls_free(d.data);
+  d = p7_gnutls(two, 3);
+  expect_end_entity(d.data, d.size, EST_ERR_MALFORMED);
+  gnutls_free(d.data);
+  /* An IDevID without basicConstraints counts as an end entity too. */
+  gnutls_x509_crt_t idev_ld[2] = {f->idev, ld};
+  d = p7_gnutls(idev_ld, 2);
+  expect_end_entity(d.data, d.size, EST_ERR_MALFORMED);
+  gnutls_free(d.data);
+
+  /* Not PKCS#7. */
+  static const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+  expect_end_entity(junk, sizeof junk, EST_ERR_MALFORMED);
+  expect_end_entity(ld_der, ld_len, EST_ERR_MALFORMED);
+  expect_end_entity(NULL, 0, EST_ERR_MALFORMED);
+  gnutls_x509_crt_deinit(ld);
+  gnutls_x509_crt_deinit(other);
+  free(ld_der);
+}
+
+static void expect_issued_from(const uint8_t *der, size_t len, est_err want) {
+  pki_issued is;
+  memset(&is, 0xa5, sizeof is);
+  assert_int_equal(pki_issued_from_der(der, len, &is), want);
+  assert_null(is.der);
+  assert_int_equal(is.der_len, 0);
+  pki_issued_clear(&is);
+}
+
+/* A certificate another CA issued, as the store records it. */
+static void test_issued_from_der(void **state) {
+  fx *f = *state;
+  pki_csr *c = csr_make(f->cli_ec, &DEV42);
+  pki_issued want, got;
+  assert_int_equal(pki_issue(f->ec, c, &want), EST_OK);
+  memset(&got, 0xa5, sizeof got);
+  assert_int_equal(pki_issued_from_der(want.der, want.der_len, &got), EST_OK);
+  assert_non_null(got.der);
+  assert_ptr_not_equal(got.der, want.der);
+  assert_int_equal(got.der_len, want.der_len);
+  assert_memory_equal(got.der, want.der, want.der_len);
+  assert_int_equal(got.not_before, want.not_before);
+  assert_int_equal(got.not_after, want.not_after);
+  const uint8_t zero[PKI_SERIAL_LEN] = {0};
+  assert_memory_equal(got.serial, zero, PKI_SERIAL_LEN);
+  char hex_want[PKI_SERIAL_HEX_MAX], hex_got[PKI_SERIAL_HEX_MAX];
+  assert_int_equal(pki_cert_serial_hex(got.der, got.der_len, hex_got, sizeof hex_got), EST_OK);
+  for (size_t i = 0; i < PKI_SERIAL_LEN; i++)
+    snprintf(hex_want + 2 * i, 3, "%02x", want.serial[i]);
+  assert_string_equal(hex_got, hex_want);
+  pki_issued_clear(&got);
+
+  /* Someone else's CA: the IDevID's dates. */
+  gnutls_datum_t idev = crt_der(f->idev);
+  assert_int_equal(pki_issued_from_der(idev.data, idev.size, &got), EST_OK);
+  assert_int_equal(got.not_before, (long long)gnutls_x509_crt_get_activation_time(f->idev));
+  assert_int_equal(got.not_after, (long long)gnutls_x509_crt_get_expiration_time(f->idev));
+  pki_issued_clear(&got);
+  gnutls_free(idev.data);
+
+  static const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+  expect_issued_from(junk, sizeof junk, EST_ERR_MALFORMED);
+  expect_issued_from(want.der, want.der_len / 2, EST_ERR_MALFORMED);
+  expect_issued_from(want.der, want.der_len - 1, EST_ERR_MALFORMED);
+  expect_issued_from(want.der, 0, EST_ERR_MALFORMED);
+  expect_issued_from(NULL, 0, EST_ERR_MALFORMED);
+  expect_issued_from(want.der, PKI_CERT_MAX + 1, EST_ERR_MALFORMED);
+  /* A PKCS#7 is not a certificate. */
+  const uint8_t *p7 = NULL;
+  size_t p7_len = 0;
+  pki_ca_certs_p7(f->ec, &p7, &p7_len);
+  expect_issued_from(p7, p7_len, EST_ERR_MALFORMED);
+  pki_issued_clear(&want);
+  pki_csr_free(c);
+}
+
+/* Whether the upstream's certificate is for what was asked: the CSR's
+ * key, or the key it generated. */
+static void test_cert_key_is(void **state) {
+  fx *f = *state;
+  static const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+  pki_csr *mine = csr_make(f->cli_ec, &DEV42);
+  pki_csr *theirs = csr_make(f->cli_ec2, &DEV42);
+  pki_csr *rsa = csr_make(f->cli_rsa, &DEV42);
+  uint8_t *cert = NULL, *rsa_cert = NULL;
+  size_t cert_len = 0, rsa_len = 0;
+  assert_int_equal(issue_cert(f->ec, mine, &cert, &cert_len, NULL), EST_OK);
+  assert_int_equal(issue_cert(f->rsa, rsa, &rsa_cert, &rsa_len, NULL), EST_OK);
+  assert_true(pki_cert_key_is_csr(cert, cert_len, mine));
+  assert_false(pki_cert_key_is_csr(cert, cert_len, theirs));
+  assert_false(pki_cert_key_is_csr(cert, cert_len, rsa));
+  assert_true(pki_cert_key_is_csr(rsa_cert, rsa_len, rsa));
+  assert_false(pki_cert_key_is_csr(rsa_cert, rsa_len, mine));
+  assert_false(pki_cert_key_is_csr(cert, cert_len, NULL));
+  assert_false(pki_cert_key_is_csr(junk, sizeof junk, mine));
+  assert_false(pki_cert_key_is_csr(cert, cert_len / 2, mine));
+  assert_false(pki_cert_key_is_csr(NULL, 0, mine));
+
+  /* Server keygen: the PKCS#8 and its certificate. */
+  uint8_t *p8 = NULL, *kcert = NULL;
+  size_t p8_len = 0, kcert_len = 0;
+  assert_int_equal(keygen_issue(f->ec, mine, PKI_KEY_EC_P256, &p8, &p8_len, &kcert,
+                                &kcert_len, NULL),
+                   EST_OK);
+  assert_true(pki_cert_key_is(kcert, kcert_len, p8, p8_len));
+  /* Not the CSR's key: keygen ignores it (SKG-2). */
+  assert_false(pki_cert_key_is_csr(kcert, kcert_len, mine));
+  /* Another key, with that certificate or another. */
+  gnutls_datum_t other;
+  assert_int_equal(gnutls_x509_privkey_export2_pkcs8(f->cli_ec2, GNUTLS_X509_FMT_DER, NULL,
+                                                     GNUTLS_PKCS_PLAIN, &other),
+                   0);
+  assert_false(pki_cert_key_is(kcert, kcert_len, other.data, other.size));
+  assert_false(pki_cert_key_is(cert, cert_len, p8, p8_len));
+  /* A key the device made itself, exported as PKCS#8: its cert matches. */
+  gnutls_datum_t own;
+  assert_int_equal(gnutls_x509_privkey_export2_pkcs8(f->cli_ec, GNUTLS_X509_FMT_DER, NULL,
+                                                     GNUTLS_PKCS_PLAIN, &own),
+                   0);
+  assert_true(pki_cert_key_is(cert, cert_len, own.data, own.size));
+  assert_false(pki_cert_key_is(rsa_cert, rsa_len, own.data, own.size));
+  gnutls_datum_t rsa_p8;
+  assert_int_equal(gnutls_x509_privkey_export2_pkcs8(f->cli_rsa, GNUTLS_X509_FMT_DER, NULL,
+                                                     GNUTLS_PKCS_PLAIN, &rsa_p8),
+                   0);
+  assert_true(pki_cert_key_is(rsa_cert, rsa_len, rsa_p8.data, rsa_p8.size));
+  assert_false(pki_cert_key_is(cert, cert_len, rsa_p8.data, rsa_p8.size));
+  /* An encrypted PKCS#8 is not a key we can read. */
+  gnutls_datum_t enc;
+  assert_int_equal(gnutls_x509_privkey_export2_pkcs8(f->cli_ec, GNUTLS_X509_FMT_DER, "secret",
+                                                     GNUTLS_PKCS_PBES2_AES_256, &enc),
+                   0);
+  assert_false(pki_cert_key_is(cert, cert_len, enc.data, enc.size));
+  /* Garbage on either side. */
+  assert_false(pki_cert_key_is(kcert, kcert_len, junk, sizeof junk));
+  assert_false(pki_cert_key_is(kcert, kcert_len, p8, p8_len - 1));
+  assert_false(pki_cert_key_is(kcert, kcert_len, NULL, 0));
+  assert_false(pki_cert_key_is(kcert, kcert_len, p8, 0));
+  assert_false(pki_cert_key_is(junk, sizeof junk, p8, p8_len));
+  assert_false(pki_cert_key_is(kcert, kcert_len / 2, p8, p8_len));
+  assert_false(pki_cert_key_is(NULL, 0, p8, p8_len));
+  gnutls_free(enc.data);
+  gnutls_free(rsa_p8.data);
+  gnutls_free(own.data);
+  gnutls_free(other.data);
+  pki_secret_free(p8, p8_len);
+  free(kcert);
+  free(cert);
+  free(rsa_cert);
+  pki_csr_free(mine);
+  pki_csr_free(theirs);
+  pki_csr_free(rsa);
+}
+
 /* ---- classification ------------------------------------------------------ */
 
 static pki_client_class classify_ex(const fx *f, const pki_trust *idevid,
@@ -1927,6 +2328,11 @@ int main(void) {
       cmocka_unit_test(test_issue_certtool_verifies),
       cmocka_unit_test(test_keygen),
       cmocka_unit_test(test_p7_certs_only),
+      cmocka_unit_test(test_ca_from_p7),
+      cmocka_unit_test(test_ca_from_p7_errors),
+      cmocka_unit_test(test_p7_end_entity),
+      cmocka_unit_test(test_issued_from_der),
+      cmocka_unit_test(test_cert_key_is),
       cmocka_unit_test(test_classify),
       cmocka_unit_test(test_classify_dates),
       cmocka_unit_test(test_trust_load_errors),

@@ -62,10 +62,51 @@ static void test_http_codes(void **state) {
     assert_true(status_http((est_err)e) >= 400 || (est_err)e == EST_ERR_PENDING);
 }
 
+/* An upstream EST server's HTTP status, as a registrar hears it
+ * (docs/decisions.md §19, RFC 9148 §5). */
+static void test_from_http(void **state) {
+  (void)state;
+  assert_int_equal(status_from_http(200), EST_OK);
+  assert_int_equal(status_from_http(202), EST_ERR_PENDING);
+  assert_int_equal(status_from_http(400), EST_ERR_BAD_REQUEST);
+  assert_int_equal(status_from_http(401), EST_ERR_UNAUTHENTICATED);
+  assert_int_equal(status_from_http(403), EST_ERR_FORBIDDEN);
+  assert_int_equal(status_from_http(404), EST_ERR_NOT_FOUND);
+  /* The upstream does not serve that operation to us. */
+  assert_int_equal(status_from_http(405), EST_ERR_FORBIDDEN);
+  assert_int_equal(status_from_http(413), EST_ERR_TOO_LARGE);
+  assert_int_equal(status_from_http(415), EST_ERR_CONTENT_FORMAT);
+  /* Other 4xx: the registrar's fault or unknown. */
+  assert_int_equal(status_from_http(409), EST_ERR_BAD_REQUEST);
+  assert_int_equal(status_from_http(422), EST_ERR_BAD_REQUEST);
+  assert_int_equal(status_from_http(499), EST_ERR_BAD_REQUEST);
+  /* Timeouts and rate limits: come back later. */
+  assert_int_equal(status_from_http(408), EST_ERR_UNAVAILABLE);
+  assert_int_equal(status_from_http(429), EST_ERR_UNAVAILABLE);
+  /* Every 5xx is the upstream's trouble. */
+  static const unsigned five[] = {500, 501, 502, 503, 504, 599};
+  for (size_t i = 0; i < sizeof five / sizeof five[0]; i++)
+    assert_int_equal(status_from_http(five[i]), EST_ERR_UNAVAILABLE);
+  /* And anything that is neither a 200, a 202 nor a 4xx. */
+  static const unsigned odd[] = {0, 1, 100, 201, 204, 301, 302, 399, 600, 999, 65535};
+  for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
+    assert_int_equal(status_from_http(odd[i]), EST_ERR_UNAVAILABLE);
+  /* The device hears 5.03 for any 5xx, never 5.00 or 5.02 (REG-15). */
+  for (unsigned h = 500; h < 600; h++)
+    assert_int_equal(status_coap(status_from_http(h)), 503);
+  /* Only 200 is a success, and only 202 is "waiting". */
+  for (unsigned h = 0; h < 1000; h++) {
+    est_err e = status_from_http(h);
+    assert_true((e == EST_OK) == (h == 200));
+    assert_true((e == EST_ERR_PENDING) == (h == 202));
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_error_codes),
     cmocka_unit_test(test_http_codes),
+    cmocka_unit_test(test_from_http),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
