@@ -9,7 +9,7 @@ pkgs=(
   libsqlite3-dev sqlite3 libcjson-dev libcbor-dev libcmocka-dev
   mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
   python3 python3-cbor2 python3-jsonschema valgrind procps
-  libmicrohttpd-dev libcurl4-gnutls-dev libsystemd-dev curl python3-prometheus-client
+  libmicrohttpd-dev libcurl4-gnutls-dev softhsm2 libsystemd-dev curl python3-prometheus-client
   lintian dpkg-dev fakeroot systemd man-db groff-base
   strongswan-pki libstrongswan-extra-plugins
 )

@@ -11,7 +11,35 @@
 #   rogue-ca.crt/key, rogue.crt/key   a CA and client nobody trusts
 #   trust.pem           ca.crt + mfr-ca.crt: what coapd's dtls_ca accepts
 # Usage: scripts/mkpki.sh DIR [CA_NAME]
+#        scripts/mkpki.sh --hsm DIR   move DIR/ca.key into a SoftHSM2 token
+#   (docs/decisions.md §20): DIR/hsm/softhsm2.conf and its tokens, token
+#   "est-ca", object "ca"; the PIN in DIR/ca.pin (0600); ca.key is removed.
+#   coapd then needs SOFTHSM2_CONF=DIR/hsm/softhsm2.conf and the two lines
+#   it prints.
 set -euo pipefail
+if [ "${1:-}" = --hsm ]; then
+  dir=$(cd "${2:?usage: mkpki.sh --hsm DIR}" && pwd)
+  [ -f "$dir/ca.key" ] || { echo "mkpki: no $dir/ca.key to move into a token" >&2; exit 1; }
+  [ ! -e "$dir/hsm" ] || { echo "mkpki: $dir/hsm exists already" >&2; exit 1; }
+  command -v softhsm2-util >/dev/null || { echo "mkpki: needs softhsm2 (apt-get install softhsm2)" >&2; exit 1; }
+  mkdir -p "$dir/hsm/tokens"
+  chmod 700 "$dir/hsm" "$dir/hsm/tokens"
+  printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+    "$dir/hsm/tokens" >"$dir/hsm/softhsm2.conf"
+  export SOFTHSM2_CONF=$dir/hsm/softhsm2.conf
+  umask 077
+  pin=$(od -An -N6 -tu1 /dev/urandom | tr -d ' \n' | cut -c1-12)
+  so=$(od -An -N6 -tu1 /dev/urandom | tr -d ' \n' | cut -c1-12)
+  printf '%s\n' "$pin" >"$dir/ca.pin"
+  softhsm2-util --init-token --free --label est-ca --pin "$pin" --so-pin "$so" >/dev/null
+  openssl pkcs8 -topk8 -nocrypt -in "$dir/ca.key" -out "$dir/hsm/ca.p8"
+  softhsm2-util --import "$dir/hsm/ca.p8" --token est-ca --label ca --id 01 --pin "$pin" >/dev/null
+  shred -u "$dir/hsm/ca.p8" "$dir/ca.key" 2>/dev/null || rm -f "$dir/hsm/ca.p8" "$dir/ca.key"
+  echo "mkpki: the CA key is now only on token est-ca ($SOFTHSM2_CONF); for coapd.conf:"
+  echo "plugin_opt_ca_key pkcs11:token=est-ca;object=ca;type=private"
+  echo "plugin_opt_ca_key_pin_file $dir/ca.pin"
+  exit 0
+fi
 dir=${1:?usage: mkpki.sh DIR [CA_NAME]}
 ca_name=${2:-est-coaps Test CA}
 mkdir -p "$dir"

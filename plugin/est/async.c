@@ -80,14 +80,16 @@ bool est_async_start(est_req *r, enroll_job *job, enroll_result *res) {
   r->p->jobs = j;
   /* A registrar's job goes upstream (docs/decisions.md §19), keygen
    * included; the CA's own goes to the worker. */
+  worker *w = enroll_job_keygen(job) || !r->p->signer ? r->p->wk : r->p->signer;
   bool sent = r->p->up ? upstream_enroll(r->p->up, job, upstream_done, j) == EST_OK
-                       : worker_submit(r->p->wk, &j->wj) == EST_OK;
+                       : w && worker_submit(w, &j->wj) == EST_OK;
   if (!sent) {
     unlink_job(j);
     coap_free_async(r->session, j->async);
     job_free(j);
     enroll_retry_later(res, r->p->up ? "upstream CA unavailable, retry later"
-                                     : "too many key generations queued, retry later");
+                          : w == r->p->signer ? "too many signatures queued, retry later"
+                                              : "too many key generations queued, retry later");
     return false;
   }
   /* The response code stays unset: libcoap sends an empty ACK. */
@@ -97,7 +99,8 @@ bool est_async_start(est_req *r, enroll_job *job, enroll_result *res) {
 void est_async_ready(void *plugin) {
   est_plugin *p = plugin;
   worker_job *wj;
-  while ((wj = worker_take(p->wk)) != NULL) {
+  /* Both workers' eventfds lead here: take from each. */
+  while ((wj = worker_take(p->wk)) != NULL || (wj = worker_take(p->signer)) != NULL) {
     if (wj->finish) {
       wj->finish(wj, true); /* not a keygen job (crlpub.c) */
       continue;
@@ -153,6 +156,8 @@ void est_async_drop_all(est_plugin *p) {
    * free app data (docs/libcoap-4.3.1.md §4a). */
   worker_stop(p->wk, drop_job);
   p->wk = NULL;
+  worker_stop(p->signer, drop_job);
+  p->signer = NULL;
   /* No upstream callback runs after this (upstream.h). */
   upstream_close(p->up);
   p->up = NULL;

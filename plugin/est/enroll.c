@@ -231,7 +231,12 @@ void enroll_job_free(enroll_job *j) {
 
 static bool keygen_fn(est_fn fn) { return fn == EST_FN_SKG || fn == EST_FN_SKC; }
 
-bool enroll_job_slow(const enroll_job *j) { return j->forward || keygen_fn(j->fn); }
+bool enroll_job_slow(const enroll_job *j) {
+  /* A token may take its time to sign (docs/decisions.md §20). */
+  return j->forward || keygen_fn(j->fn) || pki_ca_on_token(j->ca);
+}
+
+bool enroll_job_keygen(const enroll_job *j) { return keygen_fn(j->fn); }
 
 /* Takes @p csr; copies what the record step needs from @p in. */
 static enroll_job *job_new(const enroll *e, const enroll_request *in, pki_csr *csr,
@@ -432,6 +437,14 @@ void enroll_job_finish(enroll *e, enroll_job *j, enroll_result *res) {
   if (j->refused) {
     refuse(res, rc, "%s", j->diag);
     res->max_age = j->max_age;
+    goto out;
+  }
+  if (rc == EST_ERR_UNAVAILABLE) {
+    /* The CA key's token failed (docs/decisions.md §20): the device comes
+     * back, and the next signature opens the token again. */
+    say(e, COAPD_LOG_ERR, j->fn, j->client,
+        "the CA key's token did not sign; answering 5.03 until it is back");
+    enroll_retry_later(res, "CA key unavailable, retry later");
     goto out;
   }
   if (rc != EST_OK) {

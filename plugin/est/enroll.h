@@ -133,9 +133,13 @@ typedef struct enroll_result {
  */
 enroll_job *enroll_decide(enroll *e, const enroll_request *in, enroll_result *res);
 
-/** True for key generation, and for every job of a registrar: run the
- * job off the loop (the worker, or the upstream). */
+/** True for key generation, for every job of a registrar, and for every
+ * job of a CA whose key is on a token: run the job off the loop (a
+ * worker, or the upstream). */
 bool enroll_job_slow(const enroll_job *j);
+
+/** True for skg/skc (the keygen worker); other slow jobs only sign. */
+bool enroll_job_keygen(const enroll_job *j);
 
 /** Most certificates of a device chain a registrar passes on. */
 #define ENROLL_CHAIN_MAX 8u

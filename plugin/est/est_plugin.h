@@ -58,6 +58,8 @@ struct est_plugin {
   enroll *en;      /* the enrollment path (enroll.h) */
   worker *wk;      /* server-side keygen runs here (docs/decisions.md §8) */
   int wk_fd;       /* its eventfd, watched by the host loop */
+  worker *signer;  /* signs for a CA key on a token, nothing else (§20) */
+  int signer_fd;
   est_job *jobs;   /* every keygen job not yet answered */
   struct crlpub *crl; /* crl_file's publisher, or NULL (crlpub.h) */
   struct est_metrics *metrics; /* NULL: the host has none (metrics.h) */
@@ -78,6 +80,7 @@ struct est_plugin {
   char https_conf[PATH_MAX * 2]; /* its settings, to tell a reload's change */
   /* What a reload cannot change, to tell the operator (est_reload). */
   char db_file[PATH_MAX];     /* db_path resolved, "" without one */
+  char pkcs11_module[PATH_MAX]; /* pkcs11_module resolved, "" without one */
   char crl_path[PATH_MAX];    /* crl_file resolved, "" without one */
   unsigned crl_validity;
   size_t dedup_entries;        /* answers kept per session (dedup.h) */

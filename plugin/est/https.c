@@ -669,7 +669,8 @@ static enum MHD_Result serve_post(hreq *q) {
       j->wj.finish = job_finish;
       j->q = q;
       j->job = job;
-      if (p->wk && worker_submit(p->wk, &j->wj) == EST_OK) {
+      worker *w = enroll_job_keygen(job) || !p->signer ? p->wk : p->signer;
+      if (w && worker_submit(w, &j->wj) == EST_OK) {
         q->job = j;
         MHD_suspend_connection(q->c);
         return MHD_YES;

@@ -29,6 +29,7 @@
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/pkcs11.h>
 #include <gnutls/pkcs7.h>
 #include <gnutls/x509-ext.h>
 #include <gnutls/x509.h>
@@ -60,6 +61,13 @@ struct pki_ca {
   gnutls_x509_crt_t crt;  /* issuing CA; used only under sign_lock */
   gnutls_privkey_t key;   /* its key; used only under sign_lock */
   pthread_mutex_t sign_lock;
+  /* A key on a token (RFC 7512 URI, docs/decisions.md §20): the key
+   * never leaves it; after a failed signature the token is opened again
+   * before the next one (under sign_lock). */
+  char *key_uri;
+  char *pin;              /* wiped at free; NULL: the URI's own or none */
+  char *module;           /* pkcs11_module, added again after a reset */
+  bool token_down;
   bool lock_ready;
   gnutls_digest_algorithm_t dig;
   long long not_after;
@@ -355,6 +363,12 @@ void pki_ca_free(pki_ca *ca) {
   if (ca->lock_ready)
     pthread_mutex_destroy(&ca->sign_lock);
   pki_trust_free(ca->bag);
+  free(ca->key_uri);
+  free(ca->module);
+  if (ca->pin) {
+    explicit_bzero(ca->pin, strlen(ca->pin));
+    free(ca->pin);
+  }
   free(ca->p7);
   free(ca->der);
   free(ca);
@@ -461,6 +475,133 @@ static est_err ca_key_digest(gnutls_privkey_t key,
 }
 
 /* Compare the public key of @p key with the certificate's. */
+/* ---- a CA key on a token (PKCS#11, RFC 7512; docs/decisions.md §20) ---- */
+
+bool pki_key_is_uri(const char *key) { return key && strncmp(key, "pkcs11:", 7) == 0; }
+
+void pki_uri_for_log(const char *uri, char *out, size_t cap) {
+  /* RFC 7512 §2.3: pin-value may sit in the query; it never reaches a log. */
+  size_t k = 0;
+  const char *s = uri ? uri : "";
+  while (*s && k + 1 < cap) {
+    if ((s == uri || s[-1] == ';' || s[-1] == '?' || s[-1] == '&') &&
+        strncmp(s, "pin-value=", 10) == 0) {
+      const char *end = s + strcspn(s, ";&");
+      int n = snprintf(out + k, cap - k, "pin-value=(hidden)");
+      k += n > 0 && (size_t)n < cap - k ? (size_t)n : cap - k - 1;
+      s = end;
+      continue;
+    }
+    out[k++] = *s++;
+  }
+  out[k] = '\0';
+}
+
+/* GnuTLS asks for the PIN when it logs in (gnutls_pin_callback_t). Once
+ * only: asking again with a PIN the token refused counts towards locking
+ * it. */
+static int token_pin(void *userdata, int attempt, const char *token_url,
+                     const char *token_label, unsigned flags, char *pin, size_t pin_max) {
+  const pki_ca *ca = userdata;
+  (void)token_url;
+  (void)token_label;
+  if (!ca->pin || attempt > 0 || (flags & GNUTLS_PIN_WRONG) || strlen(ca->pin) >= pin_max)
+    return -1;
+  memcpy(pin, ca->pin, strlen(ca->pin) + 1);
+  return 0;
+}
+
+/* What a token error means to the operator; never the PIN. */
+static void token_why(int rc, const pki_ca *ca, char *diag, size_t diag_len) {
+  char uri[PKI_URL_MAX];
+  pki_uri_for_log(ca->key_uri, uri, sizeof uri);
+  const char *why = rc == GNUTLS_E_PKCS11_PIN_ERROR
+                        ? (ca->pin ? "the token refused the PIN" : "the token needs a PIN (ca_key_pin_file, or pin-value in the URI)")
+                    : rc == GNUTLS_E_PKCS11_PIN_LOCKED ? "the token's PIN is locked"
+                    : rc == GNUTLS_E_PKCS11_PIN_EXPIRED ? "the token's PIN has expired"
+                    : rc == GNUTLS_E_PKCS11_REQUESTED_OBJECT_NOT_AVAILBLE ||
+                              rc == GNUTLS_E_PKCS11_SLOT_ERROR || rc == GNUTLS_E_PKCS11_TOKEN_ERROR
+                        ? "no such private key on any token (is the token there?)"
+                        : gnutls_strerror(rc);
+  diag_set(diag, diag_len, "ca_key %s: %s", uri, why);
+}
+
+static est_err token_key(pki_ca *ca, gnutls_privkey_t *out, char *diag, size_t diag_len) {
+  gnutls_privkey_t k = NULL;
+  int rc = gnutls_privkey_init(&k);
+  if (rc < 0)
+    return gerr(rc, EST_ERR_PKI);
+  gnutls_privkey_set_pin_function(k, token_pin, ca);
+  rc = gnutls_privkey_import_url(k, ca->key_uri, 0);
+  if (rc < 0) {
+    token_why(rc, ca, diag, diag_len);
+    gnutls_privkey_deinit(k);
+    return EST_ERR_CONFIG;
+  }
+  *out = k;
+  return EST_OK;
+}
+
+/* One signature with the token key, checked with the certificate. */
+static est_err token_try_sign(pki_ca *ca, gnutls_x509_crt_t crt, char *diag, size_t diag_len) {
+  static const uint8_t probe[] = "est-coaps token check";
+  gnutls_datum_t data = {(unsigned char *)(uintptr_t)probe, sizeof probe}, sig = {NULL, 0};
+  gnutls_pubkey_t pub = NULL;
+  est_err err = EST_OK;
+  int rc = gnutls_privkey_sign_data(ca->key, ca->dig, 0, &data, &sig);
+  if (rc < 0) {
+    token_why(rc, ca, diag, diag_len);
+    return EST_ERR_CONFIG;
+  }
+  gnutls_sign_algorithm_t algo =
+      gnutls_pk_to_sign(gnutls_privkey_get_pk_algorithm(ca->key, NULL), ca->dig);
+  if (gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_x509(pub, crt, 0) < 0 ||
+      gnutls_pubkey_verify_data2(pub, algo, 0, &data, &sig) < 0) {
+    diag_set(diag, diag_len, "ca_key: the token's signature does not verify with ca_cert");
+    err = EST_ERR_KEY_MISMATCH;
+  }
+  if (pub)
+    gnutls_pubkey_deinit(pub);
+  gnutls_free(sig.data);
+  return err;
+}
+
+/* Under sign_lock: a token that failed is opened again. SoftHSM and
+ * others need the module finalized and initialized once more, and
+ * gnutls_pkcs11_reinit() does that only in a forked child; so the PKCS#11
+ * layer is shut down (our key object first) and comes back on the next
+ * use, with pkcs11_module added again. */
+static est_err token_ready(pki_ca *ca) {
+  if (!ca->key_uri || !ca->token_down)
+    return EST_OK;
+  gnutls_privkey_t k = NULL;
+  char diag[PKI_URL_MAX + 64];
+  gnutls_privkey_deinit(ca->key);
+  ca->key = NULL;
+  gnutls_pkcs11_deinit();
+  if ((ca->module && gnutls_pkcs11_add_provider(ca->module, NULL) < 0) ||
+      token_key(ca, &k, diag, sizeof diag) != EST_OK) {
+    /* Keep a key object so the CA still reads as one that signs. */
+    if (gnutls_privkey_init(&ca->key) < 0)
+      ca->key = NULL;
+    return EST_ERR_UNAVAILABLE;
+  }
+  ca->key = k;
+  ca->token_down = false;
+  return EST_OK;
+}
+
+/* Under sign_lock: a signature failed with @p rc. A token's failure is
+ * "retry later" (the token may come back); a file key's is a CA error. */
+static est_err token_failed(pki_ca *ca, int rc) {
+  if (!ca->key_uri)
+    return gerr(rc, EST_ERR_PKI);
+  ca->token_down = true;
+  return EST_ERR_UNAVAILABLE;
+}
+
+bool pki_ca_on_token(const pki_ca *ca) { return ca && ca->key_uri; }
+
 static est_err ca_key_matches(gnutls_x509_crt_t crt, gnutls_privkey_t key,
                               char *diag, size_t diag_len) {
   est_err err = EST_OK;
@@ -497,6 +638,12 @@ out:
 
 est_err pki_ca_load(const char *cert_path, const char *key_path,
                     unsigned cert_days, pki_ca **out, char *diag,
+                    size_t diag_len) {
+  return pki_ca_open(cert_path, key_path, NULL, NULL, cert_days, out, diag, diag_len);
+}
+
+est_err pki_ca_open(const char *cert_path, const char *key_path, const char *pin,
+                    const char *module, unsigned cert_days, pki_ca **out, char *diag,
                     size_t diag_len) {
   diag_clear(diag, diag_len);
   est_err err = EST_OK;
@@ -554,34 +701,51 @@ est_err pki_ca_load(const char *cert_path, const char *key_path,
   if (err != EST_OK)
     goto out;
 
-  err = file_read(key_path, "CA key file", PKI_PEM_FILE_MAX, &key_pem,
-                  &key_len, diag, diag_len);
-  if (err != EST_OK)
-    goto out;
-  rc = gnutls_privkey_init(&ca->key);
-  if (rc < 0) {
-    ca->key = NULL;
-    err = gerr(rc, EST_ERR_PKI);
-    goto out;
-  }
-  d.data = key_pem;
-  d.size = (unsigned)key_len;
-  rc = gnutls_privkey_import_x509_raw(ca->key, &d, GNUTLS_X509_FMT_PEM, NULL,
-                                      0);
-  d.data = NULL;
-  if (rc < 0) {
-    diag_set(diag, diag_len,
-             "no usable PEM private key in '%s' (encrypted keys are not "
-             "supported)",
-             key_path);
-    err = gerr(rc, EST_ERR_CONFIG);
-    goto out;
+  if (pki_key_is_uri(key_path)) {
+    ca->key_uri = strdup(key_path);
+    ca->pin = pin ? strdup(pin) : NULL;
+    ca->module = module ? strdup(module) : NULL;
+    if (!ca->key_uri || (pin && !ca->pin) || (module && !ca->module)) {
+      err = EST_ERR_NOMEM;
+      goto out;
+    }
+    err = token_key(ca, &ca->key, diag, diag_len);
+    if (err != EST_OK)
+      goto out;
+  } else {
+    err = file_read(key_path, "CA key file", PKI_PEM_FILE_MAX, &key_pem,
+                    &key_len, diag, diag_len);
+    if (err != EST_OK)
+      goto out;
+    rc = gnutls_privkey_init(&ca->key);
+    if (rc < 0) {
+      ca->key = NULL;
+      err = gerr(rc, EST_ERR_PKI);
+      goto out;
+    }
+    d.data = key_pem;
+    d.size = (unsigned)key_len;
+    rc = gnutls_privkey_import_x509_raw(ca->key, &d, GNUTLS_X509_FMT_PEM, NULL,
+                                        0);
+    d.data = NULL;
+    if (rc < 0) {
+      diag_set(diag, diag_len,
+               "no usable PEM private key in '%s' (encrypted keys are not "
+               "supported)",
+               key_path);
+      err = gerr(rc, EST_ERR_CONFIG);
+      goto out;
+    }
   }
   err = ca_key_digest(ca->key, &ca->dig, diag, diag_len);
   if (err != EST_OK)
     goto out;
   err = ca_key_matches(crts[0], ca->key, diag, diag_len);
   if (err != EST_OK)
+    goto out;
+  /* A token key must sign now: a wrong PIN or a locked token is an error
+   * at start, not at the first enrollment. */
+  if (ca->key_uri && (err = token_try_sign(ca, crts[0], diag, diag_len)) != EST_OK)
     goto out;
 
   /* Precompute what crts serves (RFC 9148 §4.1), once. */
@@ -1498,12 +1662,13 @@ static est_err issue_from_crq(pki_ca *ca, gnutls_x509_crq_t crq,
 
   /* The issuing cert and key are shared with other threads: see top. */
   pthread_mutex_lock(&ca->sign_lock);
-  rc = gnutls_x509_crt_privkey_sign(crt, ca->crt, ca->key, ca->dig, 0);
+  err = token_ready(ca);
+  rc = err == EST_OK ? gnutls_x509_crt_privkey_sign(crt, ca->crt, ca->key, ca->dig, 0) : 0;
+  if (rc < 0)
+    err = token_failed(ca, rc);
   pthread_mutex_unlock(&ca->sign_lock);
-  if (rc < 0) {
-    err = gerr(rc, EST_ERR_PKI);
+  if (err != EST_OK)
     goto out;
-  }
   rc = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &out);
   if (rc < 0) {
     err = gerr(rc, EST_ERR_PKI);
@@ -1823,7 +1988,17 @@ est_err pki_crl_sign(pki_ca *ca, const pki_crl_entry *e, size_t n, uint64_t numb
     goto out;
   }
   pthread_mutex_lock(&ca->sign_lock);
+  err = token_ready(ca);
+  if (err != EST_OK) {
+    pthread_mutex_unlock(&ca->sign_lock);
+    goto out;
+  }
   rc = gnutls_x509_crl_privkey_sign(crl, ca->crt, ca->key, ca->dig, 0);
+  if (rc < 0 && token_failed(ca, rc) == EST_ERR_UNAVAILABLE) {
+    pthread_mutex_unlock(&ca->sign_lock);
+    err = EST_ERR_UNAVAILABLE;
+    goto out;
+  }
   if (rc >= 0)
     rc = gnutls_x509_crl_export2(crl, GNUTLS_X509_FMT_DER, &d);
   if (rc >= 0 && nreasons)

@@ -65,6 +65,29 @@ est_err pki_ca_from_p7(const uint8_t *p7, size_t len, pki_ca **out, char *diag,
 /** False for a CA from pki_ca_from_p7(). */
 bool pki_ca_can_sign(const pki_ca *ca);
 
+/**
+ * pki_ca_load() where @p key_path may also be an RFC 7512 PKCS#11 URI
+ * ("pkcs11:token=...;object=...;type=private", docs/decisions.md §20):
+ * the key stays on the token and every signature goes through it. @p pin
+ * (may be NULL: the URI's pin-value or pin-source, or none) is kept to log
+ * in again after the token failed. At start the token must sign once:
+ * a missing token or key, a wrong or locked PIN is EST_ERR_CONFIG with a
+ * reason that names the URI (pin-value hidden) and never the PIN. Later,
+ * a signature the token fails is EST_ERR_UNAVAILABLE, and the next one
+ * opens the token again first (with @p module, pkcs11_module or NULL,
+ * added again).
+ */
+est_err pki_ca_open(const char *cert_path, const char *key_path, const char *pin,
+                    const char *module, unsigned cert_days, pki_ca **out, char *diag,
+                    size_t diag_len) EST_MUST_CHECK;
+/** Whether @p key names a token key (a pkcs11: URI), not a file. */
+bool pki_key_is_uri(const char *key);
+/** @p uri for a log line: any pin-value shown as "(hidden)". */
+void pki_uri_for_log(const char *uri, char *out, size_t cap);
+/** True when the CA key is on a token: signing may be slow, so it runs
+ * off the loop (enroll.h). */
+bool pki_ca_on_token(const pki_ca *ca);
+
 /** One more reference to @p ca (any thread); returns it. A job that signs
  * off the loop holds one, so a reload can replace the CA under it. */
 pki_ca *pki_ca_ref(pki_ca *ca);

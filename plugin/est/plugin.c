@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
+#include <gnutls/pkcs11.h>
 
 #include "async.h"
 #include "common/keyfile.h"
@@ -37,6 +38,7 @@ typedef struct opt_ctx {
   const char *root;
   const char *ca_cert;
   const char *ca_key;
+  const char *ca_key_pin_file, *pkcs11_module; /* docs/decisions.md §20 */
   const char *idevid_trust;
   const char *idevid_crl;
   const char *crl_file, *crl_url, *db_group;
@@ -192,7 +194,13 @@ static const coapd_opt est_option_entries[] = {
    .doc = "the issuing CA certificate, PEM, optionally followed by its chain (required "
           "unless upstream is set)"},
   {.name = "ca_key", COAPD_OPT_PATH_IN(opt_ctx, ca_key), .max_len = PATH_MAX - 1,
-   .doc = "the CA private key, PEM (EC P-256/P-384 or RSA; required unless upstream is set)"},
+   .doc = "the CA private key, PEM (EC P-256/P-384 or RSA; required unless upstream is set), "
+          "or an RFC 7512 pkcs11: URI of a key on a token"},
+  {.name = "ca_key_pin_file", COAPD_OPT_PATH_IN(opt_ctx, ca_key_pin_file),
+   .max_len = PATH_MAX - 1,
+   .doc = "a file holding the token PIN for a pkcs11: ca_key (not readable by others)"},
+  {.name = "pkcs11_module", COAPD_OPT_PATH_IN(opt_ctx, pkcs11_module), .max_len = PATH_MAX - 1,
+   .doc = "a PKCS#11 module to load that is not registered with p11-kit"},
   {.name = "cert_days", COAPD_OPT_INT_IN(opt_ctx, cert_days), .min = 1, .max = 36500,
    .def = "365", .doc = "validity of issued certificates in days (cut to the CA's own)"},
   {.name = "idevid_trust", COAPD_OPT_PATH_IN(opt_ctx, idevid_trust),
@@ -791,16 +799,52 @@ static est_err start_registrar(opt_ctx *o) {
 }
 
 /* ca_cert and ca_key (required options), with the issuance profile. */
+/* ca_key_pin_file: mode checked like a key file, one line, at most
+ * PIN_MAX bytes; *pin is wiped and freed by the caller. */
+#define PIN_MAX 256
+static est_err read_pin(const opt_ctx *o, char **pin) {
+  const est_plugin *p = o->p;
+  const coapd_host_api *api = p->api;
+  char path[PATH_MAX], diag[PATH_MAX + 128] = "", buf[PIN_MAX + 2];
+  *pin = NULL;
+  if (!o->ca_key_pin_file)
+    return EST_OK;
+  if (resolve_path(p, o->ca_key_pin_file, path, sizeof path) != EST_OK)
+    return EST_ERR_TOO_LARGE;
+  bool group = false;
+  est_err rc = est_keyfile_check(path, &group, diag, sizeof diag);
+  FILE *f = rc == EST_OK ? fopen(path, "re") : NULL;
+  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f)
+    fclose(f);
+  buf[n] = '\0';
+  buf[strcspn(buf, "\r\n")] = '\0';
+  if (rc == EST_OK && (!f || n > PIN_MAX || buf[0] == '\0')) {
+    snprintf(diag, sizeof diag, "'%s': %s", path,
+             !f ? strerror(errno) : n > PIN_MAX ? "longer than 256 bytes" : "empty");
+    rc = EST_ERR_CONFIG;
+  }
+  if (rc == EST_OK && !(*pin = strdup(buf)))
+    rc = EST_ERR_NOMEM;
+  explicit_bzero(buf, sizeof buf);
+  if (rc != EST_OK)
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: ca_key_pin_file: %s", api->config_path,
+             opt_line(p, "ca_key_pin_file"), diag[0] ? diag : est_strerror(rc));
+  return rc;
+}
+
 static est_err load_ca(opt_ctx *o) {
   est_plugin *p = o->p;
   const coapd_host_api *api = p->api;
   char a[PATH_MAX], b[PATH_MAX], diag[PATH_MAX + 128] = "";
+  bool token = pki_key_is_uri(o->ca_key);
   if (resolve_path(p, o->ca_cert, a, sizeof a) != EST_OK ||
-      resolve_path(p, o->ca_key, b, sizeof b) != EST_OK)
+      (token ? (size_t)snprintf(b, sizeof b, "%s", o->ca_key) >= sizeof b
+             : resolve_path(p, o->ca_key, b, sizeof b) != EST_OK))
     return EST_ERR_TOO_LARGE;
   /* docs/decisions.md §14: the CA key must be ours alone. */
   bool group_readable = false;
-  est_err rc = est_keyfile_check(b, &group_readable, diag, sizeof diag);
+  est_err rc = token ? EST_OK : est_keyfile_check(b, &group_readable, diag, sizeof diag);
   if (rc != EST_OK) {
     api->log(api->host, COAPD_LOG_ERR, "%s:%u: ca_key: %s", api->config_path,
              opt_line(p, "ca_key"), diag);
@@ -810,7 +854,21 @@ static est_err load_ca(opt_ctx *o) {
     api->log(api->host, COAPD_LOG_WARNING,
              "%s:%u: ca_key '%s' is readable by its group; chmod 600 it unless that group "
              "must read it", api->config_path, opt_line(p, "ca_key"), b);
-  rc = pki_ca_load(a, b, p->cert_days, &p->ca, diag, sizeof diag);
+  if (o->ca_key_pin_file && !token) {
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: ca_key_pin_file needs a pkcs11: ca_key",
+             api->config_path, opt_line(p, "ca_key_pin_file"));
+    return EST_ERR_CONFIG;
+  }
+  char *pin = NULL;
+  rc = read_pin(o, &pin);
+  if (rc != EST_OK)
+    return rc;
+  rc = pki_ca_open(a, b, pin, p->pkcs11_module[0] ? p->pkcs11_module : NULL, p->cert_days,
+                   &p->ca, diag, sizeof diag);
+  if (pin) {
+    explicit_bzero(pin, strlen(pin));
+    free(pin);
+  }
   if (rc != EST_OK) {
     api->log(api->host, COAPD_LOG_ERR, "%s:%u: ca_cert/ca_key: %s", api->config_path,
              opt_line(p, "ca_cert"), diag[0] ? diag : est_strerror(rc));
@@ -1005,13 +1063,33 @@ static est_err add_resources(est_plugin *p) {
   return rc;
 }
 
+/* pkcs11_module: a module p11-kit does not know, for pkcs11: URIs. Once,
+ * at start (GnuTLS keeps it for the process). */
+static est_err add_pkcs11_module(opt_ctx *o) {
+  est_plugin *p = o->p;
+  const coapd_host_api *api = p->api;
+  if (!o->pkcs11_module)
+    return EST_OK;
+  if (resolve_path(p, o->pkcs11_module, p->pkcs11_module, sizeof p->pkcs11_module) != EST_OK)
+    return EST_ERR_TOO_LARGE;
+  int rc = gnutls_pkcs11_add_provider(p->pkcs11_module, NULL);
+  if (rc < 0) {
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: pkcs11_module '%s': %s", api->config_path,
+             opt_line(p, "pkcs11_module"), p->pkcs11_module, gnutls_strerror(rc));
+    return EST_ERR_CONFIG;
+  }
+  return EST_OK;
+}
+
 static void est_fini(void *state) {
   est_plugin *p = state;
   if (!p)
     return;
   if (p->wk)
     p->api->unwatch_fd(p->api->host, p->wk_fd);
-  if (p->wk || p->up)
+  if (p->signer)
+    p->api->unwatch_fd(p->api->host, p->signer_fd);
+  if (p->wk || p->up || p->signer)
     est_async_drop_all(p);
   /* After the worker: a CRL job it dropped has let go of the publisher,
    * and every HTTPS keygen job has resumed its connection. */
@@ -1043,6 +1121,7 @@ static int est_init(const coapd_host_api *api, void **state) {
   }
   p->api = api;
   p->wk_fd = -1;
+  p->signer_fd = -1;
   p->check_only = COAPD_HOST_HAS(api, check_only) && api->check_only;
   /* Defaults come from the option table (est_options). */
   memset(&o, 0, sizeof o);
@@ -1050,7 +1129,22 @@ static int est_init(const coapd_host_api *api, void **state) {
 
   rc = parse_options(&o);
   if (rc == EST_OK)
+    rc = add_pkcs11_module(&o);
+  if (rc == EST_OK)
     rc = load_files(&o);
+  /* A token may be slow: its signatures run on a thread of their own
+   * (docs/decisions.md §20). */
+  if (rc == EST_OK && !p->check_only && pki_ca_on_token(p->ca)) {
+    rc = worker_start(&p->signer, &p->signer_fd);
+    if (rc == EST_OK &&
+        api->watch_fd(api->host, p->signer_fd, est_async_ready, p) != 0) {
+      worker_stop(p->signer, NULL);
+      p->signer = NULL;
+      rc = EST_ERR_INTERNAL;
+    }
+    if (rc != EST_OK)
+      api->log(api->host, COAPD_LOG_ERR, "starting the signer: %s", est_strerror(rc));
+  }
   /* Keygen and CRL signing run off the loop (docs/decisions.md §8, §14);
    * coapd -t starts neither. */
   if (rc == EST_OK && !p->check_only && ((p->keygen && !p->up) || o.crl_file)) {
@@ -1210,6 +1304,8 @@ static void est_reload(void *state) {
   memset(&o, 0, sizeof o);
   o.p = q;
   rc = parse_options(&o);
+  /* Added once, at start (add_pkcs11_module); the CA keeps its path. */
+  memcpy(q->pkcs11_module, p->pkcs11_module, sizeof q->pkcs11_module);
   if (rc == EST_OK)
     rc = check_combos(&o);
   if (rc == EST_OK && !p->en && (q->ecfg.idevid == ENROLL_MANUAL ||
@@ -1229,6 +1325,12 @@ static void est_reload(void *state) {
     rc = load_ra_trust(&o);
   if (rc == EST_OK)
     rc = load_csr_attrs(&o);
+  if (rc == EST_OK && pki_ca_on_token(q->ca) && !p->signer) {
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: reload: ca_key moved to a token; that needs a "
+             "restart (its signer thread starts with coapd)", api->config_path,
+             opt_line(q, "ca_key"));
+    rc = EST_ERR_CONFIG;
+  }
   if (rc == EST_OK && (o.upstream != NULL) != (p->up != NULL)) {
     api->log(api->host, COAPD_LOG_ERR, "%s:%u: reload: upstream added or removed; that "
              "needs a restart", api->config_path, opt_line(q, "upstream"));
@@ -1254,6 +1356,7 @@ static void est_reload(void *state) {
   needs_restart(p, "crl_validity", p->crl && p->crl_validity != (unsigned)o.crl_validity);
   needs_restart(p, "db_synchronous", p->ecfg.sync_normal != q->ecfg.sync_normal);
   needs_restart(p, "db_busy_timeout", p->ecfg.busy_timeout_ms != q->ecfg.busy_timeout_ms);
+  needs_restart(p, "pkcs11_module", path_changed(q, o.pkcs11_module, p->pkcs11_module));
   if (p->up) {
     char usig[sizeof p->up_conf] = "";
     registrar_config urc;

@@ -104,6 +104,8 @@ est_err worker_submit(worker *w, worker_job *j) {
 
 worker_job *worker_take(worker *w) {
   uint64_t v;
+  if (!w)
+    return NULL;
   pthread_mutex_lock(&w->mu);
   worker_job *j = pop(&w->done);
   if (j)

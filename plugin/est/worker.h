@@ -36,7 +36,8 @@ est_err worker_start(worker **out, int *fd) EST_MUST_CHECK;
 /** Queue @p j. EST_ERR_UNAVAILABLE when the queue is full (answer 5.03). */
 est_err worker_submit(worker *w, worker_job *j) EST_MUST_CHECK;
 
-/** Take one finished job, or NULL. Call until NULL after the fd fires. */
+/** Take one finished job, or NULL (also for @p w NULL). Call until NULL
+ * after the fd fires. */
 worker_job *worker_take(worker *w);
 
 /**
