@@ -484,7 +484,7 @@ void pki_uri_for_log(const char *uri, char *out, size_t cap) {
   size_t k = 0;
   const char *s = uri ? uri : "";
   while (*s && k + 1 < cap) {
-    if ((s == uri || s[-1] == ';' || s[-1] == '?' || s[-1] == '&') &&
+    if ((s == uri || s[-1] == ':' || s[-1] == ';' || s[-1] == '?' || s[-1] == '&') &&
         strncmp(s, "pin-value=", 10) == 0) {
       const char *end = s + strcspn(s, ";&");
       int n = snprintf(out + k, cap - k, "pin-value=(hidden)");

@@ -1770,6 +1770,30 @@ static void test_issued_from_der(void **state) {
 
 /* Whether the upstream's certificate is for what was asked: the CSR's
  * key, or the key it generated. */
+/* docs/decisions.md §20: which keys are URIs, and a URI as logged. */
+static void test_key_uri(void **state) {
+  (void)state;
+  char out[128];
+  assert_true(pki_key_is_uri("pkcs11:token=a;object=b;type=private"));
+  assert_false(pki_key_is_uri("ca.key"));
+  assert_false(pki_key_is_uri("/etc/pkcs11:x"));
+  assert_false(pki_key_is_uri(NULL));
+  pki_uri_for_log("pkcs11:token=a;object=b;type=private", out, sizeof out);
+  assert_string_equal(out, "pkcs11:token=a;object=b;type=private");
+  pki_uri_for_log("pkcs11:token=a;object=b?pin-value=738291", out, sizeof out);
+  assert_string_equal(out, "pkcs11:token=a;object=b?pin-value=(hidden)");
+  pki_uri_for_log("pkcs11:token=a?module-name=x&pin-value=738291&x=y", out, sizeof out);
+  assert_string_equal(out, "pkcs11:token=a?module-name=x&pin-value=(hidden)&x=y");
+  pki_uri_for_log("pkcs11:pin-value=738291;token=a", out, sizeof out);
+  assert_null(strstr(out, "738291"));
+  /* Cut short, never a part of the PIN. */
+  pki_uri_for_log("pkcs11:token=a?pin-value=738291", out, 24);
+  assert_null(strstr(out, "7382"));
+  assert_true(strlen(out) < 24);
+  pki_uri_for_log(NULL, out, sizeof out);
+  assert_string_equal(out, "");
+}
+
 static void test_cert_key_is(void **state) {
   fx *f = *state;
   static const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
@@ -2308,6 +2332,7 @@ static void test_trust_crl(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_key_type_parse),
+      cmocka_unit_test(test_key_uri),
       cmocka_unit_test(test_ca_load_errors),
       cmocka_unit_test(test_ca_crts),
       cmocka_unit_test(test_csr_parse_errors),
