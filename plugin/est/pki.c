@@ -515,11 +515,15 @@ static int token_pin(void *userdata, int attempt, const char *token_url,
 static void token_why(int rc, const pki_ca *ca, char *diag, size_t diag_len) {
   char uri[PKI_URL_MAX];
   pki_uri_for_log(ca->key_uri, uri, sizeof uri);
+  /* A PIN was given: from the file, or in the URI itself (RFC 7512 §2.3). */
+  bool given = ca->pin || strstr(ca->key_uri, "pin-value=") || strstr(ca->key_uri, "pin-source=");
   const char *why = rc == GNUTLS_E_PKCS11_PIN_ERROR
-                        ? (ca->pin ? "the token refused the PIN" : "the token needs a PIN (ca_key_pin_file, or pin-value in the URI)")
+                        ? (given ? "the token refused the PIN"
+                                 : "the token needs a PIN (ca_key_pin_file, or pin-value in the URI)")
                     : rc == GNUTLS_E_PKCS11_PIN_LOCKED ? "the token's PIN is locked"
                     : rc == GNUTLS_E_PKCS11_PIN_EXPIRED ? "the token's PIN has expired"
                     : rc == GNUTLS_E_PKCS11_REQUESTED_OBJECT_NOT_AVAILBLE ||
+                              rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE ||
                               rc == GNUTLS_E_PKCS11_SLOT_ERROR || rc == GNUTLS_E_PKCS11_TOKEN_ERROR
                         ? "no such private key on any token (is the token there?)"
                         : gnutls_strerror(rc);

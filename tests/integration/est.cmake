@@ -18,6 +18,11 @@ set_tests_properties(it.est_backoff PROPERTIES LABELS integration TIMEOUT 300
 add_test(NAME it.est_registrar COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/est_registrar.sh)
 set_tests_properties(it.est_registrar PROPERTIES LABELS integration TIMEOUT 600
   ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;EST_PLUGIN=$<TARGET_FILE:est_coaps>;ESTCTL=$<TARGET_FILE:estctl>;EST_ENROLL=$<TARGET_FILE:est-enroll>;EST_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;EST_SCRIPTS=${PROJECT_SOURCE_DIR}/scripts")
+# The CA key on a SoftHSM2 token (docs/decisions.md §20): est-enroll and
+# coap-client-gnutls/-openssl, the token taken away and back, bad PINs.
+add_test(NAME it.est_hsm COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/est_hsm.sh)
+set_tests_properties(it.est_hsm PROPERTIES LABELS integration TIMEOUT 300
+  ENVIRONMENT "COAPD=$<TARGET_FILE:coapd>;EST_PLUGIN=$<TARGET_FILE:est_coaps>;ESTCTL=$<TARGET_FILE:estctl>;EST_ENROLL=$<TARGET_FILE:est-enroll>;EST_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;EST_SCRIPTS=${PROJECT_SOURCE_DIR}/scripts")
 # -V and --version on every tool.
 add_test(NAME it.versions COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/versions.sh)
 set_tests_properties(it.versions PROPERTIES LABELS integration TIMEOUT 60
