@@ -7,7 +7,7 @@
 #
 # Usage: scripts/bench.sh [--quick | --smoke]
 #   (none)    1000 operations per row and run, median of 3 interleaved runs
-#             (about 70 s once built)
+#             (about 90 s once built)
 #   --quick   200 operations per row, one run (about 15 s once built)
 #   --smoke   6 operations per row, 2 sessions, no pinning: only checks that
 #             every row works (the ctest bench.smoke; exit 1 on any error)
@@ -45,8 +45,8 @@ pin=${BENCH_PIN:-1}
 # limit: seconds per run in which est-bench starts operations; budget: for
 # all rows together (a row that would start later is skipped as an error).
 case $mode in
-  full) count=${BENCH_COUNT:-1000} runs=${BENCH_RUNS:-3} limit=30 budget=420 ;;
-  quick) count=${BENCH_COUNT:-200} runs=${BENCH_RUNS:-1} limit=8 budget=40 ;;
+  full) count=${BENCH_COUNT:-1000} runs=${BENCH_RUNS:-3} limit=30 budget=500 ;;
+  quick) count=${BENCH_COUNT:-200} runs=${BENCH_RUNS:-1} limit=8 budget=50 ;;
   smoke) count=${BENCH_COUNT:-6} runs=1 limit=20 budget=200 sessions=2 pin=0 ;;
 esac
 
@@ -124,6 +124,15 @@ printf 'cn = "est-coaps bench RSA CA"\nca\ncert_signing_key\nexpiration_days = 3
   >"$T/pki/rsa-ca.tmpl"
 certtool --generate-self-signed --load-privkey "$T/pki/rsa-ca.key" \
   --template "$T/pki/rsa-ca.tmpl" --outfile "$T/pki/rsa-ca.crt" 2>/dev/null
+
+# The same P-256 CA key on a SoftHSM2 token for the token rows
+# (docs/decisions.md §20): every signature goes through PKCS#11.
+mkdir -p "$T/hsmca"
+cp "$T/pki/ca.crt" "$T/pki/ca.key" "$T/hsmca/"
+"$top/scripts/mkpki.sh" --hsm "$T/hsmca" >"$T/mkpki-hsm.log" 2>&1 || {
+  cat "$T/mkpki-hsm.log" >&2
+  exit 1
+}
 
 free_port() {
   python3 - <<'EOF'
@@ -223,6 +232,9 @@ row() {
 start_server full "ca_cert $T/pki/ca.crt" "ca_key $T/pki/ca.key" "db_path $T/full.db"
 start_server nodb "ca_cert $T/pki/ca.crt" "ca_key $T/pki/ca.key"
 start_server rsa "ca_cert $T/pki/rsa-ca.crt" "ca_key $T/pki/rsa-ca.key" "db_path $T/rsa.db"
+SOFTHSM2_CONF=$T/hsmca/hsm/softhsm2.conf start_server hsm "ca_cert $T/pki/ca.crt" \
+  "ca_key pkcs11:token=est-ca;object=ca;type=private" "ca_key_pin_file $T/hsmca/ca.pin" \
+  "db_path $T/hsm.db"
 
 # Run 1 of every row, then run 2 of every row, ...: a shared machine drifts
 # by tens of per cent within a minute, and this spreads each row's runs over
@@ -242,6 +254,9 @@ for ((run = 1; run <= runs; run++)); do
   row full "crts, reused session" --scenario crts --reuse --count $((count * 10))
   row full "skg ec-p256, new session" --scenario skg
   row rsa "sen, new session, RSA CA" --scenario sen --issuer "$T/pki/rsa-ca.crt"
+  # Beside "sen, new/reused session": the same CA key on a SoftHSM2 token.
+  row hsm "sen, new session, SoftHSM2 CA key" --scenario sen
+  row hsm "sen, reused session, SoftHSM2 CA key" --scenario sen --reuse
 done
 stop_servers
 
