@@ -73,7 +73,14 @@ static const key_def keys[] = {
       .type = COAPD_OPT_PATH,
       .flags = COAPD_OPT_REQUIRED,
       .doc = "its private key, PEM; must match dtls_cert and must not be "
-             "readable by other users (0600; 0640 is taken with a warning)"}},
+             "readable by other users (0600; 0640 is taken with a warning); "
+             "or an RFC 7512 pkcs11: URI of a key on a token"}},
+    {KIND_FILE,
+     offsetof(coapd_config, dtls_key_pin_file),
+     {.name = "dtls_key_pin_file",
+      .type = COAPD_OPT_PATH,
+      .doc = "the PIN of a pkcs11: dtls_key, on one line; not readable by "
+             "other users"}},
     {KIND_FILE,
      offsetof(coapd_config, dtls_ca),
      {.name = "dtls_ca",
@@ -332,6 +339,19 @@ static est_err key_file(parser *p, const key_def *k, const char *val,
   if (f->line)
     return fail(p, "duplicate '%s' (first set on line %u)", k->spec.name,
                 f->line);
+  /* A token key is a URI, not a file (docs/decisions.md §20). */
+  if (k->off == offsetof(coapd_config, dtls_key) && n > 7 &&
+      strncmp(val, "pkcs11:", 7) == 0) {
+    if (n + 1 > COAPD_CONFIG_MAX_PATH)
+      return fail(p, "dtls_key URI longer than %u bytes", COAPD_CONFIG_MAX_PATH - 1);
+    f->path = dup_n(val, n);
+    p->cfg->dtls_token = calloc(1, sizeof *p->cfg->dtls_token);
+    if (!f->path || !p->cfg->dtls_token)
+      return EST_ERR_NOMEM;
+    p->cfg->dtls_token->cert_fd = -1;
+    f->line = p->line;
+    return EST_OK;
+  }
   est_err rc = resolve_path(p, k->spec.name, val, n, &f->path);
   if (rc == EST_OK)
     f->line = p->line;
@@ -715,6 +735,16 @@ void coapd_config_free(coapd_config *cfg) {
   free(cfg->dtls_cert.path);
   free(cfg->dtls_key.path);
   free(cfg->dtls_ca.path);
+  free(cfg->dtls_key_pin_file.path);
+  if (cfg->dtls_token) {
+    if (cfg->dtls_token->pin) {
+      explicit_bzero(cfg->dtls_token->pin, strlen(cfg->dtls_token->pin));
+      free(cfg->dtls_token->pin);
+    }
+    if (cfg->dtls_token->cert_fd >= 0)
+      close(cfg->dtls_token->cert_fd);
+    free(cfg->dtls_token);
+  }
   free(cfg->plugin_dir.path);
   free(cfg->path);
   free(cfg);
@@ -766,9 +796,10 @@ est_err coapd_config_check_files(const coapd_config *cfg,
     const coapd_file_key *f;
   } files[] = {{"dtls_cert", &cfg->dtls_cert},
                {"dtls_key", &cfg->dtls_key},
-               {"dtls_ca", &cfg->dtls_ca}};
+               {"dtls_ca", &cfg->dtls_ca},
+               {"dtls_key_pin_file", &cfg->dtls_key_pin_file}};
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-    if (!files[i].f->path)
+    if (!files[i].f->path || (files[i].f == &cfg->dtls_key && cfg->dtls_token))
       continue;
     rc = check_file(cfg, files[i].key, files[i].f->path, files[i].f->line, err,
                     errlen);

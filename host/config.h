@@ -83,6 +83,15 @@ typedef struct coapd_file_key {
   unsigned line;
 } coapd_file_key;
 
+/** What coapd_dtls_apply() derives for a dtls_key on a PKCS#11 token
+ * (docs/decisions.md §20): filled there, freed (the PIN wiped) with the
+ * configuration, which libcoap borrows them from. */
+typedef struct coapd_dtls_token {
+  char *pin;          /**< from dtls_key_pin_file, or NULL */
+  int cert_fd;        /**< a memfd with dtls_cert's first certificate, DER */
+  char cert_path[32]; /**< "/proc/self/fd/N": libcoap reads it as DER */
+} coapd_dtls_token;
+
 /** A numeric key: value and the line that set it (0 = default). */
 typedef struct coapd_num_key {
   unsigned value;
@@ -107,6 +116,10 @@ typedef struct coapd_config {
   coapd_file_key dtls_cert;
   coapd_file_key dtls_key;
   coapd_file_key dtls_ca;
+  /** A `pkcs11:` dtls_key's PIN file, and what apply derives (NULL for a
+   * key file). */
+  coapd_file_key dtls_key_pin_file;
+  coapd_dtls_token *dtls_token;
   coapd_file_key plugin_dir; /**< where bare plugin names are looked up */
   coapd_plugin_conf *plugins;
   size_t nplugins;

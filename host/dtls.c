@@ -1,5 +1,6 @@
 /* DTLS setup: key/cert checks with GnuTLS, the libcoap context with PKI
  * (docs/libcoap-4.3.1.md §2 order), and the coaps endpoints. */
+#define _GNU_SOURCE /* memfd_create */
 #include "addr.h"
 #include "common/keyfile.h"
 #include "coapd.h"
@@ -10,15 +11,118 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/pkcs11.h>
 #include <gnutls/x509.h>
+#include <sys/mman.h>
 
 #define KEYID_MAX 64
+#define PIN_MAX 256
+
+/* ---- a dtls_key on a PKCS#11 token (docs/decisions.md §20) ---------------- */
+
+/* dtls_key_pin_file: a key file's mode rules, one line. *pin malloc()ed. */
+static est_err read_pin(const coapd_config *cfg, char **pin, char *err, size_t errlen) {
+  char buf[PIN_MAX + 2], why[PATH_MAX + 160];
+  bool group = false;
+  *pin = NULL;
+  if (!cfg->dtls_key_pin_file.path)
+    return EST_OK;
+  est_err rc = est_keyfile_check(cfg->dtls_key_pin_file.path, &group, why, sizeof why);
+  if (rc != EST_OK) {
+    coapd_errf(err, errlen, "%s:%u: dtls_key_pin_file: %s", cfg->path,
+               cfg->dtls_key_pin_file.line, why);
+    return rc;
+  }
+  FILE *f = fopen(cfg->dtls_key_pin_file.path, "re");
+  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f)
+    fclose(f);
+  buf[n] = '\0';
+  buf[strcspn(buf, "\r\n")] = '\0';
+  if (!f || n > PIN_MAX || !buf[0]) {
+    coapd_errf(err, errlen, "%s:%u: dtls_key_pin_file '%s': %s", cfg->path,
+               cfg->dtls_key_pin_file.line, cfg->dtls_key_pin_file.path,
+               !f ? strerror(errno) : n > PIN_MAX ? "longer than 256 bytes" : "empty");
+    explicit_bzero(buf, sizeof buf);
+    return EST_ERR_CONFIG;
+  }
+  *pin = strdup(buf);
+  explicit_bzero(buf, sizeof buf);
+  return *pin ? EST_OK : EST_ERR_NOMEM;
+}
+
+static int token_pin(void *userdata, int attempt, const char *url, const char *label,
+                     unsigned flags, char *pin, size_t pin_max) {
+  const char *given = userdata;
+  (void)url;
+  (void)label;
+  /* Once: a refused PIN tried again counts towards locking the token. */
+  if (!given || attempt > 0 || (flags & GNUTLS_PIN_WRONG) || strlen(given) >= pin_max)
+    return -1;
+  memcpy(pin, given, strlen(given) + 1);
+  return 0;
+}
+
+/* The token key matches crt and signs now: a missing token, a wrong or
+ * locked PIN is an error at start, named by line, never with the PIN. */
+static est_err check_token_key(const coapd_config *cfg, gnutls_x509_crt_t crt, char *err,
+                               size_t errlen) {
+  static const unsigned char probe[] = "coapd token check";
+  gnutls_datum_t data = {(unsigned char *)(uintptr_t)probe, sizeof probe}, sig = {NULL, 0};
+  gnutls_privkey_t k = NULL;
+  gnutls_pubkey_t pub = NULL;
+  unsigned char a[KEYID_MAX], b[KEYID_MAX];
+  size_t la = sizeof a, lb = sizeof b;
+  char *pin = NULL;
+  est_err rc = read_pin(cfg, &pin, err, errlen);
+  if (rc != EST_OK)
+    return rc;
+  rc = EST_ERR_CONFIG;
+  int r = gnutls_privkey_init(&k);
+  if (r >= 0) {
+    gnutls_privkey_set_pin_function(k, token_pin, pin);
+    r = gnutls_privkey_import_url(k, cfg->dtls_key.path, 0);
+  }
+  if (r >= 0)
+    r = gnutls_privkey_sign_data(k, GNUTLS_DIG_SHA256, 0, &data, &sig);
+  if (r < 0) {
+    coapd_errf(err, errlen, "%s:%u: dtls_key: the token key does not sign (%s%s)",
+               cfg->path, cfg->dtls_key.line,
+               r == GNUTLS_E_PKCS11_PIN_ERROR ? "PIN refused or missing: " : "",
+               gnutls_strerror(r));
+    goto out;
+  }
+  if (gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_privkey(pub, k, 0, 0) < 0 ||
+      gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, a, &la) < 0 ||
+      gnutls_x509_crt_get_key_id(crt, GNUTLS_KEYID_USE_SHA256, b, &lb) < 0 || la != lb ||
+      memcmp(a, b, la) != 0) {
+    coapd_errf(err, errlen, "%s:%u: dtls_key does not match dtls_cert (line %u)", cfg->path,
+               cfg->dtls_key.line, cfg->dtls_cert.line);
+    rc = EST_ERR_KEY_MISMATCH;
+    goto out;
+  }
+  rc = EST_OK;
+out:
+  gnutls_free(sig.data);
+  if (pub)
+    gnutls_pubkey_deinit(pub);
+  if (k)
+    gnutls_privkey_deinit(k);
+  if (pin) {
+    explicit_bzero(pin, strlen(pin));
+    free(pin);
+  }
+  return rc;
+}
 
 /* Import every PEM certificate of @p f; the caller frees the list. */
 static est_err load_certs(const coapd_config *cfg, const char *key,
@@ -93,6 +197,15 @@ est_err coapd_dtls_check(const coapd_config *cfg, char *err, size_t errlen) {
           EST_OK)
     goto out;
 
+  if (cfg->dtls_key_pin_file.path && !cfg->dtls_token) {
+    coapd_errf(err, errlen, "%s:%u: dtls_key_pin_file needs a pkcs11: dtls_key", cfg->path,
+               cfg->dtls_key_pin_file.line);
+    goto out;
+  }
+  if (cfg->dtls_token) {
+    rc = check_token_key(cfg, crts[0], err, errlen);
+    goto out;
+  }
   /* docs/decisions.md §14: a key others can read is refused, not used. */
   bool group_readable = false;
   char why[PATH_MAX + 160];
@@ -222,6 +335,38 @@ static est_err add_unknown_resource(coap_context_t *ctx) {
   return EST_OK;
 }
 
+/* What libcoap borrows for a token key, kept with @p cfg: the PIN, and
+ * dtls_cert's first certificate as DER in a memfd. */
+static est_err token_setup(const coapd_config *cfg, char *err, size_t errlen) {
+  coapd_dtls_token *t = cfg->dtls_token;
+  gnutls_x509_crt_t *crts = NULL;
+  unsigned n = 0;
+  gnutls_datum_t der = {NULL, 0};
+  if (t->cert_fd >= 0)
+    return EST_OK; /* applied before: the same configuration */
+  est_err rc = read_pin(cfg, &t->pin, err, errlen);
+  if (rc == EST_OK)
+    rc = load_certs(cfg, "dtls_cert", &cfg->dtls_cert, &crts, &n, err, errlen);
+  if (rc != EST_OK)
+    return rc;
+  int fd = -1;
+  if (gnutls_x509_crt_export2(crts[0], GNUTLS_X509_FMT_DER, &der) < 0 ||
+      (fd = memfd_create("coapd-dtls-cert", MFD_CLOEXEC)) < 0 ||
+      write(fd, der.data, der.size) != (ssize_t)der.size) {
+    coapd_errf(err, errlen, "%s:%u: dtls_cert: cannot hand it to libcoap as DER (%s)",
+               cfg->path, cfg->dtls_cert.line, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    rc = EST_ERR_IO;
+  } else {
+    t->cert_fd = fd;
+    snprintf(t->cert_path, sizeof t->cert_path, "/proc/self/fd/%d", fd);
+  }
+  gnutls_free(der.data);
+  free_certs(crts, n);
+  return rc;
+}
+
 /* The PKI setup and the session limits from @p cfg. libcoap 4.3.1 copies
  * the setup (its file names are borrowed: @p cfg must stay alive) and
  * reads the files for every new session, so a reload takes effect for new
@@ -253,10 +398,33 @@ est_err coapd_dtls_apply(coapd_app *app, const coapd_config *cfg, char *err,
   }
   /* No validate_cn_call_back: in 4.3.1 it breaks handshakes with client
    * certs over 2048 B DER; plugins read the chain with peer_chain(). */
-  pki.pki_key.key_type = COAP_PKI_KEY_PEM;
-  pki.pki_key.key.pem.public_cert = cfg->dtls_cert.path;
-  pki.pki_key.key.pem.private_key = cfg->dtls_key.path;
-  pki.pki_key.key.pem.ca_file = cfg->dtls_ca.path;
+  if (cfg->dtls_token) {
+    est_err rc = token_setup(cfg, err, errlen);
+    if (rc != EST_OK)
+      return rc;
+    /* libcoap 4.3.1 reads a PKCS#11 setup's certificate and CA as DER
+     * (src/coap_gnutls.c, setup_pki_credentials): the certificate from a
+     * memfd, the PEM trust anchors as root CAs (docs/decisions.md §20). */
+    pki.pki_key.key_type = COAP_PKI_KEY_PKCS11;
+    pki.pki_key.key.pkcs11.public_cert = cfg->dtls_token->cert_path;
+    pki.pki_key.key.pkcs11.private_key = cfg->dtls_key.path;
+    pki.pki_key.key.pkcs11.ca = NULL;
+    pki.pki_key.key.pkcs11.user_pin = cfg->dtls_token->pin;
+    if (coap_context_set_pki_root_cas(app->ctx, cfg->dtls_ca.path, NULL) != 1) {
+      coapd_errf(err, errlen, "%s:%u: dtls_ca rejected by libcoap", cfg->path,
+                 cfg->dtls_ca.line);
+      return EST_ERR_TLS;
+    }
+    coapd_log(COAPD_LOG_WARNING,
+              "%s:%u: dtls_key on a token: libcoap 4.3.1 logs in and signs on the loop "
+              "thread for every DTLS handshake, and sends dtls_cert's first certificate "
+              "only (docs/decisions.md section 20)", cfg->path, cfg->dtls_key.line);
+  } else {
+    pki.pki_key.key_type = COAP_PKI_KEY_PEM;
+    pki.pki_key.key.pem.public_cert = cfg->dtls_cert.path;
+    pki.pki_key.key.pem.private_key = cfg->dtls_key.path;
+    pki.pki_key.key.pem.ca_file = cfg->dtls_ca.path;
+  }
   if (coap_context_set_pki(app->ctx, &pki) != 1) {
     coapd_errf(err, errlen,
             "%s:%u: dtls_cert/dtls_key/dtls_ca rejected by libcoap", cfg->path,

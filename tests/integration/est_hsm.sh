@@ -346,4 +346,50 @@ pin_value_hidden "$T/wrong-pin-value.log"
 it_coapd_run check-after -t -c "$PIN_CONF"
 [ "$IT_RC" = 0 ] || it_fail "coapd -t after the refused starts: exit $IT_RC: $(tail -3 "$IT_LOG")"
 no_pin_in_logs
+
+# ---- 5. coapd's own DTLS key on the token too (docs/decisions.md §20) -----
+openssl pkcs8 -topk8 -nocrypt -in "$PKI/server.key" -out "$T/srv.p8" 2>"$T/p8.out" ||
+  it_fail "openssl pkcs8: $(cat "$T/p8.out")"
+softhsm2-util --import "$T/srv.p8" --token est-ca --label dtls --id 02 --pin "$PIN" \
+  >"$T/hsm-import2.out" 2>&1 || it_fail "softhsm2-util --import: $(cat "$T/hsm-import2.out")"
+rm -f "$T/srv.p8"
+DURI="pkcs11:token=est-ca;object=dtls;type=private"
+PORT=$(it_free_port)
+sed -e "s|^dtls_key .*|dtls_key $DURI\ndtls_key_pin_file $T/ca.pin|" \
+  -e "s|^listen 127.0.0.1 .*|listen 127.0.0.1 $PORT|" -e "s|^listen ::1 .*|listen ::1 $PORT|" \
+  "$PIN_CONF" >"$T/dtls-token.conf"
+mv "$PKI/server.key" "$PKI/server.key.away"
+it_coapd_run dtls-check -t -c "$T/dtls-token.conf"
+[ "$IT_RC" = 0 ] || it_fail "coapd -t with dtls_key on the token: exit $IT_RC: $(tail -3 "$IT_LOG")"
+# The wrong PIN, and a token key that is not dtls_cert's: FILE:LINE.
+sed "s|^dtls_key_pin_file .*|dtls_key_pin_file $T/bad.pin|" "$T/dtls-token.conf" >"$T/dtls-badpin.conf"
+it_coapd_run dtls-badpin -t -c "$T/dtls-badpin.conf"
+[ "$IT_RC" = 1 ] || it_fail "dtls_key with a wrong PIN: exit $IT_RC"
+grep -q "dtls-badpin.conf:[0-9]*: dtls_key: the token key does not sign (PIN refused" "$IT_LOG" ||
+  it_fail "dtls_key wrong PIN: $(tail -3 "$IT_LOG")"
+sed "s|object=dtls|object=ca|" "$T/dtls-token.conf" >"$T/dtls-other.conf"
+it_coapd_run dtls-other -t -c "$T/dtls-other.conf"
+[ "$IT_RC" = 1 ] || it_fail "dtls_key not matching dtls_cert: exit $IT_RC"
+grep -q "dtls_key does not match dtls_cert" "$IT_LOG" || it_fail "dtls_key mismatch: $(tail -3 "$IT_LOG")"
+# Served: handshakes sign on the token (with the warning that says so),
+# and the CA key signs there too; a reload keeps it working.
+it_coapd_start "$T/dtls-token.conf" dtls
+it_expect_log dtls "dtls_key on a token: libcoap 4.3.1 logs in and signs on the loop thread"
+est_req gnutls idevid get /est/crts
+it_expect_code 2.05
+est_req openssl idevid get /est/crts
+it_expect_code 2.05
+"$EST_ENROLL" --server "coaps://127.0.0.1:$PORT" --trust "$PKI/ca.crt" --server-name localhost \
+  --cert "$PKI/idevid.crt" --key "$PKI/idevid.key" enroll --subject CN=dtls-token \
+  --key-file "$T/dt.key" --out "$T/dt.crt" --max-wait 0 >"$T/dt.enroll" 2>&1 ||
+  it_fail "est-enroll with dtls_key on the token: $(tail -3 "$T/dt.enroll")"
+openssl verify -CAfile "$PKI/ca.crt" "$T/dt.crt" >/dev/null 2>&1 || it_fail "dt.crt does not verify"
+kill -HUP "${IT_PIDS[dtls]}"
+for _ in $(seq 50); do grep -q "dtls-token.conf reloaded" "$T/dtls.log" && break; sleep 0.1; done
+grep -q "dtls-token.conf reloaded" "$T/dtls.log" || it_fail "no reload: $(tail -3 "$T/dtls.log")"
+est_req gnutls idevid get /est/crts
+it_expect_code 2.05
+it_coapd_stop dtls
+mv "$PKI/server.key.away" "$PKI/server.key"
+no_pin_in_logs
 it_pass

@@ -125,6 +125,37 @@ static void test_full(void **state) {
   coapd_config_free(cfg);
 }
 
+/* docs/decisions.md §20: a pkcs11: dtls_key is a URI, kept as written,
+ * never resolved against the config folder; its PIN file is a path. */
+static void test_token_key(void **state) {
+  (void)state;
+  const char *text = "listen 127.0.0.1 5684\n"
+                     "dtls_cert c.pem\n"
+                     "dtls_key pkcs11:token=t;object=k;type=private\n"
+                     "dtls_key_pin_file pin.txt\n"
+                     "dtls_ca ca.pem\n";
+  char err[256];
+  coapd_config *cfg = NULL;
+  assert_int_equal(coapd_config_parse_buf(text, strlen(text), "/etc/coapd/coapd.conf", &cfg,
+                                          err, sizeof err),
+                   EST_OK);
+  assert_string_equal(cfg->dtls_key.path, "pkcs11:token=t;object=k;type=private");
+  assert_non_null(cfg->dtls_token);
+  assert_int_equal(cfg->dtls_token->cert_fd, -1);
+  assert_null(cfg->dtls_token->pin);
+  assert_string_equal(cfg->dtls_key_pin_file.path, "/etc/coapd/pin.txt");
+  assert_string_equal(cfg->dtls_cert.path, "/etc/coapd/c.pem");
+  coapd_config_free(cfg);
+  /* A file key has no token state. */
+  const char *file = "listen 127.0.0.1 5684\ndtls_cert c.pem\ndtls_key k.pem\ndtls_ca ca.pem\n";
+  assert_int_equal(coapd_config_parse_buf(file, strlen(file), "/etc/coapd/coapd.conf", &cfg, err,
+                                          sizeof err),
+                   EST_OK);
+  assert_null(cfg->dtls_token);
+  assert_string_equal(cfg->dtls_key.path, "/etc/coapd/k.pem");
+  coapd_config_free(cfg);
+}
+
 static void test_defaults(void **state) {
   (void)state;
   char err[256];
@@ -781,7 +812,8 @@ static void test_help_config(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_full),       cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_full),       cmocka_unit_test(test_token_key),
+      cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_log_levels), cmocka_unit_test(test_keys_errors),
       cmocka_unit_test(test_numbers),    cmocka_unit_test(test_bool),
       cmocka_unit_test(test_listen),
