@@ -15,7 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 
 #include "est_plugin.h"
@@ -48,6 +50,12 @@ struct https_srv {
   int fd[HTTPS_LISTEN_MAX]; /* their epoll fds, watched by the host loop */
   size_t nd;
   char *cert_pem, *key_pem, *trust_pem; /* held while the daemons run */
+  /* https_key on a token (docs/decisions.md §20): GnuTLS asks for the
+   * certificate and key per handshake (token_cert). */
+  gnutls_pcert_st pcert[8];
+  unsigned npcert;
+  gnutls_privkey_t key;
+  char *pin;
   int kick; /* eventfd: run again on the next loop pass (run_daemon) */
 };
 
@@ -796,6 +804,103 @@ int https_addr_parse(const char *v, https_addr *out, char *why, size_t why_len) 
   return 0;
 }
 
+/* ---- https_key on a PKCS#11 token (docs/decisions.md §20) ---------------- */
+
+static int token_pin(void *userdata, int attempt, const char *url, const char *label,
+                     unsigned flags, char *pin, size_t pin_max) {
+  const https_srv *h = userdata;
+  (void)url;
+  (void)label;
+  /* Once: a refused PIN tried again counts towards locking the token. */
+  if (!h->pin || attempt > 0 || (flags & GNUTLS_PIN_WRONG) || strlen(h->pin) >= pin_max)
+    return -1;
+  memcpy(pin, h->pin, strlen(h->pin) + 1);
+  return 0;
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: the connection knows its server, so the
+ * certificate callback, which has no closure, can find it. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  (void)c;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    *socket_context = cls;
+}
+
+/* gnutls_certificate_retrieve_function2, through MHD_OPTION_HTTPS_CERT_CALLBACK
+ * (libmicrohttpd sets the session's pointer to the connection). */
+static int token_cert(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nreqs,
+                      const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                      gnutls_pcert_st **pcert, unsigned int *pcert_length,
+                      gnutls_privkey_t *privkey) {
+  (void)req_ca_rdn;
+  (void)nreqs;
+  (void)pk_algos;
+  (void)pk_algos_length;
+  struct MHD_Connection *c = gnutls_session_get_ptr(s);
+  const union MHD_ConnectionInfo *ci =
+      c ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+  https_srv *h = ci ? ci->socket_context : NULL;
+  if (!h || !h->key)
+    return -1;
+  *pcert = h->pcert;
+  *pcert_length = h->npcert;
+  *privkey = h->key;
+  return 0;
+}
+
+/* The token key and the certificate chain, checked: the key is the first
+ * certificate's and signs now. */
+static est_err token_load(https_srv *h, char *diag, size_t diag_len) {
+  static const unsigned char probe[] = "https_key token check";
+  gnutls_datum_t pem = {(unsigned char *)h->cert_pem, (unsigned)strlen(h->cert_pem)};
+  gnutls_datum_t data = {(unsigned char *)(uintptr_t)probe, sizeof probe}, sig = {NULL, 0};
+  gnutls_pubkey_t pub = NULL;
+  unsigned char a[64], b[64];
+  size_t la = sizeof a, lb = sizeof b;
+  char uri[512];
+  est_err rc = EST_ERR_CONFIG;
+  pki_uri_for_log(h->cfg.key_file, uri, sizeof uri);
+  h->npcert = sizeof h->pcert / sizeof h->pcert[0];
+  if (gnutls_pcert_list_import_x509_raw(h->pcert, &h->npcert, &pem, GNUTLS_X509_FMT_PEM, 0) <
+      0) {
+    h->npcert = 0;
+    snprintf(diag, diag_len, "https_cert '%s': not a PEM certificate chain of 1..8",
+             h->cfg.cert_file);
+    return EST_ERR_CONFIG;
+  }
+  int r = gnutls_privkey_init(&h->key);
+  if (r < 0) {
+    h->key = NULL;
+    return EST_ERR_NOMEM;
+  }
+  gnutls_privkey_set_pin_function(h->key, token_pin, h);
+  r = gnutls_privkey_import_url(h->key, h->cfg.key_file, 0);
+  if (r >= 0)
+    r = gnutls_privkey_sign_data(h->key, GNUTLS_DIG_SHA256, 0, &data, &sig);
+  if (r < 0) {
+    snprintf(diag, diag_len, "https_key %s: the token key does not sign (%s%s)", uri,
+             r == GNUTLS_E_PKCS11_PIN_ERROR ? "PIN refused or missing: " : "",
+             gnutls_strerror(r));
+    goto out;
+  }
+  if (gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_privkey(pub, h->key, 0, 0) < 0 ||
+      gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, a, &la) < 0 ||
+      gnutls_pubkey_get_key_id(h->pcert[0].pubkey, GNUTLS_KEYID_USE_SHA256, b, &lb) < 0 ||
+      la != lb || memcmp(a, b, la) != 0) {
+    snprintf(diag, diag_len, "https_key %s does not match https_cert '%s'", uri,
+             h->cfg.cert_file);
+    rc = EST_ERR_KEY_MISMATCH;
+    goto out;
+  }
+  rc = EST_OK;
+out:
+  gnutls_free(sig.data);
+  if (pub)
+    gnutls_pubkey_deinit(pub);
+  return rc;
+}
+
 static est_err listen_one(https_srv *h, const https_addr *a, char *diag, size_t diag_len) {
   const coapd_host_api *api = h->p->api;
   struct sockaddr_storage ss;
@@ -818,14 +923,20 @@ static est_err listen_one(https_srv *h, const https_addr *a, char *diag, size_t 
   static const char prio[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
   unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
                    (v6 ? MHD_USE_IPv6 : 0);
-  struct MHD_Daemon *d = MHD_start_daemon(
-      flags, (uint16_t)a->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-      h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_SOCK_ADDR,
-      (struct sockaddr *)&ss, MHD_OPTION_HTTPS_MEM_CERT, h->cert_pem, MHD_OPTION_HTTPS_MEM_KEY,
-      h->key_pem, MHD_OPTION_HTTPS_MEM_TRUST, h->trust_pem, MHD_OPTION_HTTPS_PRIORITIES, prio,
-      MHD_OPTION_CONNECTION_LIMIT, cfg->max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-      cfg->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->header_bytes + 8192u, MHD_OPTION_END);
+/* Every listener's options but the certificate and key. */
+#define COMMON_OPTIONS                                                                     \
+  flags, (uint16_t)a->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, \
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_SOCK_ADDR,                    \
+      (struct sockaddr *)&ss, MHD_OPTION_HTTPS_MEM_TRUST, h->trust_pem,                      \
+      MHD_OPTION_HTTPS_PRIORITIES, prio, MHD_OPTION_CONNECTION_LIMIT, cfg->max_conn,        \
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,     \
+      cfg->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->header_bytes + 8192u
+  struct MHD_Daemon *d =
+      h->key ? MHD_start_daemon(COMMON_OPTIONS, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+                                MHD_OPTION_HTTPS_CERT_CALLBACK, token_cert, MHD_OPTION_END)
+             : MHD_start_daemon(COMMON_OPTIONS, MHD_OPTION_HTTPS_MEM_CERT, h->cert_pem,
+                                MHD_OPTION_HTTPS_MEM_KEY, h->key_pem, MHD_OPTION_END);
+#undef COMMON_OPTIONS
   if (!d) {
     snprintf(diag, diag_len,
              "%s:%u: https_listen %s %u: cannot listen (address in use, or the certificate "
@@ -898,8 +1009,16 @@ est_err https_start(est_plugin *p, const https_config *cfg, https_srv **out, cha
     goto fail;
   }
   rc = slurp(cfg->cert_file, &h->cert_pem, NULL, diag, diag_len);
-  if (rc == EST_OK)
+  if (rc == EST_OK && pki_key_is_uri(cfg->key_file)) {
+    h->pin = cfg->key_pin ? strdup(cfg->key_pin) : NULL;
+    rc = cfg->key_pin && !h->pin ? EST_ERR_NOMEM : token_load(h, diag, diag_len);
+    if (rc == EST_OK)
+      p->api->log(p->api->host, COAPD_LOG_WARNING,
+                  "https_key on a token: GnuTLS signs every TLS handshake with it on the "
+                  "loop thread (docs/decisions.md section 20)");
+  } else if (rc == EST_OK) {
     rc = slurp(cfg->key_file, &h->key_pem, NULL, diag, diag_len);
+  }
   if (rc == EST_OK)
     rc = load_trust_pem(h, diag, diag_len);
   for (size_t i = 0; i < cfg->nlisten && rc == EST_OK; i++)
@@ -946,5 +1065,13 @@ void https_stop(https_srv *h) {
   free(h->cert_pem);
   secret_free(h->key_pem);
   free(h->trust_pem);
+  for (unsigned i = 0; i < h->npcert; i++)
+    gnutls_pcert_deinit(&h->pcert[i]);
+  if (h->key)
+    gnutls_privkey_deinit(h->key);
+  if (h->pin) {
+    explicit_bzero(h->pin, strlen(h->pin));
+    free(h->pin);
+  }
   free(h);
 }

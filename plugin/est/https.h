@@ -35,7 +35,9 @@ typedef struct https_addr {
 
 typedef struct https_config {
   const char *cert_file;     /**< server certificate (PEM, chain after it) */
-  const char *key_file;      /**< its key (PEM) */
+  const char *key_file;      /**< its key (PEM), or a pkcs11: URI of a key
+                                  on a token (docs/decisions.md §20) */
+  const char *key_pin;       /**< that token's PIN, or NULL */
   /** PEM files whose CAs the TLS CertificateRequest names (our CA,
    *  idevid_trust, ra_trust): what a client may authenticate with. */
   const char *trust_files[3];

@@ -38,7 +38,7 @@ typedef struct opt_ctx {
   const char *root;
   const char *ca_cert;
   const char *ca_key;
-  const char *ca_key_pin_file, *pkcs11_module; /* docs/decisions.md §20 */
+  const char *ca_key_pin_file, *pkcs11_module, *https_key_pin_file; /* §20 */
   const char *idevid_trust;
   const char *idevid_crl;
   const char *crl_file, *crl_url, *db_group;
@@ -326,7 +326,11 @@ static const coapd_opt est_option_entries[] = {
   {.name = "https_cert", COAPD_OPT_PATH_IN(opt_ctx, https_cert), .max_len = PATH_MAX - 1,
    .doc = "the HTTPS server certificate, PEM, optionally followed by its chain"},
   {.name = "https_key", COAPD_OPT_PATH_IN(opt_ctx, https_key), .max_len = PATH_MAX - 1,
-   .doc = "its private key, PEM (not readable by others)"},
+   .doc = "its private key, PEM (not readable by others), or a pkcs11: URI of a key on a "
+          "token"},
+  {.name = "https_key_pin_file", COAPD_OPT_PATH_IN(opt_ctx, https_key_pin_file),
+   .max_len = PATH_MAX - 1,
+   .doc = "a file holding the token PIN for a pkcs11: https_key (not readable by others)"},
   {.name = "https_anonymous", COAPD_OPT_ENUM_IN(opt_ctx, https_anonymous),
    .words = anon_words, .def = "off",
    .doc = "simpleenroll without a client certificate: refused, or queued for an operator"},
@@ -579,6 +583,7 @@ static unsigned opt_line(const est_plugin *p, const char *key) {
 
 /* Options that need one another; checked at start and on reload. */
 static est_err check_registrar(const opt_ctx *o);
+static est_err read_pin(const opt_ctx *o, const char *file, const char *key, char **pin);
 
 static est_err check_combos(const opt_ctx *o) {
   const est_plugin *p = o->p;
@@ -674,13 +679,23 @@ static est_err check_registrar(const opt_ctx *o) {
  * (docs/decisions.md §16). Without https_listen cfg->nlisten is 0. */
 typedef struct https_paths {
   char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
+  char *pin; /* https_key_pin_file's; https_paths_clear() wipes it */
 } https_paths;
+
+static void https_paths_clear(https_paths *hp) {
+  if (hp->pin) {
+    explicit_bzero(hp->pin, strlen(hp->pin));
+    free(hp->pin);
+  }
+  hp->pin = NULL;
+}
 
 static est_err https_options(const opt_ctx *o, https_config *cfg, https_paths *paths) {
   const est_plugin *p = o->p;
   const coapd_host_api *api = p->api;
   char diag[PATH_MAX + 160] = "";
   memset(cfg, 0, sizeof *cfg);
+  paths->pin = NULL;
   if (!o->https_listen) {
     if (o->https_cert || o->https_key)
       api->log(api->host, COAPD_LOG_WARNING,
@@ -707,10 +722,26 @@ static est_err https_options(const opt_ctx *o, https_config *cfg, https_paths *p
     }
     cfg->listen[cfg->nlisten++].line = line;
   }
+  bool token = pki_key_is_uri(o->https_key);
   if (resolve_path(p, o->https_cert, paths->cert, sizeof paths->cert) != EST_OK ||
-      resolve_path(p, o->https_key, paths->key, sizeof paths->key) != EST_OK ||
+      (token ? (size_t)snprintf(paths->key, sizeof paths->key, "%s", o->https_key) >=
+                   sizeof paths->key
+             : resolve_path(p, o->https_key, paths->key, sizeof paths->key) != EST_OK) ||
       resolve_path(p, o->ca_cert, paths->ca, sizeof paths->ca) != EST_OK)
     return EST_ERR_TOO_LARGE;
+  if (o->https_key_pin_file && !token) {
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: https_key_pin_file needs a pkcs11: https_key",
+             api->config_path, opt_line(p, "https_key_pin_file"));
+    return EST_ERR_CONFIG;
+  }
+  if (token) {
+    /* https_start() opens the token and checks the pair (docs/decisions.md §20). */
+    est_err prc = read_pin(o, o->https_key_pin_file, "https_key_pin_file", &paths->pin);
+    if (prc != EST_OK)
+      return prc;
+    cfg->key_pin = paths->pin;
+    goto fill;
+  }
   bool group_readable = false;
   est_err rc = est_keyfile_check(paths->key, &group_readable, diag, sizeof diag);
   if (rc != EST_OK) {
@@ -729,6 +760,7 @@ static est_err https_options(const opt_ctx *o, https_config *cfg, https_paths *p
              gnutls_strerror(g));
     return EST_ERR_CONFIG;
   }
+fill:
   cfg->cert_file = paths->cert;
   cfg->key_file = paths->key;
   cfg->trust_files[cfg->ntrust++] = paths->ca;
@@ -799,17 +831,17 @@ static est_err start_registrar(opt_ctx *o) {
 }
 
 /* ca_cert and ca_key (required options), with the issuance profile. */
-/* ca_key_pin_file: mode checked like a key file, one line, at most
- * PIN_MAX bytes; *pin is wiped and freed by the caller. */
+/* A *_pin_file (@p file, option @p key): mode checked like a key file,
+ * one line, at most PIN_MAX bytes; *pin is wiped and freed by the caller. */
 #define PIN_MAX 256
-static est_err read_pin(const opt_ctx *o, char **pin) {
+static est_err read_pin(const opt_ctx *o, const char *file, const char *key, char **pin) {
   const est_plugin *p = o->p;
   const coapd_host_api *api = p->api;
   char path[PATH_MAX], diag[PATH_MAX + 128] = "", buf[PIN_MAX + 2];
   *pin = NULL;
-  if (!o->ca_key_pin_file)
+  if (!file)
     return EST_OK;
-  if (resolve_path(p, o->ca_key_pin_file, path, sizeof path) != EST_OK)
+  if (resolve_path(p, file, path, sizeof path) != EST_OK)
     return EST_ERR_TOO_LARGE;
   bool group = false;
   est_err rc = est_keyfile_check(path, &group, diag, sizeof diag);
@@ -828,8 +860,8 @@ static est_err read_pin(const opt_ctx *o, char **pin) {
     rc = EST_ERR_NOMEM;
   explicit_bzero(buf, sizeof buf);
   if (rc != EST_OK)
-    api->log(api->host, COAPD_LOG_ERR, "%s:%u: ca_key_pin_file: %s", api->config_path,
-             opt_line(p, "ca_key_pin_file"), diag[0] ? diag : est_strerror(rc));
+    api->log(api->host, COAPD_LOG_ERR, "%s:%u: %s: %s", api->config_path, opt_line(p, key),
+             key, diag[0] ? diag : est_strerror(rc));
   return rc;
 }
 
@@ -860,7 +892,7 @@ static est_err load_ca(opt_ctx *o) {
     return EST_ERR_CONFIG;
   }
   char *pin = NULL;
-  rc = read_pin(o, &pin);
+  rc = read_pin(o, o->ca_key_pin_file, "ca_key_pin_file", &pin);
   if (rc != EST_OK)
     return rc;
   rc = pki_ca_open(a, b, pin, p->pkcs11_module[0] ? p->pkcs11_module : NULL, p->cert_days,
@@ -1170,7 +1202,7 @@ static int est_init(const coapd_host_api *api, void **state) {
       api->log(api->host, COAPD_LOG_ERR, "adding resources: %s", est_strerror(rc));
   }
   https_config hc;
-  https_paths hp;
+  https_paths hp = {.pin = NULL};
   if (rc == EST_OK)
     rc = https_options(&o, &hc, &hp);
   if (rc == EST_OK) {
@@ -1182,6 +1214,7 @@ static int est_init(const coapd_host_api *api, void **state) {
         api->log(api->host, COAPD_LOG_ERR, "%s", diag[0] ? diag : est_strerror(rc));
     }
   }
+  https_paths_clear(&hp); /* https_start keeps its own copy of the PIN */
   if (rc != EST_OK) {
     est_fini(p);
     return -1;
@@ -1337,10 +1370,11 @@ static void est_reload(void *state) {
     rc = EST_ERR_CONFIG;
   }
   https_config hc;
-  https_paths hp;
+  https_paths hp = {.pin = NULL};
   char hsig[sizeof p->https_conf];
   if (rc == EST_OK)
     rc = https_options(&o, &hc, &hp);
+  https_paths_clear(&hp); /* only the signature is compared here */
   if (rc != EST_OK)
     goto out;
   https_signature(&hc, hsig, sizeof hsig);

@@ -355,9 +355,13 @@ softhsm2-util --import "$T/srv.p8" --token est-ca --label dtls --id 02 --pin "$P
 rm -f "$T/srv.p8"
 DURI="pkcs11:token=est-ca;object=dtls;type=private"
 PORT=$(it_free_port)
+HP=$(it_free_tcp_port)
+# The HTTPS front end's key is the same token key (https_key, §20).
 sed -e "s|^dtls_key .*|dtls_key $DURI\ndtls_key_pin_file $T/ca.pin|" \
   -e "s|^listen 127.0.0.1 .*|listen 127.0.0.1 $PORT|" -e "s|^listen ::1 .*|listen ::1 $PORT|" \
   "$PIN_CONF" >"$T/dtls-token.conf"
+printf '%s\n' "plugin_opt_https_listen 127.0.0.1 $HP" "plugin_opt_https_cert $PKI/server.crt" \
+  "plugin_opt_https_key $DURI" "plugin_opt_https_key_pin_file $T/ca.pin" >>"$T/dtls-token.conf"
 mv "$PKI/server.key" "$PKI/server.key.away"
 it_coapd_run dtls-check -t -c "$T/dtls-token.conf"
 [ "$IT_RC" = 0 ] || it_fail "coapd -t with dtls_key on the token: exit $IT_RC: $(tail -3 "$IT_LOG")"
@@ -384,6 +388,25 @@ it_expect_code 2.05
   --key-file "$T/dt.key" --out "$T/dt.crt" --max-wait 0 >"$T/dt.enroll" 2>&1 ||
   it_fail "est-enroll with dtls_key on the token: $(tail -3 "$T/dt.enroll")"
 openssl verify -CAfile "$PKI/ca.crt" "$T/dt.crt" >/dev/null 2>&1 || it_fail "dt.crt does not verify"
+# HTTPS: TLS 1.2 and 1.3 handshakes signed on the token, and a simpleenroll
+# whose certificate the token-held CA key signs.
+it_expect_log dtls "https_key on a token: GnuTLS signs every TLS handshake"
+for v in "--tlsv1.3" "--tls-max 1.2"; do
+  # shellcheck disable=SC2086 # two words for --tls-max
+  code=$(curl -s --max-time 10 $v --cacert "$PKI/ca.crt" -o "$T/cacerts.b64" -w '%{http_code}' \
+    "https://127.0.0.1:$HP/.well-known/est/cacerts")
+  [ "$code" = 200 ] || it_fail "HTTPS cacerts with the token key ($v): $code"
+done
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/h.key" \
+  -subj /CN=https-token -outform DER -out "$T/h.csr" 2>/dev/null || it_fail "openssl req"
+base64 "$T/h.csr" >"$T/h.b64"
+code=$(curl -s --max-time 10 --cacert "$PKI/ca.crt" --cert "$PKI/idevid.crt" --key "$PKI/idevid.key" \
+  -H 'Content-Type: application/pkcs10' --data-binary @"$T/h.b64" -o "$T/h.p7.b64" -w '%{http_code}' \
+  "https://127.0.0.1:$HP/.well-known/est/simpleenroll")
+[ "$code" = 200 ] || it_fail "HTTPS simpleenroll with the token keys: $code $(cat "$T/h.p7.b64")"
+base64 -d "$T/h.p7.b64" | openssl pkcs7 -inform DER -print_certs -out "$T/h.crt" 2>/dev/null ||
+  it_fail "HTTPS simpleenroll answer is not PKCS#7"
+openssl verify -CAfile "$PKI/ca.crt" "$T/h.crt" >/dev/null 2>&1 || it_fail "h.crt does not verify"
 kill -HUP "${IT_PIDS[dtls]}"
 for _ in $(seq 50); do grep -q "dtls-token.conf reloaded" "$T/dtls.log" && break; sleep 0.1; done
 grep -q "dtls-token.conf reloaded" "$T/dtls.log" || it_fail "no reload: $(tail -3 "$T/dtls.log")"
