@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* memfd_create */
 #include "addr.h"
 #include "common/keyfile.h"
+#include "common/token.h"
 #include "coapd.h"
 #include "metrics.h"
 #include "reboot.h"
@@ -25,102 +26,49 @@
 #include <sys/mman.h>
 
 #define KEYID_MAX 64
-#define PIN_MAX 256
 
 /* ---- a dtls_key on a PKCS#11 token (docs/decisions.md §20) ---------------- */
 
-/* dtls_key_pin_file: a key file's mode rules, one line. *pin malloc()ed. */
+/* dtls_key_pin_file (common/token.h). *pin malloc()ed. */
 static est_err read_pin(const coapd_config *cfg, char **pin, char *err, size_t errlen) {
-  char buf[PIN_MAX + 2], why[PATH_MAX + 160];
-  bool group = false;
+  char why[PATH_MAX + 160];
   *pin = NULL;
   if (!cfg->dtls_key_pin_file.path)
     return EST_OK;
-  est_err rc = est_keyfile_check(cfg->dtls_key_pin_file.path, &group, why, sizeof why);
-  if (rc != EST_OK) {
+  est_err rc = est_pin_file_read(cfg->dtls_key_pin_file.path, pin, why, sizeof why);
+  if (rc != EST_OK)
     coapd_errf(err, errlen, "%s:%u: dtls_key_pin_file: %s", cfg->path,
                cfg->dtls_key_pin_file.line, why);
-    return rc;
-  }
-  FILE *f = fopen(cfg->dtls_key_pin_file.path, "re");
-  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-  if (f)
-    fclose(f);
-  buf[n] = '\0';
-  buf[strcspn(buf, "\r\n")] = '\0';
-  if (!f || n > PIN_MAX || !buf[0]) {
-    coapd_errf(err, errlen, "%s:%u: dtls_key_pin_file '%s': %s", cfg->path,
-               cfg->dtls_key_pin_file.line, cfg->dtls_key_pin_file.path,
-               !f ? strerror(errno) : n > PIN_MAX ? "longer than 256 bytes" : "empty");
-    explicit_bzero(buf, sizeof buf);
-    return EST_ERR_CONFIG;
-  }
-  *pin = strdup(buf);
-  explicit_bzero(buf, sizeof buf);
-  return *pin ? EST_OK : EST_ERR_NOMEM;
-}
-
-static int token_pin(void *userdata, int attempt, const char *url, const char *label,
-                     unsigned flags, char *pin, size_t pin_max) {
-  const char *given = userdata;
-  (void)url;
-  (void)label;
-  /* Once: a refused PIN tried again counts towards locking the token. */
-  if (!given || attempt > 0 || (flags & GNUTLS_PIN_WRONG) || strlen(given) >= pin_max)
-    return -1;
-  memcpy(pin, given, strlen(given) + 1);
-  return 0;
+  return rc;
 }
 
 /* The token key matches crt and signs now: a missing token, a wrong or
  * locked PIN is an error at start, named by line, never with the PIN. */
 static est_err check_token_key(const coapd_config *cfg, gnutls_x509_crt_t crt, char *err,
                                size_t errlen) {
-  static const unsigned char probe[] = "coapd token check";
-  gnutls_datum_t data = {(unsigned char *)(uintptr_t)probe, sizeof probe}, sig = {NULL, 0};
   gnutls_privkey_t k = NULL;
   gnutls_pubkey_t pub = NULL;
-  unsigned char a[KEYID_MAX], b[KEYID_MAX];
-  size_t la = sizeof a, lb = sizeof b;
-  char *pin = NULL;
+  char *pin = NULL, why[256];
   est_err rc = read_pin(cfg, &pin, err, errlen);
   if (rc != EST_OK)
     return rc;
   rc = EST_ERR_CONFIG;
-  int r = gnutls_privkey_init(&k);
-  if (r >= 0) {
-    gnutls_privkey_set_pin_function(k, token_pin, pin);
-    r = gnutls_privkey_import_url(k, cfg->dtls_key.path, 0);
-  }
-  if (r >= 0)
-    r = gnutls_privkey_sign_data(k, GNUTLS_DIG_SHA256, 0, &data, &sig);
-  if (r < 0) {
-    coapd_errf(err, errlen, "%s:%u: dtls_key: the token key does not sign (%s%s)",
-               cfg->path, cfg->dtls_key.line,
-               r == GNUTLS_E_PKCS11_PIN_ERROR ? "PIN refused or missing: " : "",
-               gnutls_strerror(r));
+  if (gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_x509(pub, crt, 0) < 0) {
+    coapd_errf(err, errlen, "%s:%u: dtls_cert: no public key", cfg->path, cfg->dtls_cert.line);
     goto out;
   }
-  if (gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_privkey(pub, k, 0, 0) < 0 ||
-      gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, a, &la) < 0 ||
-      gnutls_x509_crt_get_key_id(crt, GNUTLS_KEYID_USE_SHA256, b, &lb) < 0 || la != lb ||
-      memcmp(a, b, la) != 0) {
+  rc = est_token_key_open(cfg->dtls_key.path, pin, pub, &k, why, sizeof why);
+  if (rc == EST_ERR_KEY_MISMATCH)
     coapd_errf(err, errlen, "%s:%u: dtls_key does not match dtls_cert (line %u)", cfg->path,
                cfg->dtls_key.line, cfg->dtls_cert.line);
-    rc = EST_ERR_KEY_MISMATCH;
-    goto out;
-  }
-  rc = EST_OK;
+  else if (rc != EST_OK)
+    coapd_errf(err, errlen, "%s:%u: dtls_key: %s", cfg->path, cfg->dtls_key.line, why);
 out:
-  gnutls_free(sig.data);
   if (pub)
     gnutls_pubkey_deinit(pub);
   if (k)
     gnutls_privkey_deinit(k);
-  if (pin) {
-    explicit_bzero(pin, strlen(pin));
-    free(pin);
-  }
+  est_pin_free(pin);
   return rc;
 }
 

@@ -26,6 +26,7 @@
 #include "proto/http.h"
 #include "proto/multipart.h"
 #include "status.h"
+#include "common/token.h"
 
 #define CT_TEXT "text/plain; charset=utf-8"
 #define CT_P7 "application/pkcs7-mime; smime-type=certs-only"
@@ -806,18 +807,6 @@ int https_addr_parse(const char *v, https_addr *out, char *why, size_t why_len) 
 
 /* ---- https_key on a PKCS#11 token (docs/decisions.md §20) ---------------- */
 
-static int token_pin(void *userdata, int attempt, const char *url, const char *label,
-                     unsigned flags, char *pin, size_t pin_max) {
-  const https_srv *h = userdata;
-  (void)url;
-  (void)label;
-  /* Once: a refused PIN tried again counts towards locking the token. */
-  if (!h->pin || attempt > 0 || (flags & GNUTLS_PIN_WRONG) || strlen(h->pin) >= pin_max)
-    return -1;
-  memcpy(pin, h->pin, strlen(h->pin) + 1);
-  return 0;
-}
-
 /* MHD_OPTION_NOTIFY_CONNECTION: the connection knows its server, so the
  * certificate callback, which has no closure, can find it. */
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -852,14 +841,8 @@ static int token_cert(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int 
 /* The token key and the certificate chain, checked: the key is the first
  * certificate's and signs now. */
 static est_err token_load(https_srv *h, char *diag, size_t diag_len) {
-  static const unsigned char probe[] = "https_key token check";
   gnutls_datum_t pem = {(unsigned char *)h->cert_pem, (unsigned)strlen(h->cert_pem)};
-  gnutls_datum_t data = {(unsigned char *)(uintptr_t)probe, sizeof probe}, sig = {NULL, 0};
-  gnutls_pubkey_t pub = NULL;
-  unsigned char a[64], b[64];
-  size_t la = sizeof a, lb = sizeof b;
-  char uri[512];
-  est_err rc = EST_ERR_CONFIG;
+  char uri[512], why[256];
   pki_uri_for_log(h->cfg.key_file, uri, sizeof uri);
   h->npcert = sizeof h->pcert / sizeof h->pcert[0];
   if (gnutls_pcert_list_import_x509_raw(h->pcert, &h->npcert, &pem, GNUTLS_X509_FMT_PEM, 0) <
@@ -869,35 +852,10 @@ static est_err token_load(https_srv *h, char *diag, size_t diag_len) {
              h->cfg.cert_file);
     return EST_ERR_CONFIG;
   }
-  int r = gnutls_privkey_init(&h->key);
-  if (r < 0) {
-    h->key = NULL;
-    return EST_ERR_NOMEM;
-  }
-  gnutls_privkey_set_pin_function(h->key, token_pin, h);
-  r = gnutls_privkey_import_url(h->key, h->cfg.key_file, 0);
-  if (r >= 0)
-    r = gnutls_privkey_sign_data(h->key, GNUTLS_DIG_SHA256, 0, &data, &sig);
-  if (r < 0) {
-    snprintf(diag, diag_len, "https_key %s: the token key does not sign (%s%s)", uri,
-             r == GNUTLS_E_PKCS11_PIN_ERROR ? "PIN refused or missing: " : "",
-             gnutls_strerror(r));
-    goto out;
-  }
-  if (gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_privkey(pub, h->key, 0, 0) < 0 ||
-      gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, a, &la) < 0 ||
-      gnutls_pubkey_get_key_id(h->pcert[0].pubkey, GNUTLS_KEYID_USE_SHA256, b, &lb) < 0 ||
-      la != lb || memcmp(a, b, la) != 0) {
-    snprintf(diag, diag_len, "https_key %s does not match https_cert '%s'", uri,
-             h->cfg.cert_file);
-    rc = EST_ERR_KEY_MISMATCH;
-    goto out;
-  }
-  rc = EST_OK;
-out:
-  gnutls_free(sig.data);
-  if (pub)
-    gnutls_pubkey_deinit(pub);
+  est_err rc = est_token_key_open(h->cfg.key_file, h->pin, h->pcert[0].pubkey, &h->key, why,
+                                  sizeof why);
+  if (rc != EST_OK)
+    snprintf(diag, diag_len, "https_key %s: %s (https_cert '%s')", uri, why, h->cfg.cert_file);
   return rc;
 }
 
@@ -1069,9 +1027,6 @@ void https_stop(https_srv *h) {
     gnutls_pcert_deinit(&h->pcert[i]);
   if (h->key)
     gnutls_privkey_deinit(h->key);
-  if (h->pin) {
-    explicit_bzero(h->pin, strlen(h->pin));
-    free(h->pin);
-  }
+  est_pin_free(h->pin);
   free(h);
 }

@@ -14,6 +14,7 @@
 #include "p7asn.h"
 
 #include "crlasn.h"
+#include "common/token.h"
 
 #include "common/opts.h"
 #include "proto/der.h"
@@ -365,10 +366,7 @@ void pki_ca_free(pki_ca *ca) {
   pki_trust_free(ca->bag);
   free(ca->key_uri);
   free(ca->module);
-  if (ca->pin) {
-    explicit_bzero(ca->pin, strlen(ca->pin));
-    free(ca->pin);
-  }
+  est_pin_free(ca->pin);
   free(ca->p7);
   free(ca->der);
   free(ca);
@@ -497,20 +495,6 @@ void pki_uri_for_log(const char *uri, char *out, size_t cap) {
   out[k] = '\0';
 }
 
-/* GnuTLS asks for the PIN when it logs in (gnutls_pin_callback_t). Once
- * only: asking again with a PIN the token refused counts towards locking
- * it. */
-static int token_pin(void *userdata, int attempt, const char *token_url,
-                     const char *token_label, unsigned flags, char *pin, size_t pin_max) {
-  const pki_ca *ca = userdata;
-  (void)token_url;
-  (void)token_label;
-  if (!ca->pin || attempt > 0 || (flags & GNUTLS_PIN_WRONG) || strlen(ca->pin) >= pin_max)
-    return -1;
-  memcpy(pin, ca->pin, strlen(ca->pin) + 1);
-  return 0;
-}
-
 /* What a token error means to the operator; never the PIN. */
 static void token_why(int rc, const pki_ca *ca, char *diag, size_t diag_len) {
   char uri[PKI_URL_MAX];
@@ -535,7 +519,8 @@ static est_err token_key(pki_ca *ca, gnutls_privkey_t *out, char *diag, size_t d
   int rc = gnutls_privkey_init(&k);
   if (rc < 0)
     return gerr(rc, EST_ERR_PKI);
-  gnutls_privkey_set_pin_function(k, token_pin, ca);
+  /* Once only (common/token.h); ca->pin lives as long as the CA. */
+  gnutls_privkey_set_pin_function(k, est_token_pin_once, ca->pin);
   rc = gnutls_privkey_import_url(k, ca->key_uri, 0);
   if (rc < 0) {
     token_why(rc, ca, diag, diag_len);

@@ -14,6 +14,7 @@
 
 #include "async.h"
 #include "common/keyfile.h"
+#include "common/token.h"
 #include "common/opts.h"
 #include "est_plugin.h"
 #include "store/store.h"
@@ -683,10 +684,7 @@ typedef struct https_paths {
 } https_paths;
 
 static void https_paths_clear(https_paths *hp) {
-  if (hp->pin) {
-    explicit_bzero(hp->pin, strlen(hp->pin));
-    free(hp->pin);
-  }
+  est_pin_free(hp->pin);
   hp->pin = NULL;
 }
 
@@ -831,37 +829,21 @@ static est_err start_registrar(opt_ctx *o) {
 }
 
 /* ca_cert and ca_key (required options), with the issuance profile. */
-/* A *_pin_file (@p file, option @p key): mode checked like a key file,
- * one line, at most PIN_MAX bytes; *pin is wiped and freed by the caller. */
-#define PIN_MAX 256
+/* A *_pin_file (@p file, option @p key; common/token.h); *pin is freed
+ * by the caller with est_pin_free(). */
 static est_err read_pin(const opt_ctx *o, const char *file, const char *key, char **pin) {
   const est_plugin *p = o->p;
   const coapd_host_api *api = p->api;
-  char path[PATH_MAX], diag[PATH_MAX + 128] = "", buf[PIN_MAX + 2];
+  char path[PATH_MAX], why[PATH_MAX + 128] = "";
   *pin = NULL;
   if (!file)
     return EST_OK;
   if (resolve_path(p, file, path, sizeof path) != EST_OK)
     return EST_ERR_TOO_LARGE;
-  bool group = false;
-  est_err rc = est_keyfile_check(path, &group, diag, sizeof diag);
-  FILE *f = rc == EST_OK ? fopen(path, "re") : NULL;
-  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-  if (f)
-    fclose(f);
-  buf[n] = '\0';
-  buf[strcspn(buf, "\r\n")] = '\0';
-  if (rc == EST_OK && (!f || n > PIN_MAX || buf[0] == '\0')) {
-    snprintf(diag, sizeof diag, "'%s': %s", path,
-             !f ? strerror(errno) : n > PIN_MAX ? "longer than 256 bytes" : "empty");
-    rc = EST_ERR_CONFIG;
-  }
-  if (rc == EST_OK && !(*pin = strdup(buf)))
-    rc = EST_ERR_NOMEM;
-  explicit_bzero(buf, sizeof buf);
+  est_err rc = est_pin_file_read(path, pin, why, sizeof why);
   if (rc != EST_OK)
     api->log(api->host, COAPD_LOG_ERR, "%s:%u: %s: %s", api->config_path, opt_line(p, key),
-             key, diag[0] ? diag : est_strerror(rc));
+             key, why[0] ? why : est_strerror(rc));
   return rc;
 }
 
@@ -897,10 +879,7 @@ static est_err load_ca(opt_ctx *o) {
     return rc;
   rc = pki_ca_open(a, b, pin, p->pkcs11_module[0] ? p->pkcs11_module : NULL, p->cert_days,
                    &p->ca, diag, sizeof diag);
-  if (pin) {
-    explicit_bzero(pin, strlen(pin));
-    free(pin);
-  }
+  est_pin_free(pin);
   if (rc != EST_OK) {
     api->log(api->host, COAPD_LOG_ERR, "%s:%u: ca_cert/ca_key: %s", api->config_path,
              opt_line(p, "ca_cert"), diag[0] ? diag : est_strerror(rc));
