@@ -23,21 +23,20 @@ if [ "${1:-}" = --registrar ]; then
     echo "demo: no $dir/pki/ra.crt: start scripts/demo.sh first (an older $dir: remove it)" >&2
     exit 1
   }
-  mkdir -p "$dir/registrar"
-  cat >"$dir/registrar/coapd.conf" <<CONF
+  cat >"$dir/registrar.conf" <<CONF
 listen 127.0.0.1 $rport
 listen ::1 $rport
-dtls_cert ../pki/server.crt
-dtls_key ../pki/server.key
-dtls_ca ../pki/trust.pem
+dtls_cert pki/server.crt
+dtls_key pki/server.key
+dtls_ca pki/trust.pem
 log_level info
 
 plugin $top/build/plugin/est/est_coaps.so
 plugin_opt_upstream https://localhost:$https_port/.well-known/est
-plugin_opt_upstream_ca ../pki/ca.crt
-plugin_opt_upstream_cert ../pki/ra.crt
-plugin_opt_upstream_key ../pki/ra.key
-plugin_opt_idevid_trust ../pki/mfr-ca.crt
+plugin_opt_upstream_ca pki/ca.crt
+plugin_opt_upstream_cert pki/ra.crt
+plugin_opt_upstream_key pki/ra.key
+plugin_opt_idevid_trust pki/mfr-ca.crt
 plugin_opt_idevid_policy auto
 plugin_opt_pop_linking verify
 plugin_opt_keygen on
@@ -47,7 +46,7 @@ CONF
 demo: a registrar on coaps://127.0.0.1:$rport/est, in front of https://localhost:$https_port
 demo: its devices wait for the demo's operator: estctl --db $dir/est.db list|approve ID
 MSG
-  exec build/host/coapd -c "$dir/registrar/coapd.conf"
+  exec build/host/coapd -c "$dir/registrar.conf"
 fi
 
 scripts/deps.sh

@@ -134,9 +134,7 @@ est_csr "$T/g1.key" "$T/g1.csr" hsm-g1 'dns_name = "g1.example"'
 est_req gnutls idevid post /est/sen -t 286 -f "$T/g1.csr" -v 7 -B 30
 it_expect_code 2.04
 it_expect_opt 'Content-Format:281'
-trace=$(grep -E '^v:1 ' "$T/coap-$IT_COAP_N.all" | sed -E 's/ \{[^}]*\}.*//; s/ i:[0-9a-f]+//')
-want=$(printf '%s\n' 'v:1 t:CON c:POST' 'v:1 t:ACK c:0.00' 'v:1 t:CON c:2.04' 'v:1 t:ACK c:0.00')
-[ "$trace" = "$want" ] || it_fail "sen trace is not POST, empty ACK, CON 2.04, ACK: $trace"
+est_expect_separate "sen"
 est_p7_to_pem "$IT_PAYLOAD_FILE" "$T/g1.crt"
 ossl_verify "$T/g1.crt"
 # coap-client-openssl, 64-byte blocks, Accept 287: the bare certificate.

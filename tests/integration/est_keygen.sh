@@ -48,10 +48,7 @@ done
 est_csr "$T/trace.key" "$T/trace.csr" kg-trace
 est_req gnutls idevid post /est/skg -t 286 -f "$T/trace.csr" -v 7
 it_expect_code 2.04
-trace=$(grep -E '^v:1 ' "$T/coap-$IT_COAP_N.all" | sed -E 's/ \{[^}]*\}.*//')
-want=$(printf '%s\n' 'v:1 t:CON c:POST' 'v:1 t:ACK c:0.00' 'v:1 t:CON c:2.04' 'v:1 t:ACK c:0.00')
-[ "$(echo "$trace" | sed -E 's/ i:[0-9a-f]+//')" = "$want" ] ||
-  it_fail "skg trace is not POST, empty ACK, CON 2.04, ACK: $trace"
+est_expect_separate "skg"
 
 # No Accept is fine; Accept other than 62 is 4.06 (ACC-5).
 est_csr "$T/k.key" "$T/k.csr" kg-noaccept

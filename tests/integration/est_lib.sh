@@ -97,3 +97,13 @@ it_expect_diag() {
   grep -Eq "^${IT_CODE//./\\.} .+" "$IT_STDERR" ||
     it_fail "$IT_CODE without a diagnostic payload: $(cat "$IT_STDERR")"
 }
+
+# est_expect_separate WHAT: the last est_req (run with -v 7) was a separate
+# response (RFC 7252 §5.2.2): the POST, an empty ACK, the 2.04 as a CON,
+# and the client's ACK of it.
+est_expect_separate() {
+  local trace want
+  trace=$(grep -E '^v:1 ' "$T/coap-$IT_COAP_N.all" | sed -E 's/ \{[^}]*\}.*//; s/ i:[0-9a-f]+//')
+  want=$(printf '%s\n' 'v:1 t:CON c:POST' 'v:1 t:ACK c:0.00' 'v:1 t:CON c:2.04' 'v:1 t:ACK c:0.00')
+  [ "$trace" = "$want" ] || it_fail "$1 is not POST, empty ACK, CON 2.04, ACK: $trace"
+}
