@@ -10,6 +10,7 @@ pkgs=(
   mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
   python3 python3-cbor2 python3-jsonschema valgrind procps
   libmicrohttpd-dev libcurl4-gnutls-dev softhsm2 libsystemd-dev curl python3-prometheus-client
+  libpq-dev postgresql-15
   lintian dpkg-dev fakeroot systemd man-db groff-base
   strongswan-pki libstrongswan-extra-plugins
 )

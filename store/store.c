@@ -4,12 +4,12 @@
 
 #include "store.h"
 #include "store_schema.h"
+#include "db.h"
 
 #include <errno.h>
 #include <unistd.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +17,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* PRAGMA application_id: "ESTC". Marks the file as ours so that a wrong
- * path to some other SQLite database is refused instead of extended. */
-#define STORE_APPLICATION_ID 0x45535443
-/* Blocking at open is harmless (nothing is served yet): wait this long for
- * another process's lock while switching to WAL and migrating. */
-#define STORE_OPEN_BUSY_MS 5000
 #define STORE_ERRMSG_LEN 512
 
 /* Column lists shared by the statements that read whole rows; the read_*
@@ -47,9 +41,6 @@ enum { RC_REVOKED_AT = RC__N, RC_NOT_AFTER };
 
 /* Every statement, prepared once at open (SQLITE_PREPARE_PERSISTENT). */
 enum stmt_id {
-  ST_BEGIN,
-  ST_COMMIT,
-  ST_ROLLBACK,
   ST_AUDIT_INSERT,
   ST_REQ_LOOKUP,
   ST_REQ_GET,
@@ -84,14 +75,10 @@ enum stmt_id {
   ST_REQ_COUNT_PENDING,
   ST_META_GET,
   ST_META_SET,
-  ST_DATA_VERSION,
   ST__MAX
 };
 
 static const char *const stmt_sql[ST__MAX] = {
-  [ST_BEGIN] = "BEGIN IMMEDIATE",
-  [ST_COMMIT] = "COMMIT",
-  [ST_ROLLBACK] = "ROLLBACK",
   [ST_AUDIT_INSERT] =
     "INSERT INTO audit (time, actor, action, request_id, cert_serial, detail)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -108,7 +95,7 @@ static const char *const stmt_sql[ST__MAX] = {
   [ST_REQ_INSERT] =
     "INSERT INTO requests (state, function, spki_sha256, client_fp, client,"
     " client_class, subject, csr, created, updated, expires, client_serial, ra)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12) RETURNING id",
   [ST_REQ_DECIDE] =
     "UPDATE requests SET state = ?2, reason = ?3, updated = ?4, expires = ?5"
     " WHERE id = ?1 AND state = 'pending'",
@@ -134,7 +121,7 @@ static const char *const stmt_sql[ST__MAX] = {
   [ST_CERT_INSERT] =
     "INSERT INTO certificates (serial, request_id, subject, client,"
     " not_before, not_after, der, created)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
   [ST_CERT_GET_ID] = "SELECT " CERT_COLS " FROM certificates WHERE id = ?1",
   [ST_CERT_GET_SERIAL] =
     "SELECT " CERT_COLS " FROM certificates WHERE serial = ?1",
@@ -149,8 +136,8 @@ static const char *const stmt_sql[ST__MAX] = {
   /* One more CRL number (docs/decisions.md §14). */
   [ST_CRL_NEXT] =
     "INSERT INTO meta (key, value) VALUES ('crl.number', '1')"
-    " ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
-    " RETURNING CAST(value AS INTEGER)",
+    " ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)"
+    " RETURNING CAST(meta.value AS BIGINT)",
   [ST_CRL_SET_CERT] = "UPDATE certificates SET crl_number = ?2 WHERE serial = ?1",
   [ST_CRL_ENTRIES] =
     "SELECT serial, revoked_at, revoke_reason FROM certificates"
@@ -160,7 +147,7 @@ static const char *const stmt_sql[ST__MAX] = {
     " (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'crl.published')",
   [ST_PREAUTH_INSERT] =
     "INSERT INTO preauth (kind, value, note, created, actor, idevid)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
   [ST_PREAUTH_DELETE] = "DELETE FROM preauth WHERE kind = ?1 AND value = ?2",
   [ST_PREAUTH_LIST] = "SELECT " PREAUTH_COLS " FROM preauth ORDER BY id",
   [ST_PREAUTH_MATCH] =
@@ -194,12 +181,11 @@ static const char *const stmt_sql[ST__MAX] = {
   [ST_META_SET] =
     "INSERT INTO meta (key, value) VALUES (?1, ?2)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-  [ST_DATA_VERSION] = "PRAGMA data_version",
 };
 
 struct store {
-  sqlite3 *db;
-  sqlite3_stmt *st[ST__MAX];
+  db *db;
+  db_stmt *st[ST__MAX];
   bool read_only;
   bool in_callback;
   int64_t (*clock)(void *);
@@ -296,6 +282,8 @@ const char *store_audit_action_name(store_audit_action a) {
 
 int store_schema_version(void) { return store_migrations_count; }
 
+bool store_path_is_uri(const char *path) { return db_is_pg_uri(path); }
+
 /* ------------------------------------------------------------ errors */
 
 static est_err fail(store *s, est_err rc, const char *fmt, ...)
@@ -309,35 +297,12 @@ static est_err fail(store *s, est_err rc, const char *fmt, ...) {
   return rc;
 }
 
-static est_err map_sqlite(int rc) {
-  switch (rc & 0xff) {
-  case SQLITE_OK:
-  case SQLITE_ROW:
-  case SQLITE_DONE:
-    return EST_OK;
-  case SQLITE_BUSY:
-  case SQLITE_LOCKED:
-    return EST_ERR_BUSY;
-  case SQLITE_NOMEM:
-    return EST_ERR_NOMEM;
-  case SQLITE_FULL:
-  case SQLITE_IOERR:
-  case SQLITE_CANTOPEN:
-    return EST_ERR_IO;
-  case SQLITE_TOOBIG:
-    return EST_ERR_TOO_LARGE;
-  default:
-    return EST_ERR_STORE;
-  }
-}
-
 /* Record a SQLite failure @p rc during @p what. Prefer the connection's own
  * message; fall back to the generic text if the connection holds another
  * code (an injected fault, or an error from a reset statement). */
 static est_err db_fail(store *s, int rc, const char *what) {
-  const char *msg = sqlite3_errcode(s->db) == rc ? sqlite3_errmsg(s->db)
-                                                 : sqlite3_errstr(rc);
-  est_err e = map_sqlite(rc);
+  const char *msg = db_errcode(s->db) == rc ? db_errmsg(s->db) : sqlite3_errstr(rc);
+  est_err e = db_map_code(rc);
   if (e == EST_OK)
     e = EST_ERR_STORE; /* an unexpected ROW/DONE */
   return fail(s, e, "%s: %s", what, msg);
@@ -475,10 +440,9 @@ static est_err check_cert_new(store *s, const store_cert_new *in,
 /* ------------------------------------------------------------ statements */
 
 /* A statement ready for binding: reset and unbound. */
-static sqlite3_stmt *stmt(store *s, enum stmt_id id) {
-  sqlite3_stmt *st = s->st[id];
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
+static db_stmt *stmt(store *s, enum stmt_id id) {
+  db_stmt *st = s->st[id];
+  db_reset(st);
   return st;
 }
 
@@ -489,47 +453,57 @@ static sqlite3_stmt *stmt(store *s, enum stmt_id id) {
       (brc) = (call);                                                          \
   } while (0)
 
-static int bind_text(sqlite3_stmt *st, int i, const char *v) {
-  return v != NULL ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC)
-                   : sqlite3_bind_null(st, i);
+static int bind_text(db_stmt *st, int i, const char *v) {
+  return v != NULL ? db_bind_text(st, i, v)
+                   : db_bind_null(st, i);
 }
 
-static int bind_opt_int(sqlite3_stmt *st, int i, int64_t v) {
-  return v != 0 ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+static int bind_opt_int(db_stmt *st, int i, int64_t v) {
+  return v != 0 ? db_bind_int64(st, i, v) : db_bind_null(st, i);
 }
 
 /* Step a statement that returns no rows; reset it. *raw gets SQLite's code. */
-static est_err exec_done(store *s, sqlite3_stmt *st, const char *what,
+static est_err exec_done(store *s, db_stmt *st, const char *what,
                          int *raw) {
-  int rc = sqlite3_step(st);
+  int rc = db_step(st);
   est_err e = EST_OK;
   if (raw != NULL)
     *raw = rc;
   if (rc != SQLITE_DONE)
     e = db_fail(s, rc, what);
-  sqlite3_reset(st);
+  db_reset(st);
+  return e;
+}
+
+/* Step an INSERT ... RETURNING id; reset it. *id gets the new row's id. */
+static est_err exec_returning(store *s, db_stmt *st, const char *what, int *raw,
+                              int64_t *id) {
+  int rc = db_step(st);
+  est_err e = EST_OK;
+  if (raw != NULL)
+    *raw = rc;
+  if (rc == SQLITE_ROW)
+    *id = db_column_int64(st, 0);
+  else
+    e = db_fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc, what);
+  db_reset(st);
   return e;
 }
 
 static est_err tx_begin(store *s) {
-  return exec_done(s, s->st[ST_BEGIN], "begin", NULL);
+  int rc = db_begin(s->db);
+  return rc == SQLITE_OK ? EST_OK : db_fail(s, rc, "begin");
 }
 
-/* Roll back whatever is open. SQLite may already have rolled back (after
- * SQLITE_FULL, for instance); then there is nothing to do. */
-static void tx_rollback(store *s) {
-  if (!sqlite3_get_autocommit(s->db)) {
-    sqlite3_stmt *st = s->st[ST_ROLLBACK];
-    (void)sqlite3_step(st);
-    sqlite3_reset(st);
-  }
-}
+static void tx_rollback(store *s) { db_rollback(s->db); }
 
 static est_err tx_commit(store *s) {
-  est_err rc = exec_done(s, s->st[ST_COMMIT], "commit", NULL);
-  if (rc != EST_OK)
-    tx_rollback(s);
-  return rc;
+  int rc = db_commit(s->db);
+  if (rc == SQLITE_OK)
+    return EST_OK;
+  est_err e = db_fail(s, rc, "commit");
+  tx_rollback(s);
+  return e;
 }
 
 /* Finish a write transaction: commit on success, else roll back. */
@@ -543,11 +517,11 @@ static est_err tx_end(store *s, est_err rc) {
 static est_err audit_insert(store *s, int64_t time_, const char *actor,
                             store_audit_action action, int64_t request_id,
                             const char *serial, const char *detail) {
-  sqlite3_stmt *st = stmt(s, ST_AUDIT_INSERT);
+  db_stmt *st = stmt(s, ST_AUDIT_INSERT);
   int brc = SQLITE_OK;
-  BIND(brc, sqlite3_bind_int64(st, 1, time_));
-  BIND(brc, sqlite3_bind_text(st, 2, actor, -1, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_text(st, 3, action_names[action], -1, SQLITE_STATIC));
+  BIND(brc, db_bind_int64(st, 1, time_));
+  BIND(brc, db_bind_text(st, 2, actor));
+  BIND(brc, db_bind_text(st, 3, action_names[action]));
   BIND(brc, bind_opt_int(st, 4, request_id));
   BIND(brc, bind_text(st, 5, serial));
   BIND(brc, bind_text(st, 6, detail));
@@ -558,17 +532,17 @@ static est_err audit_insert(store *s, int64_t time_, const char *actor,
 
 /* ------------------------------------------------------------ row reading */
 
-static int64_t col_opt_int(sqlite3_stmt *st, int i) {
-  return sqlite3_column_type(st, i) == SQLITE_NULL ? 0
-                                                    : sqlite3_column_int64(st, i);
+static int64_t col_opt_int(db_stmt *st, int i) {
+  return db_column_null(st, i) ? 0
+                                                    : db_column_int64(st, i);
 }
 
 /* A malloc'd copy of a TEXT column, NULL for SQL NULL. *oom on failure. */
-static char *col_strdup(sqlite3_stmt *st, int i, bool *oom) {
-  const unsigned char *t = sqlite3_column_text(st, i);
+static char *col_strdup(db_stmt *st, int i, bool *oom) {
+  const char *t = db_column_text(st, i);
   if (t == NULL)
     return NULL;
-  size_t n = (size_t)sqlite3_column_bytes(st, i);
+  size_t n = (size_t)db_column_bytes(st, i);
   char *p = malloc(n + 1);
   if (p == NULL) {
     *oom = true;
@@ -579,9 +553,9 @@ static char *col_strdup(sqlite3_stmt *st, int i, bool *oom) {
   return p;
 }
 
-static uint8_t *col_blobdup(sqlite3_stmt *st, int i, size_t *len, bool *oom) {
-  const void *b = sqlite3_column_blob(st, i);
-  size_t n = (size_t)sqlite3_column_bytes(st, i);
+static uint8_t *col_blobdup(db_stmt *st, int i, size_t *len, bool *oom) {
+  const void *b = db_column_blob(st, i);
+  size_t n = (size_t)db_column_bytes(st, i);
   *len = 0;
   if (b == NULL || n == 0)
     return NULL;
@@ -595,16 +569,16 @@ static uint8_t *col_blobdup(sqlite3_stmt *st, int i, size_t *len, bool *oom) {
   return p;
 }
 
-static bool col_hash(sqlite3_stmt *st, int i, uint8_t out[STORE_SHA256_LEN]) {
-  const void *b = sqlite3_column_blob(st, i);
-  if (b == NULL || sqlite3_column_bytes(st, i) != (int)STORE_SHA256_LEN)
+static bool col_hash(db_stmt *st, int i, uint8_t out[STORE_SHA256_LEN]) {
+  const void *b = db_column_blob(st, i);
+  if (b == NULL || db_column_bytes(st, i) != (int)STORE_SHA256_LEN)
     return false;
   memcpy(out, b, STORE_SHA256_LEN);
   return true;
 }
 
-static int col_name(sqlite3_stmt *st, int i, const char *const *names, int n) {
-  return name_index(names, n, (const char *)sqlite3_column_text(st, i));
+static int col_name(db_stmt *st, int i, const char *const *names, int n) {
+  return name_index(names, n, db_column_text(st, i));
 }
 
 void store_request_clear(store_request *r) {
@@ -654,16 +628,16 @@ void store_audit_row_clear(store_audit_row *a) {
 }
 
 /* Read a row of REQ_COLS into @p r (cleared on failure). */
-static est_err read_request(store *s, sqlite3_stmt *st, store_request *r) {
+static est_err read_request(store *s, db_stmt *st, store_request *r) {
   bool oom = false;
   int state = col_name(st, RC_STATE, state_names, STORE_REQ__MAX);
   int fn = col_name(st, RC_FUNCTION, fn_names, STORE_FN__MAX);
-  int cls = sqlite3_column_type(st, RC_CLASS) == SQLITE_NULL
+  int cls = db_column_null(st, RC_CLASS)
               ? STORE_CLIENT_UNKNOWN
               : col_name(st, RC_CLASS, class_names, STORE_CLIENT__MAX);
 
   memset(r, 0, sizeof *r);
-  r->id = sqlite3_column_int64(st, RC_ID);
+  r->id = db_column_int64(st, RC_ID);
   if (state < 0 || fn < 0 || cls < 0 || !col_hash(st, RC_SPKI, r->spki_sha256) ||
       !col_hash(st, RC_FP, r->client_fp))
     return fail(s, EST_ERR_STORE, "request %" PRId64 " holds invalid values",
@@ -675,8 +649,8 @@ static est_err read_request(store *s, sqlite3_stmt *st, store_request *r) {
   r->subject = col_strdup(st, RC_SUBJECT, &oom);
   r->csr = col_blobdup(st, RC_CSR, &r->csr_len, &oom);
   r->reason = col_strdup(st, RC_REASON, &oom);
-  r->created = sqlite3_column_int64(st, RC_CREATED);
-  r->updated = sqlite3_column_int64(st, RC_UPDATED);
+  r->created = db_column_int64(st, RC_CREATED);
+  r->updated = db_column_int64(st, RC_UPDATED);
   r->expires = col_opt_int(st, RC_EXPIRES);
   r->cert_id = col_opt_int(st, RC_CERT_ID);
   r->client_serial = col_strdup(st, RC_CLIENT_SERIAL, &oom);
@@ -688,10 +662,10 @@ static est_err read_request(store *s, sqlite3_stmt *st, store_request *r) {
   return EST_OK;
 }
 
-static est_err read_cert(store *s, sqlite3_stmt *st, store_cert *c) {
+static est_err read_cert(store *s, db_stmt *st, store_cert *c) {
   bool oom = false;
   memset(c, 0, sizeof *c);
-  c->id = sqlite3_column_int64(st, 0);
+  c->id = db_column_int64(st, 0);
   c->serial = col_strdup(st, 1, &oom);
   c->request_id = col_opt_int(st, 2);
   c->subject = col_strdup(st, 3, &oom);
@@ -701,7 +675,7 @@ static est_err read_cert(store *s, sqlite3_stmt *st, store_cert *c) {
   c->der = col_blobdup(st, 7, &c->der_len, &oom);
   c->revoked_at = col_opt_int(st, 8);
   c->revoke_reason = col_strdup(st, 9, &oom);
-  c->created = sqlite3_column_int64(st, 10);
+  c->created = db_column_int64(st, 10);
   if (oom) {
     store_cert_clear(c);
     return fail(s, EST_ERR_NOMEM, "out of memory reading a certificate");
@@ -709,18 +683,18 @@ static est_err read_cert(store *s, sqlite3_stmt *st, store_cert *c) {
   return EST_OK;
 }
 
-static est_err read_preauth(store *s, sqlite3_stmt *st, store_preauth *p) {
+static est_err read_preauth(store *s, db_stmt *st, store_preauth *p) {
   bool oom = false;
   int kind = col_name(st, 1, kind_names, STORE_PREAUTH__MAX);
   memset(p, 0, sizeof *p);
-  p->id = sqlite3_column_int64(st, 0);
+  p->id = db_column_int64(st, 0);
   if (kind < 0)
     return fail(s, EST_ERR_STORE, "preauth %" PRId64 " has an unknown kind",
                 p->id);
   p->kind = (store_preauth_kind)kind;
   p->value = col_strdup(st, 2, &oom);
   p->note = col_strdup(st, 3, &oom);
-  p->created = sqlite3_column_int64(st, 4);
+  p->created = db_column_int64(st, 4);
   p->actor = col_strdup(st, 5, &oom);
   p->idevid = col_strdup(st, 6, &oom);
   if (oom) {
@@ -730,13 +704,13 @@ static est_err read_preauth(store *s, sqlite3_stmt *st, store_preauth *p) {
   return EST_OK;
 }
 
-static est_err read_audit(store *s, sqlite3_stmt *st, store_audit_row *a) {
+static est_err read_audit(store *s, db_stmt *st, store_audit_row *a) {
   bool oom = false;
   int action = col_name(st, 3, action_names, STORE_AUDIT__MAX);
   int fn = col_name(st, 7, fn_names, STORE_FN__MAX);
   memset(a, 0, sizeof *a);
-  a->id = sqlite3_column_int64(st, 0);
-  a->time = sqlite3_column_int64(st, 1);
+  a->id = db_column_int64(st, 0);
+  a->time = db_column_int64(st, 1);
   a->actor = col_strdup(st, 2, &oom);
   a->action = action < 0 ? STORE_AUDIT__MAX : (store_audit_action)action;
   a->action_name = col_strdup(st, 3, &oom);
@@ -771,214 +745,73 @@ void store_options_init(store_options *opt) {
   opt->busy_timeout_ms = 5000;
 }
 
-/* Run a one-value query (a PRAGMA) and return its integer. */
-static est_err query_int(store *s, const char *sql, int64_t *v) {
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-  if (rc == SQLITE_OK) {
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-      *v = sqlite3_column_int64(st, 0);
-      rc = SQLITE_OK;
-    }
-  }
-  est_err e = rc == SQLITE_OK ? EST_OK : db_fail(s, rc, sql);
-  sqlite3_finalize(st);
-  return e;
-}
-
-static est_err exec_sql(store *s, const char *sql, const char *what) {
-  char *msg = NULL;
-  int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
-  est_err e = EST_OK;
-  if (rc != SQLITE_OK) {
-    e = map_sqlite(rc);
-    fail(s, e == EST_OK ? EST_ERR_STORE : e, "%s: %s", what,
-         msg != NULL ? msg : sqlite3_errstr(rc));
-  }
-  sqlite3_free(msg);
-  return e;
-}
-
-/* Bring the schema up to store_migrations_count, in one
- * transaction. Another process may have migrated since store_open() read
- * user_version: read it again under the write lock. */
+/* Bring the schema up to the program's, in one transaction. Another
+ * process may have migrated since db_open() read the version: read it
+ * again under the write lock. Each dialect has its own scripts of the
+ * same numbers (schemas/ and schemas/pg/). */
 static est_err migrate(store *s) {
+  const store_migration *m =
+    db_get_dialect(s->db) == DB_PG ? store_migrations_pg : store_migrations;
   int64_t uv = 0;
+  int src;
   est_err rc = tx_begin(s);
   if (rc != EST_OK)
     return rc;
-  if ((rc = query_int(s, "PRAGMA user_version", &uv)) != EST_OK)
+  if ((src = db_schema_get(s->db, &uv)) != SQLITE_OK) {
+    rc = db_fail(s, src, "schema version");
     goto out;
+  }
   if (uv > store_migrations_count) {
     rc = fail(s, EST_ERR_SCHEMA,
-              "database schema version %" PRId64
-              " is newer than this program (%d)",
-              uv, store_migrations_count);
+              "database schema version %" PRId64 " is newer than this program (%d)", uv,
+              store_migrations_count);
     goto out;
   }
   for (int i = (int)uv; i < store_migrations_count; i++) {
     char what[128];
-    snprintf(what, sizeof what, "schema %s", store_migrations[i].name);
-    if ((rc = exec_sql(s, store_migrations[i].sql, what)) != EST_OK)
+    snprintf(what, sizeof what, "schema %s", m[i].name);
+    if ((src = db_exec(s->db, m[i].sql)) != SQLITE_OK) {
+      rc = db_fail(s, src, what);
       goto out;
+    }
   }
-  if (uv < store_migrations_count) {
-    char sql[96];
-    snprintf(sql, sizeof sql, "PRAGMA user_version = %d; PRAGMA application_id = %d",
-             store_migrations_count, STORE_APPLICATION_ID);
-    if ((rc = exec_sql(s, sql, "set schema version")) != EST_OK)
-      goto out;
-  }
+  if (uv < store_migrations_count && (src = db_schema_set(s->db, store_migrations_count)) != SQLITE_OK)
+    rc = db_fail(s, src, "set schema version");
 out:
   return tx_end(s, rc);
 }
 
-/* Refuse files that are not ours, newer than us, or (without create) never
- * initialised. *uv gets the schema version. */
-static est_err check_header(store *s, const char *path, bool create,
-                            bool read_only, int64_t *uv) {
-  int64_t aid = 0, tables = 0;
-  est_err rc;
-  if ((rc = query_int(s, "PRAGMA user_version", uv)) != EST_OK ||
-      (rc = query_int(s, "PRAGMA application_id", &aid)) != EST_OK ||
-      (rc = query_int(s, "SELECT count(*) FROM sqlite_schema", &tables)) !=
-        EST_OK)
-    return rc;
-  if (aid != 0 && aid != STORE_APPLICATION_ID)
-    return fail(s, EST_ERR_SCHEMA,
-                "%s is not an est-coaps database (application_id 0x%08" PRIx64
-                ")",
-                path, (uint64_t)aid);
-  if (*uv == 0 && tables > 0)
-    return fail(s, EST_ERR_SCHEMA,
-                "%s holds tables but no est-coaps schema", path);
-  if (*uv == 0 && (!create || read_only))
-    return fail(s, EST_ERR_NOT_FOUND,
-                "no database at %s (the file exists but is not initialised)",
-                path);
-  if (*uv > store_migrations_count)
-    return fail(s, EST_ERR_SCHEMA,
-                "database schema version %" PRId64
-                " is newer than this program (%d)",
-                *uv, store_migrations_count);
-  if (read_only && *uv < store_migrations_count)
-    return fail(s, EST_ERR_SCHEMA,
-                "database schema version %" PRId64
-                " is older than this program (%d); open it read-write once "
-                "to upgrade",
-                *uv, store_migrations_count);
-  return EST_OK;
-}
-
 static est_err open_db(store *s, const char *path, const store_options *o) {
-  int flags = SQLITE_OPEN_NOMUTEX;
+  db_open_opts dopt = {
+    .create = o->create,
+    .read_only = o->read_only,
+    .sync_normal = o->synchronous_normal,
+    .use_group = o->use_group,
+    .group_gid = o->group_gid,
+    .busy_timeout_ms = o->busy_timeout_ms,
+  };
   int64_t uv = 0;
-  est_err rc;
-  int src;
-
-  if (!o->create || o->read_only) {
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-      return errno == ENOENT
-               ? fail(s, EST_ERR_NOT_FOUND, "no database at %s", path)
-               : fail(s, EST_ERR_IO, "cannot access %s: %s", path,
-                      strerror(errno));
-  }
-  if (o->read_only)
-    flags |= SQLITE_OPEN_READONLY;
-  else
-    flags |= SQLITE_OPEN_READWRITE | (o->create ? SQLITE_OPEN_CREATE : 0);
-  /* It holds every CSR, client identity and the audit trail: create it
-   * private, whatever the umask; SQLite gives -wal and -shm its mode. An
-   * empty file is a valid new database. */
-  if (o->create && !o->read_only) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-      mode_t mode = o->use_group ? 0640 : 0600;
-      bool ok = (!o->use_group || fchown(fd, (uid_t)-1, (gid_t)o->group_gid) == 0) &&
-                fchmod(fd, mode) == 0;
-      int err = errno;
-      close(fd);
-      if (!ok) {
-        (void)unlink(path);
-        return fail(s, EST_ERR_IO, "cannot set owner and mode of new %s: %s", path,
-                    strerror(err));
-      }
-    } else if (errno != EEXIST) {
-      return fail(s, EST_ERR_IO, "cannot create %s: %s", path, strerror(errno));
-    }
-  }
-
-  src = sqlite3_open_v2(path, &s->db, flags, NULL);
-  if (src != SQLITE_OK) {
-    est_err e = map_sqlite(src);
-    return fail(s, e == EST_OK ? EST_ERR_STORE : e, "cannot open %s: %s", path,
-                s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(src));
-  }
-  sqlite3_extended_result_codes(s->db, 1);
-  /* SQLite silently opens a file it may not write read-only; a writer that
-   * only finds out at its first write would fail much later. */
-  if (!o->read_only && sqlite3_db_readonly(s->db, "main") == 1)
-    return fail(s, EST_ERR_IO,
-                "database %s is not writable by this process (check owner and "
-                "mode of the file and its directory)",
-                path);
-  sqlite3_busy_timeout(s->db, o->busy_timeout_ms > STORE_OPEN_BUSY_MS
-                                ? o->busy_timeout_ms
-                                : STORE_OPEN_BUSY_MS);
-  sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
-  sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
-
-  if ((rc = check_header(s, path, o->create, o->read_only, &uv)) != EST_OK)
+  est_err rc = db_open(path, &dopt, &s->db, &uv, s->err, sizeof s->err);
+  if (rc != EST_OK)
     return rc;
-  if ((rc = exec_sql(s, "PRAGMA foreign_keys = ON", "foreign keys")) != EST_OK)
+  if (uv > store_migrations_count)
+    return fail(s, EST_ERR_SCHEMA,
+                "database schema version %" PRId64 " is newer than this program (%d)", uv,
+                store_migrations_count);
+  if (o->read_only && uv < store_migrations_count)
+    return fail(s, EST_ERR_SCHEMA,
+                "database schema version %" PRId64
+                " is older than this program (%d); open it read-write once to upgrade",
+                uv, store_migrations_count);
+  if (!o->read_only && uv < store_migrations_count && (rc = migrate(s)) != EST_OK)
     return rc;
-  if (o->read_only) {
-    if ((rc = exec_sql(s, "PRAGMA query_only = ON", "query_only")) != EST_OK)
-      return rc;
-  } else {
-    /* WAL: readers (estctl, the broker) never block the writer, and a commit
-     * appends to one file. It is a property of the file, set once. */
-    sqlite3_stmt *st = NULL;
-    src = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-    if (src == SQLITE_OK)
-      src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-      const char *mode = (const char *)sqlite3_column_text(st, 0);
-      if (mode == NULL || strcmp(mode, "wal") != 0) {
-        sqlite3_finalize(st);
-        return fail(s, EST_ERR_STORE, "%s: cannot switch to WAL (mode %s)",
-                    path, mode != NULL ? mode : "?");
-      }
-      src = SQLITE_OK;
-    }
-    rc = src == SQLITE_OK ? EST_OK : db_fail(s, src, "journal_mode WAL");
-    sqlite3_finalize(st);
-    if (rc != EST_OK)
-      return rc;
-    /* FULL: the WAL is fsync'd at every commit, so a pending request, a
-     * decision or an issued certificate survives power loss, not just a
-     * crash. NORMAL is an option (store/README.md has the cost). */
-    if ((rc = exec_sql(s,
-                       o->synchronous_normal ? "PRAGMA synchronous = NORMAL"
-                                             : "PRAGMA synchronous = FULL",
-                       "synchronous")) != EST_OK)
-      return rc;
-  }
-
-  /* BEGIN/COMMIT/ROLLBACK first: migrate() needs them, and the others can
-   * only be prepared once the tables exist. */
+  /* Statements can only be prepared once the tables exist. */
   for (int i = 0; i < ST__MAX; i++) {
-    if (i == ST_ROLLBACK + 1 && !o->read_only && uv < store_migrations_count &&
-        (rc = migrate(s)) != EST_OK)
-      return rc;
-    src = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                             &s->st[i], NULL);
+    int src = db_prepare(s->db, stmt_sql[i], &s->st[i]);
     if (src != SQLITE_OK)
       return db_fail(s, src, "prepare");
   }
-  sqlite3_busy_timeout(s->db, o->busy_timeout_ms);
+  db_set_busy_timeout(s->db, o->busy_timeout_ms);
   return EST_OK;
 }
 
@@ -1031,8 +864,8 @@ void store_close(store *s) {
   if (s == NULL)
     return;
   for (int i = 0; i < ST__MAX; i++)
-    sqlite3_finalize(s->st[i]);
-  sqlite3_close_v2(s->db);
+    db_finalize(s->st[i]);
+  db_close(s->db);
   free(s);
 }
 
@@ -1042,14 +875,8 @@ est_err store_data_version(store *s, uint64_t *v) {
     return rc;
   if (v == NULL)
     return fail(s, EST_ERR_INVALID, "no output");
-  sqlite3_stmt *st = stmt(s, ST_DATA_VERSION);
-  int src = sqlite3_step(st);
-  if (src == SQLITE_ROW)
-    *v = (uint64_t)sqlite3_column_int64(st, 0);
-  else
-    rc = db_fail(s, src, "data_version");
-  sqlite3_reset(st);
-  return rc;
+  int src = db_data_version(s->db, v);
+  return src == SQLITE_OK ? EST_OK : db_fail(s, src, "data_version");
 }
 
 /* ------------------------------------------------------------ requests */
@@ -1063,8 +890,8 @@ typedef enum liveness {
 
 /* Classify the current row of ST_REQ_LOOKUP at @p now. A row is live while
  * now < expires; at expires it is over. */
-static liveness classify(sqlite3_stmt *st, int64_t now) {
-  const char *state = (const char *)sqlite3_column_text(st, RC_STATE);
+static liveness classify(db_stmt *st, int64_t now) {
+  const char *state = db_column_text(st, RC_STATE);
   int64_t expires = col_opt_int(st, RC_EXPIRES);
   bool past = expires != 0 && expires <= now;
 
@@ -1076,7 +903,7 @@ static liveness classify(sqlite3_stmt *st, int64_t now) {
     return past ? STALE : LIVE;
   if (strcmp(state, "issued") == 0) {
     int64_t not_after = col_opt_int(st, RC_NOT_AFTER);
-    if (sqlite3_column_type(st, RC_REVOKED_AT) != SQLITE_NULL ||
+    if (!db_column_null(st, RC_REVOKED_AT) ||
         (not_after != 0 && not_after <= now))
       return STALE;
     return LIVE;
@@ -1084,29 +911,29 @@ static liveness classify(sqlite3_stmt *st, int64_t now) {
   return STALE;
 }
 
-static int lookup_bind(sqlite3_stmt *st, const uint8_t *spki,
+static int lookup_bind(db_stmt *st, const uint8_t *spki,
                        const uint8_t *fp, store_fn function) {
   int brc = SQLITE_OK;
-  BIND(brc, sqlite3_bind_blob(st, 1, spki, STORE_SHA256_LEN, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_blob(st, 2, fp, STORE_SHA256_LEN, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_text(st, 3, fn_names[function], -1, SQLITE_STATIC));
+  BIND(brc, db_bind_blob(st, 1, spki, STORE_SHA256_LEN));
+  BIND(brc, db_bind_blob(st, 2, fp, STORE_SHA256_LEN));
+  BIND(brc, db_bind_text(st, 3, fn_names[function]));
   return brc;
 }
 
 /* Inside a write transaction: mark request @p id expired if it still is
  * pending/approved and overdue at @p now, with its audit row. */
 static est_err expire_locked(store *s, int64_t id, int64_t now, bool *changed) {
-  sqlite3_stmt *st = stmt(s, ST_REQ_EXPIRE_ONE);
+  db_stmt *st = stmt(s, ST_REQ_EXPIRE_ONE);
   int brc = SQLITE_OK;
   est_err rc;
   *changed = false;
-  BIND(brc, sqlite3_bind_int64(st, 1, id));
-  BIND(brc, sqlite3_bind_int64(st, 2, now));
+  BIND(brc, db_bind_int64(st, 1, id));
+  BIND(brc, db_bind_int64(st, 2, now));
   if (brc != SQLITE_OK)
     return db_fail(s, brc, "expire bind");
   if ((rc = exec_done(s, st, "expire request", NULL)) != EST_OK)
     return rc;
-  if (sqlite3_changes(s->db) == 0)
+  if (db_changes(s->db) == 0)
     return EST_OK;
   *changed = true;
   return audit_insert(s, now, STORE_ACTOR_SYSTEM, STORE_AUDIT_EXPIRED, id, NULL,
@@ -1126,24 +953,24 @@ est_err store_request_lookup(store *s, const uint8_t spki_sha256[32],
   if (function < 0 || function >= STORE_FN__MAX)
     return fail(s, EST_ERR_INVALID, "bad EST function %d", (int)function);
 
-  sqlite3_stmt *st = stmt(s, ST_REQ_LOOKUP);
+  db_stmt *st = stmt(s, ST_REQ_LOOKUP);
   int src = lookup_bind(st, spki_sha256, client_fp, function);
   if (src != SQLITE_OK)
     return db_fail(s, src, "lookup bind");
-  src = sqlite3_step(st);
+  src = db_step(st);
   if (src == SQLITE_DONE) {
-    sqlite3_reset(st);
+    db_reset(st);
     return fail(s, EST_ERR_NOT_FOUND, "no request for this key");
   }
   if (src != SQLITE_ROW) {
     rc = db_fail(s, src, "lookup");
-    sqlite3_reset(st);
+    db_reset(st);
     return rc;
   }
   liveness lv = classify(st, now);
   rc = read_request(s, st, out);
   /* Reset now: a stepped statement keeps a read snapshot open. */
-  sqlite3_reset(st);
+  db_reset(st);
   if (rc != EST_OK)
     return rc;
   if (lv == LIVE)
@@ -1162,32 +989,26 @@ est_err store_request_lookup(store *s, const uint8_t spki_sha256[32],
 static est_err insert_request(store *s, const store_request_new *in,
                               const char *state, int64_t now, int64_t expires,
                               int64_t *id) {
-  sqlite3_stmt *st = stmt(s, ST_REQ_INSERT);
+  db_stmt *st = stmt(s, ST_REQ_INSERT);
   char serial[STORE_MAX_SERIAL + 1];
   int brc = SQLITE_OK;
-  est_err rc;
   /* check_request_new() has vetted it; lowercase as the column wants. */
   bool has_serial = hex_lower(in->client_serial, serial, STORE_MAX_SERIAL, 0);
-  BIND(brc, sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_text(st, 2, fn_names[in->function], -1, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_blob(st, 3, in->spki_sha256, STORE_SHA256_LEN,
-                              SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_blob(st, 4, in->client_fp, STORE_SHA256_LEN,
-                              SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_text(st, 5, in->client, -1, SQLITE_STATIC));
+  BIND(brc, db_bind_text(st, 1, state));
+  BIND(brc, db_bind_text(st, 2, fn_names[in->function]));
+  BIND(brc, db_bind_blob(st, 3, in->spki_sha256, STORE_SHA256_LEN));
+  BIND(brc, db_bind_blob(st, 4, in->client_fp, STORE_SHA256_LEN));
+  BIND(brc, db_bind_text(st, 5, in->client));
   BIND(brc, bind_text(st, 6, class_names[in->client_class]));
-  BIND(brc, sqlite3_bind_text(st, 7, in->subject, -1, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_blob(st, 8, in->csr, (int)in->csr_len, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_int64(st, 9, now));
+  BIND(brc, db_bind_text(st, 7, in->subject));
+  BIND(brc, db_bind_blob(st, 8, in->csr, in->csr_len));
+  BIND(brc, db_bind_int64(st, 9, now));
   BIND(brc, bind_opt_int(st, 10, expires));
   BIND(brc, bind_text(st, 11, has_serial ? serial : NULL));
   BIND(brc, bind_text(st, 12, in->ra && in->ra[0] ? in->ra : NULL));
   if (brc != SQLITE_OK)
     return db_fail(s, brc, "request bind");
-  if ((rc = exec_done(s, st, "insert request", NULL)) != EST_OK)
-    return rc;
-  *id = sqlite3_last_insert_rowid(s->db);
-  return EST_OK;
+  return exec_returning(s, st, "insert request", NULL, id);
 }
 
 est_err store_request_create(store *s, const store_request_new *in,
@@ -1209,14 +1030,14 @@ est_err store_request_create(store *s, const store_request_new *in,
   if ((rc = tx_begin(s)) != EST_OK)
     return rc;
   /* Under the write lock: is there already a live request for this key? */
-  sqlite3_stmt *st = stmt(s, ST_REQ_LOOKUP);
+  db_stmt *st = stmt(s, ST_REQ_LOOKUP);
   int src = lookup_bind(st, in->spki_sha256, in->client_fp, in->function);
   if (src == SQLITE_OK)
-    src = sqlite3_step(st);
+    src = db_step(st);
   if (src == SQLITE_ROW) {
     liveness lv = classify(st, now);
-    int64_t old = sqlite3_column_int64(st, RC_ID);
-    sqlite3_reset(st);
+    int64_t old = db_column_int64(st, RC_ID);
+    db_reset(st);
     if (lv == LIVE) {
       if (id != NULL)
         *id = old;
@@ -1231,10 +1052,10 @@ est_err store_request_create(store *s, const store_request_new *in,
     }
   } else if (src != SQLITE_DONE) {
     rc = db_fail(s, src, "lookup");
-    sqlite3_reset(st);
+    db_reset(st);
     goto out;
   }
-  sqlite3_reset(st);
+  db_reset(st);
 
   if ((rc = insert_request(s, in, state_names[in->initial_state], now,
                            in->ttl > 0 ? now + in->ttl : 0, &new_id)) != EST_OK)
@@ -1255,21 +1076,21 @@ out:
 static est_err request_state(store *s, int64_t id, store_req_state *state,
                              int64_t *created, int64_t *expires, char *serial,
                              size_t serial_len) {
-  sqlite3_stmt *st = stmt(s, ST_REQ_STATE);
-  int src = sqlite3_bind_int64(st, 1, id);
+  db_stmt *st = stmt(s, ST_REQ_STATE);
+  int src = db_bind_int64(st, 1, id);
   est_err rc = EST_OK;
   if (src == SQLITE_OK)
-    src = sqlite3_step(st);
+    src = db_step(st);
   if (src == SQLITE_ROW) {
     int i = col_name(st, 0, state_names, STORE_REQ__MAX);
     if (i < 0)
       rc = fail(s, EST_ERR_STORE, "request %" PRId64 " has an unknown state",
                 id);
     *state = (store_req_state)(i < 0 ? 0 : i);
-    *created = sqlite3_column_int64(st, 1);
+    *created = db_column_int64(st, 1);
     *expires = col_opt_int(st, 2);
     if (serial != NULL) {
-      const char *t = (const char *)sqlite3_column_text(st, 3);
+      const char *t = db_column_text(st, 3);
       snprintf(serial, serial_len, "%s", t != NULL ? t : "");
     }
   } else if (src == SQLITE_DONE) {
@@ -1277,7 +1098,7 @@ static est_err request_state(store *s, int64_t id, store_req_state *state,
   } else {
     rc = db_fail(s, src, "request state");
   }
-  sqlite3_reset(st);
+  db_reset(st);
   return rc;
 }
 
@@ -1314,13 +1135,12 @@ est_err store_request_decide(store *s, int64_t id, bool approve,
   }
   /* The decision restarts the TTL (store.h). */
   int64_t new_expires = expires != 0 ? now + (expires - created) : 0;
-  sqlite3_stmt *st = stmt(s, ST_REQ_DECIDE);
+  db_stmt *st = stmt(s, ST_REQ_DECIDE);
   int brc = SQLITE_OK;
-  BIND(brc, sqlite3_bind_int64(st, 1, id));
-  BIND(brc, sqlite3_bind_text(st, 2, approve ? "approved" : "rejected", -1,
-                              SQLITE_STATIC));
+  BIND(brc, db_bind_int64(st, 1, id));
+  BIND(brc, db_bind_text(st, 2, approve ? "approved" : "rejected"));
   BIND(brc, bind_text(st, 3, reason != NULL && reason[0] ? reason : NULL));
-  BIND(brc, sqlite3_bind_int64(st, 4, now));
+  BIND(brc, db_bind_int64(st, 4, now));
   BIND(brc, bind_opt_int(st, 5, new_expires));
   if (brc != SQLITE_OK) {
     rc = db_fail(s, brc, "decide bind");
@@ -1339,43 +1159,40 @@ out:
 static est_err insert_cert(store *s, const store_cert_new *c,
                            const char *serial, int64_t request_id, int64_t now,
                            int64_t *cert_id) {
-  sqlite3_stmt *st = stmt(s, ST_CERT_INSERT);
+  db_stmt *st = stmt(s, ST_CERT_INSERT);
   int brc = SQLITE_OK, raw = SQLITE_OK;
   est_err rc;
-  BIND(brc, sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC));
+  BIND(brc, db_bind_text(st, 1, serial));
   BIND(brc, bind_opt_int(st, 2, request_id));
-  BIND(brc, sqlite3_bind_text(st, 3, c->subject, -1, SQLITE_STATIC));
+  BIND(brc, db_bind_text(st, 3, c->subject));
   BIND(brc, bind_text(st, 4, c->client != NULL && c->client[0] ? c->client
                                                                : NULL));
   BIND(brc, bind_opt_int(st, 5, c->not_before));
   BIND(brc, bind_opt_int(st, 6, c->not_after));
-  BIND(brc, sqlite3_bind_blob(st, 7, c->der, (int)c->der_len, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_int64(st, 8, now));
+  BIND(brc, db_bind_blob(st, 7, c->der, c->der_len));
+  BIND(brc, db_bind_int64(st, 8, now));
   if (brc != SQLITE_OK)
     return db_fail(s, brc, "certificate bind");
-  rc = exec_done(s, st, "insert certificate", &raw);
+  rc = exec_returning(s, st, "insert certificate", &raw, cert_id);
   if (raw == SQLITE_CONSTRAINT_UNIQUE)
     return fail(s, EST_ERR_EXISTS, "certificate serial %s already recorded",
                 serial);
-  if (rc != EST_OK)
-    return rc;
-  *cert_id = sqlite3_last_insert_rowid(s->db);
-  return EST_OK;
+  return rc;
 }
 
 static est_err set_issued(store *s, int64_t request_id, int64_t cert_id,
                           int64_t now) {
-  sqlite3_stmt *st = stmt(s, ST_REQ_SET_ISSUED);
+  db_stmt *st = stmt(s, ST_REQ_SET_ISSUED);
   int brc = SQLITE_OK;
   est_err rc;
-  BIND(brc, sqlite3_bind_int64(st, 1, request_id));
-  BIND(brc, sqlite3_bind_int64(st, 2, cert_id));
-  BIND(brc, sqlite3_bind_int64(st, 3, now));
+  BIND(brc, db_bind_int64(st, 1, request_id));
+  BIND(brc, db_bind_int64(st, 2, cert_id));
+  BIND(brc, db_bind_int64(st, 3, now));
   if (brc != SQLITE_OK)
     return db_fail(s, brc, "issued bind");
   if ((rc = exec_done(s, st, "mark issued", NULL)) != EST_OK)
     return rc;
-  if (sqlite3_changes(s->db) != 1)
+  if (db_changes(s->db) != 1)
     return fail(s, EST_ERR_STATE, "request %" PRId64 " is not approved",
                 request_id);
   return EST_OK;
@@ -1485,17 +1302,17 @@ est_err store_request_get(store *s, int64_t id, store_request *out) {
     return rc;
   if (out == NULL)
     return fail(s, EST_ERR_INVALID, "no output");
-  sqlite3_stmt *st = stmt(s, ST_REQ_GET);
-  int src = sqlite3_bind_int64(st, 1, id);
+  db_stmt *st = stmt(s, ST_REQ_GET);
+  int src = db_bind_int64(st, 1, id);
   if (src == SQLITE_OK)
-    src = sqlite3_step(st);
+    src = db_step(st);
   if (src == SQLITE_ROW)
     rc = read_request(s, st, out);
   else if (src == SQLITE_DONE)
     rc = fail(s, EST_ERR_NOT_FOUND, "request %" PRId64 " not found", id);
   else
     rc = db_fail(s, src, "get request");
-  sqlite3_reset(st);
+  db_reset(st);
   return rc;
 }
 
@@ -1509,15 +1326,15 @@ static est_err cb_result(store *s, int r, bool *stop) {
 
 /* Reads the current row of @p st, calls the caller's callback with it and
  * frees it. Returns the callback's verdict; sets *rc if the row is bad. */
-typedef int (*row_visit)(store *s, sqlite3_stmt *st, void *v, est_err *rc);
+typedef int (*row_visit)(store *s, db_stmt *st, void *v, est_err *rc);
 
 /* The loop shared by every list function. */
-static est_err iterate(store *s, sqlite3_stmt *st, const char *what,
+static est_err iterate(store *s, db_stmt *st, const char *what,
                        row_visit visit, void *v) {
   est_err rc = EST_OK;
   int src = SQLITE_OK;
   while (rc == EST_OK) {
-    int step = sqlite3_step(st);
+    int step = db_step(st);
     if (step == SQLITE_DONE)
       break;
     if (step != SQLITE_ROW) {
@@ -1536,7 +1353,7 @@ static est_err iterate(store *s, sqlite3_stmt *st, const char *what,
   }
   if (rc == EST_OK && src != SQLITE_OK)
     rc = db_fail(s, src, what);
-  sqlite3_reset(st);
+  db_reset(st);
   return rc;
 }
 
@@ -1546,7 +1363,7 @@ static est_err iterate(store *s, sqlite3_stmt *st, const char *what,
     cbtype cb;                                                                \
     void *ctx;                                                                \
   } name##_v;                                                                 \
-  static int name(store *s, sqlite3_stmt *st, void *v, est_err *rc) {         \
+  static int name(store *s, db_stmt *st, void *v, est_err *rc) {         \
     name##_v *nv = v;                                                         \
     type row;                                                                 \
     if ((*rc = reader(s, st, &row)) != EST_OK)                                \
@@ -1571,11 +1388,11 @@ est_err store_request_list(store *s, store_req_state state, store_request_cb cb,
     return rc;
   if (cb == NULL || state < STORE_REQ_ANY || state >= STORE_REQ__MAX)
     return fail(s, EST_ERR_INVALID, "list: bad state filter or no callback");
-  sqlite3_stmt *st =
+  db_stmt *st =
     stmt(s, state == STORE_REQ_ANY ? ST_REQ_LIST_ALL : ST_REQ_LIST_STATE);
   int src = SQLITE_OK;
   if (state != STORE_REQ_ANY)
-    src = sqlite3_bind_text(st, 1, state_names[state], -1, SQLITE_STATIC);
+    src = db_bind_text(st, 1, state_names[state]);
   if (src != SQLITE_OK)
     return db_fail(s, src, "list requests bind");
   visit_request_v v = {cb, ctx};
@@ -1593,8 +1410,8 @@ est_err store_expire(store *s, int64_t now, size_t *count) {
   if ((rc = tx_begin(s)) != EST_OK)
     return rc;
   /* Audit rows first: they select the very rows the update then changes. */
-  sqlite3_stmt *st = stmt(s, ST_EXPIRE_AUDIT);
-  BIND(brc, sqlite3_bind_int64(st, 1, now));
+  db_stmt *st = stmt(s, ST_EXPIRE_AUDIT);
+  BIND(brc, db_bind_int64(st, 1, now));
   if (brc != SQLITE_OK) {
     rc = db_fail(s, brc, "expire bind");
     goto out;
@@ -1602,14 +1419,14 @@ est_err store_expire(store *s, int64_t now, size_t *count) {
   if ((rc = exec_done(s, st, "expire audit", NULL)) != EST_OK)
     goto out;
   st = stmt(s, ST_EXPIRE_UPDATE);
-  BIND(brc, sqlite3_bind_int64(st, 1, now));
+  BIND(brc, db_bind_int64(st, 1, now));
   if (brc != SQLITE_OK) {
     rc = db_fail(s, brc, "expire bind");
     goto out;
   }
   if ((rc = exec_done(s, st, "expire", NULL)) != EST_OK)
     goto out;
-  n = sqlite3_changes(s->db);
+  n = db_changes(s->db);
 out:
   rc = tx_end(s, rc);
   if (rc == EST_OK && count != NULL)
@@ -1619,17 +1436,17 @@ out:
 
 /* ------------------------------------------------------------ certificates */
 
-static est_err cert_fetch(store *s, sqlite3_stmt *st, const char *what,
+static est_err cert_fetch(store *s, db_stmt *st, const char *what,
                           store_cert *out) {
   est_err rc = EST_OK;
-  int src = sqlite3_step(st);
+  int src = db_step(st);
   if (src == SQLITE_ROW)
     rc = read_cert(s, st, out);
   else if (src == SQLITE_DONE)
     rc = fail(s, EST_ERR_NOT_FOUND, "certificate %s not found", what);
   else
     rc = db_fail(s, src, "get certificate");
-  sqlite3_reset(st);
+  db_reset(st);
   return rc;
 }
 
@@ -1642,8 +1459,8 @@ est_err store_cert_get(store *s, int64_t id, store_cert *out) {
     return rc;
   if (out == NULL)
     return fail(s, EST_ERR_INVALID, "no output");
-  sqlite3_stmt *st = stmt(s, ST_CERT_GET_ID);
-  int src = sqlite3_bind_int64(st, 1, id);
+  db_stmt *st = stmt(s, ST_CERT_GET_ID);
+  int src = db_bind_int64(st, 1, id);
   if (src != SQLITE_OK)
     return db_fail(s, src, "certificate bind");
   snprintf(what, sizeof what, "id %" PRId64, id);
@@ -1662,8 +1479,8 @@ est_err store_cert_get_serial(store *s, const char *serial, store_cert *out) {
   if (!hex_lower(serial, hex, STORE_MAX_SERIAL, 0))
     return fail(s, EST_ERR_INVALID, "serial must be 1-%u hex digits",
                 STORE_MAX_SERIAL);
-  sqlite3_stmt *st = stmt(s, ST_CERT_GET_SERIAL);
-  int src = sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+  db_stmt *st = stmt(s, ST_CERT_GET_SERIAL);
+  int src = db_bind_text(st, 1, hex);
   if (src != SQLITE_OK)
     return db_fail(s, src, "certificate bind");
   return cert_fetch(s, st, hex, out);
@@ -1684,19 +1501,19 @@ est_err store_cert_revoked(store *s, const char *serial, int64_t *revoked_at, ch
   if (!hex_lower(serial, hex, STORE_MAX_SERIAL, 0))
     return fail(s, EST_ERR_INVALID, "serial must be 1-%u hex digits",
                 STORE_MAX_SERIAL);
-  sqlite3_stmt *st = stmt(s, ST_CERT_REVOKED);
-  int src = sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+  db_stmt *st = stmt(s, ST_CERT_REVOKED);
+  int src = db_bind_text(st, 1, hex);
   if (src != SQLITE_OK)
     return db_fail(s, src, "revocation bind");
-  src = sqlite3_step(st);
+  src = db_step(st);
   if (src == SQLITE_ROW) {
-    *revoked_at = sqlite3_column_int64(st, 0);
-    const unsigned char *t = sqlite3_column_text(st, 1);
+    *revoked_at = db_column_int64(st, 0);
+    const char *t = db_column_text(st, 1);
     if (reason != NULL && reason_len > 0)
       snprintf(reason, reason_len, "%s", t != NULL ? (const char *)t : "");
     src = SQLITE_DONE;
   }
-  sqlite3_reset(st);
+  db_reset(st);
   if (src != SQLITE_DONE)
     return db_fail(s, src, "revocation lookup");
   return EST_OK;
@@ -1708,7 +1525,7 @@ est_err store_cert_list(store *s, store_cert_cb cb, void *ctx) {
     return rc;
   if (cb == NULL)
     return fail(s, EST_ERR_INVALID, "no callback");
-  sqlite3_stmt *st = stmt(s, ST_CERT_LIST);
+  db_stmt *st = stmt(s, ST_CERT_LIST);
   visit_cert_v v = {cb, ctx};
   return iterate(s, st, "list certificates", visit_cert, &v);
 }
@@ -1735,9 +1552,9 @@ est_err store_cert_revoke(store *s, const char *serial, const char *reason,
 
   if ((rc = tx_begin(s)) != EST_OK)
     return rc;
-  sqlite3_stmt *st = stmt(s, ST_CERT_REVOKE);
-  BIND(brc, sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_int64(st, 2, now));
+  db_stmt *st = stmt(s, ST_CERT_REVOKE);
+  BIND(brc, db_bind_text(st, 1, hex));
+  BIND(brc, db_bind_int64(st, 2, now));
   BIND(brc, bind_text(st, 3, reason));
   if (brc != SQLITE_OK) {
     rc = db_fail(s, brc, "revoke bind");
@@ -1745,23 +1562,23 @@ est_err store_cert_revoke(store *s, const char *serial, const char *reason,
   }
   /* RETURNING gives a row only if the certificate was not yet revoked. */
   bool revoked = false;
-  int src = sqlite3_step(st);
+  int src = db_step(st);
   if (src == SQLITE_ROW) {
     revoked = true;
     request_id = col_opt_int(st, 0);
-    src = sqlite3_step(st); /* run the statement to completion */
+    src = db_step(st); /* run the statement to completion */
   }
   if (src != SQLITE_DONE) {
     rc = db_fail(s, src, "revoke");
-    sqlite3_reset(st);
+    db_reset(st);
     goto out;
   }
-  sqlite3_reset(st);
+  db_reset(st);
   if (!revoked) {
     /* Tell "unknown" from "already revoked". */
     store_cert c = {0};
     st = stmt(s, ST_CERT_GET_SERIAL);
-    if ((src = sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC)) != SQLITE_OK) {
+    if ((src = db_bind_text(st, 1, hex)) != SQLITE_OK) {
       rc = db_fail(s, src, "certificate bind");
       goto out;
     }
@@ -1775,10 +1592,10 @@ est_err store_cert_revoke(store *s, const char *serial, const char *reason,
   rc = crl_next(s, &number);
   if (rc == EST_OK) {
     st = stmt(s, ST_CRL_SET_CERT);
-    BIND(brc, sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC));
-    BIND(brc, sqlite3_bind_int64(st, 2, number));
-    src = brc == SQLITE_OK ? sqlite3_step(st) : brc;
-    sqlite3_reset(st);
+    BIND(brc, db_bind_text(st, 1, hex));
+    BIND(brc, db_bind_int64(st, 2, number));
+    src = brc == SQLITE_OK ? db_step(st) : brc;
+    db_reset(st);
     if (src != SQLITE_DONE)
       rc = db_fail(s, src, "revoke: CRL number");
   }
@@ -1794,19 +1611,19 @@ out:
  * or, for a DELETE, the rows it changed. */
 static est_err prune_step(store *s, const char *sql, int64_t before, bool count_only,
                           size_t *n) {
-  sqlite3_stmt *st = NULL;
-  int src = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  db_stmt *st = NULL;
+  int src = db_prepare(s->db, sql, &st);
   if (src == SQLITE_OK)
-    src = sqlite3_bind_int64(st, 1, before);
+    src = db_bind_int64(st, 1, before);
   if (src == SQLITE_OK)
-    src = sqlite3_step(st);
+    src = db_step(st);
   if (count_only && src == SQLITE_ROW) {
-    *n = (size_t)sqlite3_column_int64(st, 0);
+    *n = (size_t)db_column_int64(st, 0);
     src = SQLITE_DONE;
   } else if (!count_only && src == SQLITE_DONE) {
-    *n = (size_t)sqlite3_changes(s->db);
+    *n = (size_t)db_changes(s->db);
   }
-  sqlite3_finalize(st);
+  db_finalize(st);
   return src == SQLITE_DONE ? EST_OK : db_fail(s, src, "prune");
 }
 
@@ -1873,6 +1690,12 @@ est_err store_backup(store *s, const char *path, int *pages) {
     return rc;
   if (path == NULL || path[0] == '\0')
     return fail(s, EST_ERR_INVALID, "no backup path");
+  /* PostgreSQL has its own tools, which also see the other nodes' writes
+   * (docs/decisions.md §21). */
+  if (db_sqlite(s->db) == NULL)
+    return fail(s, EST_ERR_INVALID,
+                "backup copies an SQLite store; back up PostgreSQL with pg_dump or "
+                "pg_basebackup");
   if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
     return fail(s, EST_ERR_TOO_LARGE, "backup path too long");
   if (access(path, F_OK) == 0)
@@ -1890,7 +1713,7 @@ est_err store_backup(store *s, const char *path, int *pages) {
     rc = fail(s, EST_ERR_IO, "cannot open %s: %s", tmp, dst ? sqlite3_errmsg(dst) : "");
     goto out;
   }
-  sqlite3_backup *b = sqlite3_backup_init(dst, "main", s->db, "main");
+  sqlite3_backup *b = sqlite3_backup_init(dst, "main", db_sqlite(s->db), "main");
   if (b == NULL) {
     rc = fail(s, EST_ERR_STORE, "backup: %s", sqlite3_errmsg(dst));
     goto out;
@@ -1910,7 +1733,7 @@ est_err store_backup(store *s, const char *path, int *pages) {
     *pages = sqlite3_backup_pagecount(b);
   sqlite3_backup_finish(b);
   if (src != SQLITE_DONE) {
-    rc = fail(s, map_sqlite(src) == EST_ERR_BUSY ? EST_ERR_BUSY : EST_ERR_STORE,
+    rc = fail(s, db_map_code(src) == EST_ERR_BUSY ? EST_ERR_BUSY : EST_ERR_STORE,
               "backup: %s", sqlite3_errstr(src));
     goto out;
   }
@@ -1939,13 +1762,13 @@ out:
 
 /* Inside a write transaction: the next CRL number. */
 static est_err crl_next(store *s, int64_t *number) {
-  sqlite3_stmt *st = stmt(s, ST_CRL_NEXT);
-  int src = sqlite3_step(st);
+  db_stmt *st = stmt(s, ST_CRL_NEXT);
+  int src = db_step(st);
   if (src == SQLITE_ROW) {
-    *number = sqlite3_column_int64(st, 0);
-    src = sqlite3_step(st);
+    *number = db_column_int64(st, 0);
+    src = db_step(st);
   }
-  sqlite3_reset(st);
+  db_reset(st);
   return src == SQLITE_DONE ? EST_OK : db_fail(s, src, "CRL number");
 }
 
@@ -1954,14 +1777,14 @@ est_err store_crl_numbers(store *s, int64_t *number, int64_t *published) {
   *number = *published = 0;
   if (rc != EST_OK)
     return rc;
-  sqlite3_stmt *st = stmt(s, ST_CRL_META);
-  int src = sqlite3_step(st);
+  db_stmt *st = stmt(s, ST_CRL_META);
+  int src = db_step(st);
   if (src == SQLITE_ROW) {
-    *number = sqlite3_column_int64(st, 0);
-    *published = sqlite3_column_int64(st, 1);
+    *number = db_column_int64(st, 0);
+    *published = db_column_int64(st, 1);
     src = SQLITE_DONE;
   }
-  sqlite3_reset(st);
+  db_reset(st);
   return src == SQLITE_DONE ? EST_OK : db_fail(s, src, "CRL numbers");
 }
 
@@ -1978,14 +1801,14 @@ est_err store_crl_snapshot(store *s, bool bump, int64_t *number, store_crl_cb cb
    * for. */
   if ((rc = tx_begin(s)) != EST_OK)
     return rc;
-  sqlite3_stmt *st = stmt(s, ST_CRL_META);
-  int src = sqlite3_step(st);
+  db_stmt *st = stmt(s, ST_CRL_META);
+  int src = db_step(st);
   if (src == SQLITE_ROW) {
-    *number = sqlite3_column_int64(st, 0);
-    published = sqlite3_column_int64(st, 1);
+    *number = db_column_int64(st, 0);
+    published = db_column_int64(st, 1);
     src = SQLITE_DONE;
   }
-  sqlite3_reset(st);
+  db_reset(st);
   if (src != SQLITE_DONE) {
     rc = db_fail(s, src, "CRL numbers");
     goto out;
@@ -1998,12 +1821,12 @@ est_err store_crl_snapshot(store *s, bool bump, int64_t *number, store_crl_cb cb
     goto out;
   st = stmt(s, ST_CRL_ENTRIES);
   for (;;) {
-    src = sqlite3_step(st);
+    src = db_step(st);
     if (src != SQLITE_ROW)
       break;
-    const char *serial = (const char *)sqlite3_column_text(st, 0);
-    const char *reason = (const char *)sqlite3_column_text(st, 2);
-    int cr = cb(serial ? serial : "", sqlite3_column_int64(st, 1), reason, ctx);
+    const char *serial = db_column_text(st, 0);
+    const char *reason = db_column_text(st, 2);
+    int cr = cb(serial ? serial : "", db_column_int64(st, 1), reason, ctx);
     if (cr != 0) {
       src = SQLITE_DONE;
       if (cr < 0)
@@ -2011,7 +1834,7 @@ est_err store_crl_snapshot(store *s, bool bump, int64_t *number, store_crl_cb cb
       break;
     }
   }
-  sqlite3_reset(st);
+  db_reset(st);
   if (rc == EST_OK && src != SQLITE_DONE)
     rc = db_fail(s, src, "CRL entries");
 out:
@@ -2034,9 +1857,9 @@ est_err store_crl_published(store *s, int64_t number, const char *pem) {
   /* The PEM and the number it carries, together or not at all. */
   const char *kv[2][2] = {{"crl.pem", pem}, {"crl.published", num}};
   for (int i = 0; i < 2 && rc == EST_OK; i++) {
-    sqlite3_stmt *st = stmt(s, ST_META_SET);
-    BIND(brc, sqlite3_bind_text(st, 1, kv[i][0], -1, SQLITE_STATIC));
-    BIND(brc, sqlite3_bind_text(st, 2, kv[i][1], -1, SQLITE_STATIC));
+    db_stmt *st = stmt(s, ST_META_SET);
+    BIND(brc, db_bind_text(st, 1, kv[i][0]));
+    BIND(brc, db_bind_text(st, 2, kv[i][1]));
     rc = brc != SQLITE_OK ? db_fail(s, brc, "meta bind") : exec_done(s, st, "CRL meta", NULL);
   }
   return tx_end(s, rc);
@@ -2094,23 +1917,22 @@ static est_err preauth_insert(store *s, store_preauth_kind kind, const char *val
 
   if ((rc = tx_begin(s)) != EST_OK)
     return rc;
-  sqlite3_stmt *st = stmt(s, ST_PREAUTH_INSERT);
-  BIND(brc, sqlite3_bind_text(st, 1, kind_names[kind], -1, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC));
+  db_stmt *st = stmt(s, ST_PREAUTH_INSERT);
+  BIND(brc, db_bind_text(st, 1, kind_names[kind]));
+  BIND(brc, db_bind_text(st, 2, v));
   BIND(brc, bind_text(st, 3, note != NULL && note[0] ? note : NULL));
-  BIND(brc, sqlite3_bind_int64(st, 4, now));
-  BIND(brc, sqlite3_bind_text(st, 5, actor, -1, SQLITE_STATIC));
+  BIND(brc, db_bind_int64(st, 4, now));
+  BIND(brc, db_bind_text(st, 5, actor));
   BIND(brc, bind_text(st, 6, idevid != NULL ? bound : NULL));
   if (brc != SQLITE_OK) {
     rc = db_fail(s, brc, "preauth bind");
     goto out;
   }
-  rc = exec_done(s, st, "add preauth", &raw);
+  rc = exec_returning(s, st, "add preauth", &raw, &new_id);
   if (raw == SQLITE_CONSTRAINT_UNIQUE)
     rc = fail(s, EST_ERR_EXISTS, "preauth %s already present", detail);
   if (rc != EST_OK)
     goto out;
-  new_id = sqlite3_last_insert_rowid(s->db);
   rc = audit_insert(s, now, actor, STORE_AUDIT_PREAUTH_ADD, 0, NULL, detail);
 out:
   rc = tx_end(s, rc);
@@ -2145,16 +1967,16 @@ est_err store_preauth_remove(store *s, store_preauth_kind kind,
 
   if ((rc = tx_begin(s)) != EST_OK)
     return rc;
-  sqlite3_stmt *st = stmt(s, ST_PREAUTH_DELETE);
-  BIND(brc, sqlite3_bind_text(st, 1, kind_names[kind], -1, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC));
+  db_stmt *st = stmt(s, ST_PREAUTH_DELETE);
+  BIND(brc, db_bind_text(st, 1, kind_names[kind]));
+  BIND(brc, db_bind_text(st, 2, v));
   if (brc != SQLITE_OK) {
     rc = db_fail(s, brc, "preauth bind");
     goto out;
   }
   if ((rc = exec_done(s, st, "remove preauth", NULL)) != EST_OK)
     goto out;
-  if (sqlite3_changes(s->db) == 0) {
+  if (db_changes(s->db) == 0) {
     rc = fail(s, EST_ERR_NOT_FOUND, "preauth %s not found", detail);
     goto out;
   }
@@ -2170,7 +1992,7 @@ est_err store_preauth_list(store *s, store_preauth_cb cb, void *ctx) {
     return rc;
   if (cb == NULL)
     return fail(s, EST_ERR_INVALID, "no callback");
-  sqlite3_stmt *st = stmt(s, ST_PREAUTH_LIST);
+  db_stmt *st = stmt(s, ST_PREAUTH_LIST);
   visit_preauth_v v = {cb, ctx};
   return iterate(s, st, "list preauth", visit_preauth, &v);
 }
@@ -2192,31 +2014,31 @@ est_err store_preauth_match(store *s, const char *subject,
                 "idevid fingerprint must be 64 hex digits (SHA-256)");
   if ((rc = check_text(s, subject, false, "subject")) != EST_OK)
     return rc;
-  sqlite3_stmt *st = stmt(s, ST_PREAUTH_MATCH);
+  db_stmt *st = stmt(s, ST_PREAUTH_MATCH);
   BIND(brc, bind_text(st, 1, subject));
   BIND(brc, bind_text(st, 2, idevid_fp_hex != NULL ? fp : NULL));
   if (brc != SQLITE_OK)
     return db_fail(s, brc, "preauth bind");
-  int src = sqlite3_step(st);
+  int src = db_step(st);
   if (src == SQLITE_ROW)
     *hit = true;
   else if (src != SQLITE_DONE)
     rc = db_fail(s, src, "match preauth");
-  sqlite3_reset(st);
+  db_reset(st);
   return rc;
 }
 
 /* ------------------------------------------------------------ audit */
 
-static est_err audit_iterate(store *s, sqlite3_stmt *st, store_audit_cb cb,
+static est_err audit_iterate(store *s, db_stmt *st, store_audit_cb cb,
                              void *ctx) {
   visit_audit_v v = {cb, ctx};
   return iterate(s, st, "read audit", visit_audit, &v);
 }
 
-/* SQLite's LIMIT: negative means none. */
+/* No limit is the largest one (PostgreSQL refuses SQLite's -1). */
 static int64_t sql_limit(size_t max) {
-  return max == 0 || max > (size_t)INT64_MAX ? -1 : (int64_t)max;
+  return max == 0 || max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
 }
 
 est_err store_audit_since(store *s, int64_t after_id, size_t max,
@@ -2227,9 +2049,9 @@ est_err store_audit_since(store *s, int64_t after_id, size_t max,
     return rc;
   if (cb == NULL)
     return fail(s, EST_ERR_INVALID, "no callback");
-  sqlite3_stmt *st = stmt(s, ST_AUDIT_SINCE);
-  BIND(brc, sqlite3_bind_int64(st, 1, after_id));
-  BIND(brc, sqlite3_bind_int64(st, 2, sql_limit(max)));
+  db_stmt *st = stmt(s, ST_AUDIT_SINCE);
+  BIND(brc, db_bind_int64(st, 1, after_id));
+  BIND(brc, db_bind_int64(st, 2, sql_limit(max)));
   if (brc != SQLITE_OK)
     return db_fail(s, brc, "audit bind");
   return audit_iterate(s, st, cb, ctx);
@@ -2243,14 +2065,14 @@ est_err store_audit_list(store *s, int64_t request_id, size_t max,
     return rc;
   if (cb == NULL || request_id < 0)
     return fail(s, EST_ERR_INVALID, "audit list: bad request id or no callback");
-  sqlite3_stmt *st;
+  db_stmt *st;
   if (request_id > 0) {
     st = stmt(s, ST_AUDIT_LIST_REQ);
-    BIND(brc, sqlite3_bind_int64(st, 1, request_id));
-    BIND(brc, sqlite3_bind_int64(st, 2, sql_limit(max)));
+    BIND(brc, db_bind_int64(st, 1, request_id));
+    BIND(brc, db_bind_int64(st, 2, sql_limit(max)));
   } else {
     st = stmt(s, ST_AUDIT_LIST_ALL);
-    BIND(brc, sqlite3_bind_int64(st, 1, sql_limit(max)));
+    BIND(brc, db_bind_int64(st, 1, sql_limit(max)));
   }
   if (brc != SQLITE_OK)
     return db_fail(s, brc, "audit bind");
@@ -2263,13 +2085,13 @@ est_err store_audit_max_id(store *s, int64_t *id) {
     return rc;
   if (id == NULL)
     return fail(s, EST_ERR_INVALID, "no output");
-  sqlite3_stmt *st = stmt(s, ST_AUDIT_MAX);
-  int src = sqlite3_step(st);
+  db_stmt *st = stmt(s, ST_AUDIT_MAX);
+  int src = db_step(st);
   if (src == SQLITE_ROW)
-    *id = sqlite3_column_int64(st, 0);
+    *id = db_column_int64(st, 0);
   else
     rc = db_fail(s, src, "audit max id");
-  sqlite3_reset(st);
+  db_reset(st);
   return rc;
 }
 
@@ -2280,18 +2102,17 @@ est_err store_request_count_live(store *s, const uint8_t client_fp[32],
     return rc;
   if (client_fp == NULL || count == NULL)
     return fail(s, EST_ERR_INVALID, "count: missing argument");
-  sqlite3_stmt *st = stmt(s, ST_REQ_COUNT_LIVE);
-  int src = sqlite3_bind_blob(st, 1, client_fp, STORE_SHA256_LEN, SQLITE_STATIC);
+  db_stmt *st = stmt(s, ST_REQ_COUNT_LIVE);
+  int src = db_bind_blob(st, 1, client_fp, STORE_SHA256_LEN);
   if (src == SQLITE_OK)
-    src = sqlite3_bind_int64(st, 2, now);
+    src = db_bind_int64(st, 2, now);
   if (src == SQLITE_OK)
-    src = sqlite3_step(st);
+    src = db_step(st);
   if (src == SQLITE_ROW)
-    *count = (size_t)sqlite3_column_int64(st, 0);
+    *count = (size_t)db_column_int64(st, 0);
   else
     rc = db_fail(s, src, "count live requests");
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
+  db_reset(st);
   return rc;
 }
 
@@ -2301,15 +2122,15 @@ est_err store_request_count_pending(store *s, int64_t now, size_t *count) {
     return rc;
   if (count == NULL)
     return fail(s, EST_ERR_INVALID, "count: missing argument");
-  sqlite3_stmt *st = stmt(s, ST_REQ_COUNT_PENDING);
-  int src = sqlite3_bind_int64(st, 1, now);
+  db_stmt *st = stmt(s, ST_REQ_COUNT_PENDING);
+  int src = db_bind_int64(st, 1, now);
   if (src == SQLITE_OK)
-    src = sqlite3_step(st);
+    src = db_step(st);
   if (src == SQLITE_ROW)
-    *count = (size_t)sqlite3_column_int64(st, 0);
+    *count = (size_t)db_column_int64(st, 0);
   else
     rc = db_fail(s, src, "count pending requests");
-  sqlite3_reset(st);
+  db_reset(st);
   return rc;
 }
 
@@ -2326,10 +2147,10 @@ est_err store_meta_get(store *s, const char *key, char **value) {
     return fail(s, EST_ERR_INVALID, "no output");
   if ((rc = check_text(s, key, true, "meta key")) != EST_OK)
     return rc;
-  sqlite3_stmt *st = stmt(s, ST_META_GET);
-  int src = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  db_stmt *st = stmt(s, ST_META_GET);
+  int src = db_bind_text(st, 1, key);
   if (src == SQLITE_OK)
-    src = sqlite3_step(st);
+    src = db_step(st);
   if (src == SQLITE_ROW) {
     *value = col_strdup(st, 0, &oom);
     if (oom)
@@ -2339,7 +2160,7 @@ est_err store_meta_get(store *s, const char *key, char **value) {
   } else {
     rc = db_fail(s, src, "meta get");
   }
-  sqlite3_reset(st);
+  db_reset(st);
   return rc;
 }
 
@@ -2356,9 +2177,9 @@ est_err store_meta_set(store *s, const char *key, const char *value) {
     return rc;
   if ((rc = tx_begin(s)) != EST_OK)
     return rc;
-  sqlite3_stmt *st = stmt(s, ST_META_SET);
-  BIND(brc, sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC));
-  BIND(brc, sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC));
+  db_stmt *st = stmt(s, ST_META_SET);
+  BIND(brc, db_bind_text(st, 1, key));
+  BIND(brc, db_bind_text(st, 2, value));
   rc = brc != SQLITE_OK ? db_fail(s, brc, "meta bind")
                         : exec_done(s, st, "meta set", NULL);
   return tx_end(s, rc);

@@ -4,10 +4,11 @@
  * operator, issued certificates, pre-authorisations and the audit trail
  * (docs/decisions.md §7). The whole public interface of the store module.
  *
- * One SQLite file in WAL mode is shared by three processes: coapd's EST
- * plugin (writes on the CoAP loop, so it opens with a short busy timeout),
+ * One database is shared by three processes: coapd's EST plugin (writes on the CoAP loop, so it opens with a short busy timeout),
  * the estctl operator CLI, and the Mosquitto broker plugin (polls
- * store_data_version() and reads store_audit_since()).
+ * store_data_version() and reads store_audit_since()). It is an SQLite
+ * file in WAL mode, or a PostgreSQL database named by a libpq URI, which
+ * several coapd nodes may share (docs/decisions.md §21).
  *
  * Request life cycle (the only transitions the store allows):
  * @verbatim
@@ -22,11 +23,12 @@
  * thread; never use one handle from two threads at once (the connection is
  * opened with SQLITE_OPEN_NOMUTEX). coapd's plugin uses its handle from the
  * CoAP loop thread only. Handles in different threads or processes may be
- * used concurrently; SQLite serialises writers, and a writer that cannot get
- * the lock within the busy timeout gets EST_ERR_BUSY.
+ * used concurrently; writers are serialised (SQLite's write lock, or one
+ * PostgreSQL advisory lock), and a writer that cannot get the lock within
+ * the busy timeout gets EST_ERR_BUSY.
  *
  * Errors: every function that can fail returns an est_err. After a failure
- * store_errmsg() gives a one-line English detail (SQLite's message for
+ * store_errmsg() gives a one-line English detail (the database's message for
  * database errors). Mapping: SQLITE_BUSY/LOCKED -> EST_ERR_BUSY,
  * SQLITE_FULL/IOERR/CANTOPEN -> EST_ERR_IO, SQLITE_NOMEM -> EST_ERR_NOMEM,
  * any other SQLite failure -> EST_ERR_STORE.
@@ -280,8 +282,21 @@ typedef int (*store_audit_cb)(void *ctx, const store_audit_row *row);
 void store_options_init(store_options *opt);
 
 /**
+ * Whether @p path names a PostgreSQL database (a libpq URI starting
+ * postgresql:// or postgres://) rather than an SQLite file
+ * (docs/decisions.md §21).
+ */
+bool store_path_is_uri(const char *path);
+
+/**
  * Open (and with @c create, create) the database at @p path, switch it to
  * WAL, and apply pending schema migrations in one transaction.
+ *
+ * @p path is an SQLite file, or a PostgreSQL connection URI
+ * (store_path_is_uri()). On PostgreSQL the database must exist; @c create
+ * creates the schema in it; "no database" means no est-coaps schema there;
+ * the transactions, checks and results are the same (docs/decisions.md
+ * §21). Messages never include the URI's password.
  *
  * @param opt  options, or NULL for the store_options_init() defaults.
  * @param out  receives the handle; set to NULL on failure.

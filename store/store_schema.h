@@ -13,7 +13,10 @@ typedef struct store_migration {
   const char *sql;  /**< NUL-terminated SQL script */
 } store_migration;
 
+/** SQLite (schemas/NNN_*.sql) and PostgreSQL (schemas/pg/NNN_*.sql), the
+ *  same count of each. */
 extern const store_migration store_migrations[];
+extern const store_migration store_migrations_pg[];
 extern const int store_migrations_count;
 
 #endif /* EST_STORE_SCHEMA_H */
