@@ -124,8 +124,32 @@ static void reopen(fx *f) {
   f->db = last_db;
 }
 
+/* On PostgreSQL (docs/decisions.md §21) the checks below run through libpq;
+ * the SQL is the same but for SQLite's group_concat. */
+static PGresult *pg_query(const char *path, const char *sql) {
+  char q[1024];
+  const char *gc = strstr(sql, "group_concat(");
+  if (gc != NULL)
+    snprintf(q, sizeof q, "%.*sstring_agg(%s", (int)(gc - sql), sql, gc + 13);
+  else
+    snprintf(q, sizeof q, "%s", sql);
+  PGconn *c = PQconnectdb(path);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PGresult *r = PQexec(c, q);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+    fail_msg("%s: %s", q, PQresultErrorMessage(r));
+  PQfinish(c);
+  return r;
+}
+
 /* One integer from a fresh connection (sees only committed data). */
 static int64_t query(const char *path, const char *sql) {
+  if (store_path_is_uri(path)) {
+    PGresult *r = pg_query(path, sql);
+    int64_t v = PQntuples(r) > 0 && !PQgetisnull(r, 0, 0) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    return v;
+  }
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   int64_t v = -1;
@@ -140,6 +164,12 @@ static int64_t query(const char *path, const char *sql) {
 }
 
 static char *query_text(const char *path, const char *sql) {
+  if (store_path_is_uri(path)) {
+    PGresult *r = pg_query(path, sql);
+    char *v = PQntuples(r) > 0 && !PQgetisnull(r, 0, 0) ? strdup(PQgetvalue(r, 0, 0)) : NULL;
+    PQclear(r);
+    return v;
+  }
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   char *v = NULL;
@@ -154,6 +184,10 @@ static char *query_text(const char *path, const char *sql) {
 }
 
 static void raw_exec(const char *path, const char *sql) {
+  if (store_path_is_uri(path)) {
+    PQclear(pg_query(path, sql));
+    return;
+  }
   sqlite3 *db = NULL;
   assert_int_equal(__real_sqlite3_open_v2(path, &db,
                                           SQLITE_OPEN_READWRITE |
@@ -227,6 +261,8 @@ static store_req_state state_of(fx *f, int64_t id) {
 }
 
 static void integrity_ok(const char *path) {
+  if (store_path_is_uri(path))
+    return; /* PostgreSQL checks every constraint at each statement */
   char *v = query_text(path, "PRAGMA integrity_check");
   assert_non_null(v);
   assert_string_equal(v, "ok");
@@ -707,7 +743,7 @@ static void test_create_expires_overdue_row(void **state) {
   assert_int_equal(state_of(f, id), STORE_REQ_EXPIRED);
   assert_int_equal(state_of(f, id2), STORE_REQ_PENDING);
   char *s = query_text(f->path, "SELECT group_concat(action, ',') FROM"
-                                " (SELECT action FROM audit ORDER BY id)");
+                                " (SELECT action FROM audit ORDER BY id) AS t");
   assert_string_equal(s, "pending,expired,pending");
   free(s);
 }
@@ -1153,7 +1189,7 @@ static void test_preauth(void **state) {
   assert_false(hit);
   char *s = query_text(f->path, "SELECT group_concat(action || ':' || actor ||"
                                 " ':' || detail, '|') FROM"
-                                " (SELECT * FROM audit ORDER BY id)");
+                                " (SELECT * FROM audit ORDER BY id) AS t");
   assert_non_null(s);
   char want[400];
   snprintf(want, sizeof want,
@@ -1175,7 +1211,7 @@ static void test_preauth_then_approved_request(void **state) {
   store_cert_new c = cert("1234");
   assert_int_equal(store_request_issue(f->s, id, &c, "coapd", &cid), EST_OK);
   char *s = query_text(f->path, "SELECT group_concat(action, ',') FROM"
-                                " (SELECT action FROM audit ORDER BY id)");
+                                " (SELECT action FROM audit ORDER BY id) AS t");
   assert_string_equal(s, "approved,issued");
   free(s);
   n = req(2, STORE_FN_SEN);
@@ -1303,8 +1339,24 @@ static void test_data_version(void **state) {
   create(f, 1, STORE_FN_SEN); /* our own commit: no change */
   assert_int_equal(store_data_version(f->s, &v2), EST_OK);
   assert_true(v1 == v2);
-  raw_exec(f->path, "INSERT INTO meta VALUES ('x', 'y')"); /* another one */
-  assert_int_equal(store_data_version(f->s, &v3), EST_OK);
+  /* Another handle's commit moves it (on PostgreSQL through NOTIFY). */
+  store *other = NULL;
+  char diag[256];
+  store_options o = test_options();
+  assert_int_equal(store_open(f->path, &o, &other, diag, sizeof diag), EST_OK);
+  store_request_new n = req(2, STORE_FN_SEN);
+  int64_t id;
+  assert_int_equal(store_request_create(other, &n, "estctl", &id), EST_OK);
+  store_close(other);
+  /* A NOTIFY reaches the listener moments after the commit: wait (2 s at
+   * most). SQLite sees the change at once. */
+  for (int i = 0; i < 200; i++) {
+    assert_int_equal(store_data_version(f->s, &v3), EST_OK);
+    if (v3 != v2)
+      break;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
   assert_true(v3 != v2);
   assert_int_equal(store_data_version(f->s, NULL), EST_ERR_INVALID);
 }
@@ -1963,27 +2015,224 @@ static void test_schema2_upgrade(void **state) {
   integrity_ok(f->path);
 }
 
+
+/* ------------------------------------------------------------ PostgreSQL */
+
+/* These run only against PostgreSQL (docs/decisions.md §21): what SQLite's
+ * file checks and lock tests above show for SQLite. */
+
+static PGconn *pg_conn(const char *path) {
+  PGconn *c = PQconnectdb(path);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  return c;
+}
+
+static void pg_ok(PGconn *c, const char *sql) {
+  PGresult *r = PQexec(c, sql);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+    fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+  PQclear(r);
+}
+
+static void test_pg_open_creates_schema(void **state) {
+  fx *f = *state;
+  assert_int_equal(query(f->path, "SELECT version FROM est_schema"), store_schema_version());
+  char *app = query_text(f->path, "SELECT application FROM est_schema");
+  assert_non_null(app);
+  assert_string_equal(app, "est-coaps");
+  free(app);
+  /* A second open migrates nothing and adds no row. */
+  reopen(f);
+  assert_int_equal(query(f->path, "SELECT count(*) FROM est_schema"), 1);
+  assert_int_equal(query(f->path, "SELECT version FROM est_schema"), store_schema_version());
+  /* The audit trigger is there (it drives store_data_version()). */
+  assert_int_equal(query(f->path, "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal"
+                                  " AND tgrelid = 'audit'::regclass"),
+                   1);
+}
+
+static void test_pg_schema_newer_refused(void **state) {
+  fx *f = *state;
+  char diag[256];
+  store *s = NULL;
+  store_close(f->s);
+  f->s = NULL;
+  raw_exec(f->path, "UPDATE est_schema SET version = 7");
+  store_options o = test_options();
+  assert_int_equal(store_open(f->path, &o, &s, diag, sizeof diag), EST_ERR_SCHEMA);
+  assert_null(s);
+  assert_string_equal(diag, "database schema version 7 is newer than this program (4)");
+  o.read_only = true;
+  assert_int_equal(store_open(f->path, &o, &s, diag, sizeof diag), EST_ERR_SCHEMA);
+  assert_int_equal(query(f->path, "SELECT version FROM est_schema"), 7);
+}
+
+static void test_pg_foreign_and_missing(void **state) {
+  (void)state;
+  char path[TEST_DB_PATH_MAX], diag[256];
+  store *s = NULL;
+  store_options o = test_options();
+  assert_int_equal(test_db_pg_create("foreign", path), 0);
+  /* An empty database gets a schema only from a writer that may create
+   * it (coapd); estctl pointed at a wrong name is told so. */
+  o.create = false;
+  assert_int_equal(store_open(path, &o, &s, diag, sizeof diag), EST_ERR_NOT_FOUND);
+  assert_null(s);
+  assert_non_null(strstr(diag, "no est-coaps schema in database foreign_"));
+  o.create = true;
+  o.read_only = true;
+  assert_int_equal(store_open(path, &o, &s, diag, sizeof diag), EST_ERR_NOT_FOUND);
+  assert_int_equal(query(path, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"),
+                   0);
+  /* Somebody else's tables are left alone. */
+  raw_exec(path, "CREATE TABLE t (x INTEGER)");
+  o.read_only = false;
+  assert_int_equal(store_open(path, &o, &s, diag, sizeof diag), EST_ERR_SCHEMA);
+  assert_non_null(strstr(diag, "holds tables but no est-coaps schema"));
+  assert_int_equal(query(path, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"),
+                   1);
+  test_db_remove_files(path);
+  /* No server at all: a clear error, not a hang. */
+  assert_int_equal(store_open("postgresql://est@127.0.0.1:1/est", &o, &s, diag, sizeof diag),
+                   EST_ERR_IO);
+  assert_null(s);
+  assert_non_null(strstr(diag, "cannot connect to PostgreSQL"));
+}
+
+/* Another node holds the write lock: a write waits busy_timeout, then is
+ * EST_ERR_BUSY with nothing written; reads go on. A node killed while it
+ * holds the lock frees it (the server ends its transaction). */
+static void test_pg_write_lock(void **state) {
+  fx *f = *state;
+  int64_t id = create(f, 1, STORE_FN_SEN);
+  PGconn *c = pg_conn(f->path);
+  pg_ok(c, "BEGIN");
+  pg_ok(c, "SELECT pg_advisory_xact_lock(1163089987)");
+  int64_t audit = N_AUDIT(f);
+  assert_int_equal(store_request_decide(f->s, id, true, NULL, "op"), EST_ERR_BUSY);
+  assert_non_null(strstr(store_errmsg(f->s), "lock"));
+  assert_int_equal(state_of(f, id), STORE_REQ_PENDING);
+  assert_int_equal(N_AUDIT(f), audit);
+  pg_ok(c, "ROLLBACK");
+  assert_int_equal(store_request_decide(f->s, id, true, NULL, "op"), EST_OK);
+  PQfinish(c);
+
+  fflush(NULL);
+  int pipefd[2];
+  assert_int_equal(pipe(pipefd), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    PGconn *k = PQconnectdb(f->path);
+    PGresult *r = PQexec(k, "BEGIN; SELECT pg_advisory_xact_lock(1163089987);"
+                            " INSERT INTO meta VALUES ('half', 'written')");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      _exit(2);
+    (void)!write(pipefd[1], "x", 1);
+    for (;;)
+      pause();
+  }
+  close(pipefd[1]);
+  char b;
+  assert_int_equal(read(pipefd[0], &b, 1), 1);
+  close(pipefd[0]);
+  kill(pid, SIGKILL);
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  /* The server notices the dead client within moments; the store's own
+   * writes then go on (bounded retries, as a device retries after 5.03). */
+  est_err rc = EST_ERR_BUSY;
+  for (int i = 0; i < 50 && rc == EST_ERR_BUSY; i++)
+    rc = store_meta_set(f->s, "after", "kill");
+  assert_int_equal(rc, EST_OK);
+  assert_int_equal(query(f->path, "SELECT count(*) FROM meta WHERE key = 'half'"), 0);
+}
+
+/* The server ends our connection (restart, failover, admin): that call is
+ * EST_ERR_BUSY, the next one connects again, and the data version moves
+ * because notices may have been missed. */
+static void test_pg_reconnect(void **state) {
+  fx *f = *state;
+  int64_t id = create(f, 1, STORE_FN_SEN);
+  uint64_t v1, v2;
+  assert_int_equal(store_data_version(f->s, &v1), EST_OK);
+  raw_exec(f->path, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'est-coaps' AND datname = current_database()");
+  assert_int_equal(store_request_decide(f->s, id, true, NULL, "op"), EST_ERR_BUSY);
+  assert_int_equal(state_of(f, id), STORE_REQ_PENDING);
+  assert_int_equal(store_request_decide(f->s, id, true, NULL, "op"), EST_OK);
+  assert_int_equal(store_data_version(f->s, &v2), EST_OK);
+  assert_true(v2 != v1);
+}
+
+static void test_pg_backup_refused(void **state) {
+  fx *f = *state;
+  char path[TEST_DB_PATH_MAX + 16];
+  int pages = -1;
+  snprintf(path, sizeof path, "%s/copy.db", f->dir);
+  assert_int_equal(store_backup(f->s, path, &pages), EST_ERR_INVALID);
+  assert_non_null(strstr(store_errmsg(f->s), "pg_dump"));
+  struct stat sb;
+  assert_int_equal(stat(path, &sb), -1);
+}
+
+/* Nodes race to record the certificate of one approved request: exactly
+ * one wins, the others are told it is no longer approved. */
+#define RACERS 6
+static void test_pg_issue_race(void **state) {
+  fx *f = *state;
+  int64_t id = create(f, 1, STORE_FN_SEN);
+  assert_int_equal(store_request_decide(f->s, id, true, NULL, "op"), EST_OK);
+  store_close(f->s); /* no connection across fork */
+  f->s = NULL;
+  fflush(NULL);
+  pid_t pids[RACERS];
+  for (int i = 0; i < RACERS; i++) {
+    pids[i] = fork();
+    assert_true(pids[i] >= 0);
+    if (pids[i] == 0) {
+      store *s = child_open(f->path);
+      char serial[16];
+      snprintf(serial, sizeof serial, "aa%02d", i);
+      store_cert_new c = cert(serial);
+      int64_t cid;
+      est_err rc = EST_ERR_BUSY;
+      for (int t = 0; t < 100 && rc == EST_ERR_BUSY; t++)
+        rc = store_request_issue(s, id, &c, "coapd", &cid);
+      store_close(s);
+      _exit(rc == EST_OK ? 10 : rc == EST_ERR_STATE ? 11 : 12);
+    }
+  }
+  int won = 0, lost = 0;
+  for (int i = 0; i < RACERS; i++) {
+    int status = 0;
+    assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 10)
+      won++;
+    else if (WEXITSTATUS(status) == 11)
+      lost++;
+  }
+  assert_int_equal(won, 1);
+  assert_int_equal(lost, RACERS - 1);
+  assert_int_equal(N_CERT(f), 1);
+  assert_int_equal(query(f->path, "SELECT count(*) FROM audit WHERE action = 'issued'"), 1);
+  reopen(f);
+  assert_int_equal(state_of(f, id), STORE_REQ_ISSUED);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown(test_open_creates_schema, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_open_synchronous, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_open_missing_without_create, setup,
-                                    teardown),
+  /* Both backends run these. */
+  const struct CMUnitTest common[] = {
     cmocka_unit_test_setup_teardown(test_open_bad_arguments, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_open_schema_newer_refused, setup,
-                                    teardown),
-    cmocka_unit_test_setup_teardown(test_open_foreign_database_refused, setup,
-                                    teardown),
     cmocka_unit_test_setup_teardown(test_open_read_only, setup, teardown),
     cmocka_unit_test_setup_teardown(test_manual_flow, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retry_key, setup, teardown),
     cmocka_unit_test_setup_teardown(test_decide_transitions, setup, teardown),
     cmocka_unit_test_setup_teardown(test_rejected_retry, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_rejection_without_ttl_holds, setup,
-                                    teardown),
+    cmocka_unit_test_setup_teardown(test_rejection_without_ttl_holds, setup, teardown),
     cmocka_unit_test_setup_teardown(test_lookup_expires, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_create_expires_overdue_row, setup,
-                                    teardown),
+    cmocka_unit_test_setup_teardown(test_create_expires_overdue_row, setup, teardown),
     cmocka_unit_test_setup_teardown(test_decide_overdue, setup, teardown),
     cmocka_unit_test_setup_teardown(test_expire_sweep, setup, teardown),
     cmocka_unit_test_setup_teardown(test_count_live, setup, teardown),
@@ -1995,22 +2244,44 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_request_list, setup, teardown),
     cmocka_unit_test_setup_teardown(test_cert_list_and_get, setup, teardown),
     cmocka_unit_test_setup_teardown(test_preauth, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_preauth_then_approved_request, setup,
-                                    teardown),
+    cmocka_unit_test_setup_teardown(test_preauth_then_approved_request, setup, teardown),
     cmocka_unit_test_setup_teardown(test_audit_feed, setup, teardown),
     cmocka_unit_test_setup_teardown(test_audit_joined_fields, setup, teardown),
     cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
     cmocka_unit_test_setup_teardown(test_data_version, setup, teardown),
     cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
     cmocka_unit_test(test_names),
+    cmocka_unit_test_setup_teardown(test_client_serial, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_ra, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_preauth_bound, setup, teardown),
+  };
+  /* What only an SQLite file has: its header, pragmas, the fault hooks
+   * on sqlite3_step and file locks. */
+  const struct CMUnitTest sqlite_only[] = {
+    cmocka_unit_test_setup_teardown(test_open_creates_schema, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_open_synchronous, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_open_missing_without_create, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_open_schema_newer_refused, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_open_foreign_database_refused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
     cmocka_unit_test_setup_teardown(test_fault_every_step, setup, teardown),
     cmocka_unit_test_setup_teardown(test_locked_database, setup, teardown),
     cmocka_unit_test_setup_teardown(test_crash_mid_transaction, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_client_serial, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_ra, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_preauth_bound, setup, teardown),
     cmocka_unit_test_setup_teardown(test_schema2_upgrade, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  const struct CMUnitTest pg_only[] = {
+    cmocka_unit_test_setup_teardown(test_pg_open_creates_schema, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_pg_schema_newer_refused, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_pg_write_lock, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_pg_backup_refused, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_pg_issue_race, setup, teardown),
+    cmocka_unit_test(test_pg_foreign_and_missing),
+  };
+  int failed = cmocka_run_group_tests_name("common", common, NULL, NULL);
+  if (test_db_is_pg())
+    failed += cmocka_run_group_tests_name("postgresql", pg_only, NULL, NULL);
+  else
+    failed += cmocka_run_group_tests_name("sqlite", sqlite_only, NULL, NULL);
+  return failed;
 }
